@@ -1,0 +1,11 @@
+/** Jest runs the TypeScript tests directly through ts-jest; real-program judges (openssl, certtool, gnutls) are spawned by the tests. */
+module.exports = {
+  preset: "ts-jest",
+  testEnvironment: "node",
+  roots: ["<rootDir>/tests"],
+  testMatch: ["**/*.test.ts"],
+  testTimeout: 120000,
+  transform: {
+    "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.test.json" }],
+  },
+};
