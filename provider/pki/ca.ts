@@ -1,0 +1,170 @@
+/** Certificate authorities: self-signed roots, intermediates under a parent CA, and imported CAs. */
+import * as der from "./asn1";
+import { signCertificate } from "./certificate";
+import { PkiError } from "./errors";
+import {
+  authorityKeyIdentifier,
+  basicConstraints,
+  Extension,
+  keyUsage,
+  OID,
+  readBasicConstraints,
+  subjectKeyIdentifier,
+} from "./extensions";
+import { IssuerCredentials, loadIssuer } from "./issuer";
+import {
+  DEFAULT_KEY_SPEC,
+  generatePrivateKey,
+  keyIdentifier,
+  KeySpec,
+  keySpecOf,
+  loadPrivateKey,
+  parseKeySpec,
+  spkiDer,
+  toPkcs8Pem,
+} from "./keys";
+import { normalizeSubject, Subject, subjectToAsn1 } from "./names";
+import { CertificateFacts, factsOf } from "./result";
+import { newSerialNumber, normalizeSerial } from "./serial";
+import { parseCerttoolTemplate } from "./template";
+import { computeValidity, DEFAULT_CA_VALIDITY_HOURS } from "./validity";
+import { findExtension, parseCertificateDer } from "./x509";
+
+/** Arguments of `createCertificateAuthority`. Give `subject` or a certtool `template`, not both. */
+export interface CreateCertificateAuthorityArgs {
+  /** The CA's subject, e.g. `{ commonName: "Libvirt Project" }`. */
+  readonly subject?: Subject;
+  /** A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`; it must contain `ca`. */
+  readonly template?: string;
+  /** Type of a newly generated key. @default "rsa-3072" */
+  readonly keySpec?: KeySpec;
+  /** Use this existing private key instead of generating one. */
+  readonly keyPem?: string;
+  /** Lifetime in hours. @default 87600 (10 years), or the template's expiration_days */
+  readonly validityHours?: number;
+  /** basicConstraints pathLenConstraint: how many intermediate CAs may follow. @default 0 */
+  readonly pathLength?: number;
+  /** Sign this CA with a parent CA (an intermediate) instead of self-signing. */
+  readonly parent?: IssuerCredentials;
+  /** With `parent`: end with the parent instead of failing when the CA would outlive it. @default false */
+  readonly truncateToIssuer?: boolean;
+  /** Policy: refuse validity longer than this many hours. @default no limit */
+  readonly maxValidityHours?: number;
+  /** Explicit serial (hex). @default a time-ordered random serial */
+  readonly serialNumber?: string;
+  /** Issuance time. @default now */
+  readonly now?: Date;
+}
+
+/** A CA: certificate, key and chain, plus its facts. */
+export interface CertificateAuthority extends CertificateFacts {
+  /** The CA private key, PKCS#8 PEM. Secret. */
+  readonly keyPem: string;
+  /** This CA's certificate followed by its parents' up to the root, PEM. */
+  readonly chainPem: string;
+  /** The path length constraint written into the certificate (undefined: unlimited). */
+  readonly pathLength?: number;
+}
+
+function checkPathLength(value: unknown, property: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 16) {
+    throw new PkiError(property, `must be a whole number from 0 to 16, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Creates a CA: self-signed root, or an intermediate signed by `parent`. The key never leaves as anything but PEM. */
+export async function createCertificateAuthority(
+  args: CreateCertificateAuthorityArgs,
+): Promise<CertificateAuthority> {
+  let subject: Subject;
+  let validityHours = args.validityHours;
+  let pathLength = args.pathLength;
+  let serial = args.serialNumber;
+  if (args.template !== undefined) {
+    if (args.subject !== undefined) {
+      throw new PkiError("template", "give either template or subject, not both");
+    }
+    const t = parseCerttoolTemplate(args.template);
+    if (!t.ca) throw new PkiError("template", "a CA template must contain the `ca` keyword");
+    if (t.dnsNames.length || t.ipAddresses.length || t.extendedKeyUsages.length) {
+      throw new PkiError(
+        "template",
+        "a CA template must not contain dns_name, ip_address or tls_www_* lines",
+      );
+    }
+    subject = normalizeSubject(t.subject, "template");
+    validityHours ??= t.expirationDays !== undefined ? t.expirationDays * 24 : undefined;
+    pathLength ??= t.pathLength;
+    serial ??= t.serialNumber;
+  } else {
+    subject = normalizeSubject(args.subject, "subject");
+  }
+  pathLength = checkPathLength(pathLength ?? 0, "pathLength");
+  const now = args.now ?? new Date();
+  const parent = args.parent ? loadIssuer(args.parent, "parent") : undefined;
+  if (parent && parent.pathLength !== undefined && parent.pathLength <= pathLength) {
+    throw new PkiError(
+      "pathLength",
+      `the parent CA allows ${parent.pathLength} more CA level(s) below it, so this CA's pathLength must be below ${parent.pathLength}`,
+    );
+  }
+  const key = args.keyPem
+    ? loadPrivateKey(args.keyPem, "keyPem")
+    : loadPrivateKey(await generatePrivateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC)), "keyPem");
+  const spki = spkiDer(key);
+  const validity = computeValidity({
+    validityHours: validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
+    now,
+    issuerNotAfter: parent?.cert.notAfter,
+    truncateToIssuer: args.truncateToIssuer,
+    maxValidityHours: args.maxValidityHours,
+  });
+  const subjectName = subjectToAsn1(subject);
+  const ownKeyId = keyIdentifier(spki);
+  const extensions: Extension[] = [
+    basicConstraints(true, pathLength),
+    keyUsage(["keyCertSign", "cRLSign"], true),
+    subjectKeyIdentifier(ownKeyId),
+    authorityKeyIdentifier(parent ? parent.keyId : ownKeyId),
+  ];
+  const certDer = signCertificate(
+    {
+      serialNumber: serial !== undefined ? normalizeSerial(serial) : newSerialNumber(now),
+      issuer: parent ? parent.cert.subject : subjectName,
+      subject: subjectName,
+      validity,
+      spki,
+      extensions,
+    },
+    parent ? parent.key : key,
+  );
+  const cert = parseCertificateDer(certDer);
+  const certPem = der.derToPem(certDer, "CERTIFICATE");
+  return {
+    ...factsOf(cert, keySpecOf(key)),
+    keyPem: toPkcs8Pem(key),
+    chainPem: certPem + (parent ? parent.chainPem : ""),
+    pathLength,
+  };
+}
+
+/** Arguments of `importCertificateAuthority`. */
+export interface ImportCertificateAuthorityArgs {
+  /** The CA certificate, optionally followed by its chain to the root (PEM). */
+  readonly certPem: string;
+  /** Its private key (PEM). Secret. */
+  readonly keyPem: string;
+}
+
+/** Takes an existing CA (e.g. made by certtool, or an intermediate of a corporate CA) after checking cert and key match. */
+export function importCertificateAuthority(args: ImportCertificateAuthorityArgs): CertificateAuthority {
+  const issuer = loadIssuer(args, "import");
+  const bc = findExtension(issuer.cert, OID.basicConstraints);
+  return {
+    ...factsOf(issuer.cert, keySpecOf(issuer.key)),
+    keyPem: toPkcs8Pem(issuer.key),
+    chainPem: issuer.chainPem,
+    pathLength: bc ? readBasicConstraints(bc.value).pathLength : undefined,
+  };
+}

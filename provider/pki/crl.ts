@@ -1,0 +1,222 @@
+/**
+ * Certificate revocation lists (RFC 5280 v2). node-forge has no CRL writer, so the TBSCertList is
+ * assembled here with forge's ASN.1 module and signed natively, like certificates.
+ */
+import forge from "node-forge";
+import * as der from "./asn1";
+import { PkiError } from "./errors";
+import {
+  authorityKeyIdentifier,
+  extensionsFromAsn1,
+  extensionsToAsn1,
+  OID,
+  readAuthorityKeyIdentifier,
+} from "./extensions";
+import { IssuerCredentials, loadIssuer } from "./issuer";
+import { algorithmIdentifier, keySpecOf, signatureAlgorithmFor, signStructure } from "./keys";
+import { compatDistinguishedName, nameFromAsn1 } from "./names";
+import { normalizeSerial } from "./serial";
+import { checkHours } from "./validity";
+
+/** RFC 5280 CRLReason values by name (7 is unused in the standard). */
+export const REVOCATION_REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  cACompromise: 2,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  certificateHold: 6,
+  removeFromCRL: 8,
+  privilegeWithdrawn: 9,
+  aACompromise: 10,
+} as const;
+/** A revocation reason name. */
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+
+/** One revoked certificate. */
+export interface RevokedCertificate {
+  /** Serial number (hex, colons allowed). */
+  readonly serialNumber: string;
+  /** When it was revoked. @default the CRL's thisUpdate */
+  readonly revocationDate?: Date | string;
+  /** Why. @default no reasonCode entry extension (unspecified) */
+  readonly reason?: RevocationReason;
+}
+
+/** Default time to the next CRL update: 7 days. */
+export const DEFAULT_CRL_NEXT_UPDATE_HOURS = 168;
+
+/** Arguments of `createCrl`. */
+export interface CreateCrlArgs {
+  /** The CA that signs the CRL (and issued the revoked certificates). */
+  readonly issuer: IssuerCredentials;
+  /** The revoked certificates. @default none (an empty CRL is still useful: it is what libvirt loads) */
+  readonly revoked?: readonly RevokedCertificate[];
+  /** CRL number (decimal). @default seconds since the Unix epoch at thisUpdate, so re-signing increases it */
+  readonly crlNumber?: number;
+  /** Issue time. @default now */
+  readonly thisUpdate?: Date;
+  /** Hours until nextUpdate. @default 168 */
+  readonly nextUpdateHours?: number;
+}
+
+/** A signed CRL. */
+export interface Crl {
+  /** The CRL, PEM (`X509 CRL`). */
+  readonly crlPem: string;
+  /** Its CRL number. */
+  readonly crlNumber: number;
+  /** thisUpdate, ISO 8601. */
+  readonly thisUpdate: string;
+  /** nextUpdate, ISO 8601. */
+  readonly nextUpdate: string;
+  /** Revoked serials, normalised hex, sorted. */
+  readonly revokedSerials: string[];
+}
+
+function toDate(value: Date | string, property: string): Date {
+  const d = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(d.getTime())) throw new PkiError(property, `${JSON.stringify(value)} is not a date`);
+  return d;
+}
+
+/** Creates and signs a v2 CRL with cRLNumber and authorityKeyIdentifier, and a reasonCode per entry when given. */
+export function createCrl(args: CreateCrlArgs): Crl {
+  const issuer = loadIssuer(args.issuer, "issuer");
+  const thisUpdate = new Date(Math.floor((args.thisUpdate ?? new Date()).getTime() / 1000) * 1000);
+  const hours = checkHours(args.nextUpdateHours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS, "nextUpdateHours");
+  const nextUpdate = new Date(thisUpdate.getTime() + Math.round(hours * 3_600_000));
+  const crlNumber = args.crlNumber ?? Math.floor(thisUpdate.getTime() / 1000);
+  if (!Number.isSafeInteger(crlNumber) || crlNumber < 0) {
+    throw new PkiError("crlNumber", `must be a whole number of 0 or more, got ${crlNumber}`);
+  }
+  const seen = new Set<string>();
+  const entries = (args.revoked ?? []).map((r, i) => {
+    const serial = normalizeSerial(r?.serialNumber, `revoked[${i}].serialNumber`);
+    if (seen.has(serial))
+      throw new PkiError(`revoked[${i}].serialNumber`, `serial ${serial} is listed twice`);
+    seen.add(serial);
+    if (r.reason !== undefined && !(r.reason in REVOCATION_REASONS)) {
+      throw new PkiError(
+        `revoked[${i}].reason`,
+        `unknown reason ${JSON.stringify(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+      );
+    }
+    const date =
+      r.revocationDate !== undefined ? toDate(r.revocationDate, `revoked[${i}].revocationDate`) : thisUpdate;
+    return { serial, date, reason: r.reason };
+  });
+  entries.sort((a, b) => a.serial.length - b.serial.length || a.serial.localeCompare(b.serial));
+  const entryNodes = entries.map((e) => {
+    const items = [der.hexInt(e.serial), der.time(e.date)];
+    if (e.reason !== undefined && e.reason !== "unspecified") {
+      const code = forge.asn1.create(
+        forge.asn1.Class.UNIVERSAL,
+        forge.asn1.Type.ENUMERATED,
+        false,
+        String.fromCharCode(REVOCATION_REASONS[e.reason]),
+      );
+      items.push(extensionsToAsn1([{ oid: OID.reasonCode, critical: false, value: code }]));
+    }
+    return der.seq(items);
+  });
+  const alg = signatureAlgorithmFor(keySpecOf(issuer.key));
+  const crlNumberNode = der.hexInt(crlNumber.toString(16));
+  const tbs = der.seq([
+    der.smallInt(1),
+    algorithmIdentifier(alg),
+    issuer.cert.subject,
+    der.time(thisUpdate),
+    der.time(nextUpdate),
+    ...(entryNodes.length ? [der.seq(entryNodes)] : []),
+    der.explicit(
+      0,
+      extensionsToAsn1([
+        authorityKeyIdentifier(issuer.keyId),
+        { oid: OID.cRLNumber, critical: false, value: crlNumberNode },
+      ]),
+    ),
+  ]);
+  return {
+    crlPem: der.derToPem(signStructure(tbs, issuer.key), "X509 CRL"),
+    crlNumber,
+    thisUpdate: thisUpdate.toISOString(),
+    nextUpdate: nextUpdate.toISOString(),
+    revokedSerials: entries.map((e) => e.serial),
+  };
+}
+
+/** What `inspectCrl` reads from a CRL. */
+export interface CrlSummary {
+  /** Issuer DN, compat form. */
+  readonly issuerDn: string;
+  /** thisUpdate, ISO 8601. */
+  readonly thisUpdate: string;
+  /** nextUpdate, ISO 8601 (undefined if absent). */
+  readonly nextUpdate?: string;
+  /** CRL number, if present. */
+  readonly crlNumber?: number;
+  /** Authority key identifier, hex, if present. */
+  readonly authorityKeyIdentifier?: string;
+  /** Revoked serials with their dates and reason codes. */
+  readonly revoked: { serialNumber: string; revocationDate: string; reasonCode?: number }[];
+}
+
+/** Reads a PEM CRL (no signature check: use `openssl crl -verify` or `verifyCrl` for that). */
+export function inspectCrl(pem: string, property = "crlPem"): CrlSummary {
+  try {
+    const [tbs] = der.children(der.fromDer(der.pemToDer(pem, ["X509 CRL"], "CRL")));
+    const parts = der.children(tbs);
+    let i = parts[0].type === forge.asn1.Type.INTEGER ? 1 : 0;
+    const issuer = parts[i + 1];
+    const thisUpdate = der.readTime(parts[i + 2]);
+    i += 3;
+    let nextUpdate: Date | undefined;
+    if (
+      parts[i] &&
+      (parts[i].type === forge.asn1.Type.UTCTIME || parts[i].type === forge.asn1.Type.GENERALIZEDTIME) &&
+      parts[i].tagClass === forge.asn1.Class.UNIVERSAL
+    ) {
+      nextUpdate = der.readTime(parts[i]);
+      i++;
+    }
+    const revoked: CrlSummary["revoked"] = [];
+    if (
+      parts[i] &&
+      parts[i].tagClass === forge.asn1.Class.UNIVERSAL &&
+      parts[i].type === forge.asn1.Type.SEQUENCE
+    ) {
+      for (const entry of der.children(parts[i])) {
+        const [serial, date, exts] = der.children(entry);
+        const reason = exts ? extensionsFromAsn1(exts).find((e) => e.oid === OID.reasonCode) : undefined;
+        revoked.push({
+          serialNumber: der.intHex(serial),
+          revocationDate: der.readTime(date).toISOString(),
+          ...(reason ? { reasonCode: (reason.value.value as string).charCodeAt(0) } : {}),
+        });
+      }
+      i++;
+    }
+    let crlNumber: number | undefined;
+    let aki: string | undefined;
+    const extWrapper = parts[i];
+    if (extWrapper && extWrapper.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC) {
+      for (const ext of extensionsFromAsn1(der.children(extWrapper)[0])) {
+        if (ext.oid === OID.cRLNumber) crlNumber = parseInt(der.intHex(ext.value), 16);
+        if (ext.oid === OID.authorityKeyIdentifier) aki = readAuthorityKeyIdentifier(ext.value);
+      }
+    }
+    return {
+      issuerDn: compatDistinguishedName(nameFromAsn1(issuer)),
+      thisUpdate: thisUpdate.toISOString(),
+      ...(nextUpdate ? { nextUpdate: nextUpdate.toISOString() } : {}),
+      ...(crlNumber !== undefined ? { crlNumber } : {}),
+      ...(aki ? { authorityKeyIdentifier: aki } : {}),
+      revoked,
+    };
+  } catch (e) {
+    if (e instanceof PkiError) throw e;
+    throw new PkiError(property, "expected a PEM CRL (-----BEGIN X509 CRL-----)");
+  }
+}

@@ -1,0 +1,77 @@
+/** Loading an issuing CA from `{ certPem, keyPem }` and checking it may sign what is asked of it. */
+import { KeyObject } from "node:crypto";
+import * as der from "./asn1";
+import { PkiError } from "./errors";
+import { OID, readBasicConstraints, readKeyUsage, readSubjectKeyIdentifier } from "./extensions";
+import { keyIdentifier, loadPrivateKey, spkiDer } from "./keys";
+import { findExtension, parseCertificateBundle, ParsedCertificate } from "./x509";
+
+/** A CA's credentials as the functions here take them (also what another stack exports). */
+export interface IssuerCredentials {
+  /** The CA certificate (PEM). Further certificates after the first are taken as its chain to the root. */
+  readonly certPem: string;
+  /** The CA private key (PEM, PKCS#8, PKCS#1 or SEC1). Secret. */
+  readonly keyPem: string;
+  /** The CA certificate followed by its parents up to the root (what `createCertificateAuthority` returns). */
+  readonly chainPem?: string;
+}
+
+/** A loaded, checked issuer. */
+export interface LoadedIssuer {
+  /** The issuing certificate. */
+  readonly cert: ParsedCertificate;
+  /** Its private key. */
+  readonly key: KeyObject;
+  /** Its key identifier (from its subjectKeyIdentifier, else computed). */
+  readonly keyId: Buffer;
+  /** Its path length constraint, if any. */
+  readonly pathLength?: number;
+  /** The issuer certificate followed by its chain, PEM. */
+  readonly chainPem: string;
+}
+
+/** Whether a private key is the one whose public half is in this SubjectPublicKeyInfo. */
+export function keyMatchesSpki(key: KeyObject, spki: Buffer): boolean {
+  return spkiDer(key).equals(spki);
+}
+
+/** Loads and checks an issuer: a CA certificate (CA:TRUE, keyCertSign if keyUsage is present) and its matching key. */
+export function loadIssuer(issuer: IssuerCredentials | undefined, property = "issuer"): LoadedIssuer {
+  if (!issuer || typeof issuer !== "object") {
+    throw new PkiError(property, "the issuing CA is required as { certPem, keyPem }");
+  }
+  const certs = parseCertificateBundle(issuer.certPem, `${property}.certPem`);
+  const cert = certs[0];
+  const key = loadPrivateKey(issuer.keyPem, `${property}.keyPem`);
+  const bc = findExtension(cert, OID.basicConstraints);
+  const constraints = bc ? readBasicConstraints(bc.value) : { ca: false };
+  if (!constraints.ca) {
+    throw new PkiError(
+      `${property}.certPem`,
+      "this certificate is not a CA (basicConstraints CA:TRUE is missing)",
+    );
+  }
+  const ku = findExtension(cert, OID.keyUsage);
+  if (ku && !readKeyUsage(ku.value).includes("keyCertSign")) {
+    throw new PkiError(`${property}.certPem`, "the CA certificate's keyUsage does not allow keyCertSign");
+  }
+  if (!keyMatchesSpki(key, cert.spki)) {
+    throw new PkiError(`${property}.keyPem`, "the private key does not match the CA certificate");
+  }
+  let chain = certs;
+  if (issuer.chainPem !== undefined && issuer.chainPem !== "") {
+    chain = parseCertificateBundle(issuer.chainPem, `${property}.chainPem`);
+    if (!chain[0].der.equals(cert.der)) {
+      throw new PkiError(`${property}.chainPem`, "the chain must start with the CA certificate itself");
+    }
+  }
+  const ski = findExtension(cert, OID.subjectKeyIdentifier);
+  const keyId = ski ? Buffer.from(readSubjectKeyIdentifier(ski.value), "hex") : keyIdentifier(cert.spki);
+  return {
+    cert,
+    key,
+    keyId,
+    pathLength: constraints.pathLength,
+    chainPem: chain.map((c) => der.derToPem(c.der, "CERTIFICATE")).join(""),
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * Private keys: generation off the event loop, PEM import in every common encoding, and the native
+ * signing that certificates, CSRs and CRLs share. Node's crypto does all the key work: it is native,
+ * asynchronous, and (unlike node-forge) handles ECDSA and Ed25519.
+ */
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair,
+  KeyObject,
+  sign as nodeSign,
+} from "node:crypto";
+import { promisify } from "node:util";
+import * as der from "./asn1";
+import { PkiError } from "./errors";
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/** The key types this library issues. `rsa-3072` is the default everywhere. */
+export type KeySpec = "rsa-2048" | "rsa-3072" | "rsa-4096" | "ecdsa-p256" | "ecdsa-p384" | "ed25519";
+
+/** Every supported key spec, in a stable order. */
+export const KEY_SPECS: readonly KeySpec[] = [
+  "rsa-2048",
+  "rsa-3072",
+  "rsa-4096",
+  "ecdsa-p256",
+  "ecdsa-p384",
+  "ed25519",
+];
+
+/** The default key spec: RSA 3072 bits. */
+export const DEFAULT_KEY_SPEC: KeySpec = "rsa-3072";
+
+/** Checks a key spec given as text, naming the property on error. */
+export function parseKeySpec(value: unknown, property = "keySpec"): KeySpec {
+  if (value === undefined || value === null || value === "") return DEFAULT_KEY_SPEC;
+  if (typeof value === "string" && (KEY_SPECS as readonly string[]).includes(value.toLowerCase())) {
+    return value.toLowerCase() as KeySpec;
+  }
+  throw new PkiError(
+    property,
+    `unknown key spec ${JSON.stringify(value)}; use one of ${KEY_SPECS.join(", ")}`,
+  );
+}
+
+/** Generates a private key asynchronously (in libuv's thread pool) and returns it as PKCS#8 PEM. */
+export async function generatePrivateKey(spec: KeySpec = DEFAULT_KEY_SPEC): Promise<string> {
+  const pkcs8 = { format: "pem", type: "pkcs8" } as const;
+  const spki = { format: "pem", type: "spki" } as const;
+  switch (spec) {
+    case "rsa-2048":
+    case "rsa-3072":
+    case "rsa-4096": {
+      const bits = Number(spec.slice(4));
+      const { privateKey } = await generateKeyPairAsync("rsa", {
+        modulusLength: bits,
+        publicExponent: 0x10001,
+        privateKeyEncoding: pkcs8,
+        publicKeyEncoding: spki,
+      });
+      return privateKey;
+    }
+    case "ecdsa-p256":
+    case "ecdsa-p384": {
+      const namedCurve = spec === "ecdsa-p256" ? "prime256v1" : "secp384r1";
+      const { privateKey } = await generateKeyPairAsync("ec", {
+        namedCurve,
+        privateKeyEncoding: pkcs8,
+        publicKeyEncoding: spki,
+      });
+      return privateKey;
+    }
+    case "ed25519": {
+      const { privateKey } = await generateKeyPairAsync("ed25519", {
+        privateKeyEncoding: pkcs8,
+        publicKeyEncoding: spki,
+      });
+      return privateKey;
+    }
+  }
+}
+
+/**
+ * Loads an unencrypted private key from PEM: PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or
+ * SEC1 (`EC PRIVATE KEY`). The error names `property` and never echoes the input.
+ */
+export function loadPrivateKey(pem: string, property = "keyPem"): KeyObject {
+  if (typeof pem !== "string" || !/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(pem)) {
+    if (typeof pem === "string" && pem.includes("ENCRYPTED PRIVATE KEY")) {
+      throw new PkiError(
+        property,
+        "encrypted private keys are not supported; decrypt it first (openssl pkey)",
+      );
+    }
+    throw new PkiError(
+      property,
+      "expected a PEM private key (PKCS#8 'PRIVATE KEY', PKCS#1 'RSA PRIVATE KEY' or SEC1 'EC PRIVATE KEY')",
+    );
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: pem, format: "pem" });
+  } catch {
+    throw new PkiError(property, "the PEM private key could not be decoded");
+  }
+  keySpecOf(key, property);
+  return key;
+}
+
+/** The spec of a key (private or public); throws for key types and sizes this library does not issue with. */
+export function keySpecOf(key: KeyObject, property = "keyPem"): KeySpec {
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case "rsa": {
+      const spec = `rsa-${details.modulusLength}`;
+      if ((KEY_SPECS as readonly string[]).includes(spec)) return spec as KeySpec;
+      throw new PkiError(property, `RSA keys must be 2048, 3072 or 4096 bits, got ${details.modulusLength}`);
+    }
+    case "ec":
+      if (details.namedCurve === "prime256v1") return "ecdsa-p256";
+      if (details.namedCurve === "secp384r1") return "ecdsa-p384";
+      throw new PkiError(property, `EC keys must be on P-256 or P-384, got ${details.namedCurve}`);
+    case "ed25519":
+      return "ed25519";
+    default:
+      throw new PkiError(
+        property,
+        `unsupported key type ${key.asymmetricKeyType}; use RSA, ECDSA or Ed25519`,
+      );
+  }
+}
+
+/** PKCS#8 PEM of a private key. */
+export function toPkcs8Pem(key: KeyObject): string {
+  return key.export({ format: "pem", type: "pkcs8" }) as string;
+}
+
+/** DER SubjectPublicKeyInfo of a key (private keys give their public half). */
+export function spkiDer(key: KeyObject): Buffer {
+  const pub = key.type === "private" ? createPublicKey(key) : key;
+  return pub.export({ format: "der", type: "spki" }) as Buffer;
+}
+
+/**
+ * RFC 5280 section 4.2.1.2 method (1) key identifier: SHA-1 of the subjectPublicKey BIT STRING's bytes,
+ * the same value certtool and OpenSSL put in subjectKeyIdentifier.
+ */
+export function keyIdentifier(spki: Buffer): Buffer {
+  const bitString = der.children(der.fromDer(spki))[1];
+  const bytes = Buffer.from((bitString.value as string).slice(1), "binary");
+  return createHash("sha1").update(bytes).digest();
+}
+
+/** The signature algorithm a key of this spec signs with: its OID, and the digest Node uses. */
+export interface SignatureAlgorithm {
+  /** AlgorithmIdentifier OID. */
+  readonly oid: string;
+  /** Digest name for `crypto.sign`, or null for Ed25519 (which hashes internally). */
+  readonly hash: "sha256" | "sha384" | null;
+  /** Whether the AlgorithmIdentifier carries an explicit NULL parameter (RSA PKCS#1 v1.5). */
+  readonly nullParams: boolean;
+}
+
+/** Picks the signature algorithm for a signing key: SHA-256 for RSA and P-256, SHA-384 for P-384. */
+export function signatureAlgorithmFor(spec: KeySpec): SignatureAlgorithm {
+  switch (spec) {
+    case "ecdsa-p256":
+      return { oid: "1.2.840.10045.4.3.2", hash: "sha256", nullParams: false };
+    case "ecdsa-p384":
+      return { oid: "1.2.840.10045.4.3.3", hash: "sha384", nullParams: false };
+    case "ed25519":
+      return { oid: "1.3.101.112", hash: null, nullParams: false };
+    default:
+      return { oid: "1.2.840.113549.1.1.11", hash: "sha256", nullParams: true };
+  }
+}
+
+/** AlgorithmIdentifier node for a signature algorithm. */
+export function algorithmIdentifier(alg: SignatureAlgorithm): der.Asn1 {
+  return der.seq(alg.nullParams ? [der.oid(alg.oid), der.nul()] : [der.oid(alg.oid)]);
+}
+
+/**
+ * Signs a to-be-signed structure and wraps it as `SEQUENCE { tbs, algorithm, BIT STRING signature }`,
+ * the shape shared by certificates, CSRs and CRLs. Signing is native (OpenSSL inside Node).
+ */
+export function signStructure(tbs: der.Asn1, signer: KeyObject): Buffer {
+  const alg = signatureAlgorithmFor(keySpecOf(signer, "issuer.keyPem"));
+  const tbsDer = der.toDer(tbs);
+  const signature = nodeSign(alg.hash, tbsDer, signer);
+  return der.toDer(der.seq([tbs, algorithmIdentifier(alg), der.bits(signature.toString("binary"))]));
+}

@@ -1,0 +1,78 @@
+/** Validity windows: hours-based, back-dated for clock skew, bounded by the issuer and by policy. */
+import { PkiError } from "./errors";
+
+/** notBefore is set this many minutes before issuance so hosts with a slow clock accept new certificates. */
+export const BACKDATE_MINUTES = 5;
+/** Default leaf validity: 365 days, certtool's batch default. */
+export const DEFAULT_LEAF_VALIDITY_HOURS = 365 * 24;
+/** Default CA validity: 10 years. */
+export const DEFAULT_CA_VALIDITY_HOURS = 10 * 365 * 24;
+/** Ganeti's policy limit for short-lived certificates: less than one week. */
+export const GANETI_MAX_VALIDITY_HOURS = 168;
+
+/** What to compute a validity window from. */
+export interface ValidityOptions {
+  /** Requested lifetime in hours, counted from issuance. Must be > 0. */
+  readonly validityHours: number;
+  /** Issuance time. @default the current time */
+  readonly now?: Date;
+  /** Minutes to back-date notBefore. @default 5 */
+  readonly backdateMinutes?: number;
+  /** The issuer's notAfter: a certificate may not outlive its CA. */
+  readonly issuerNotAfter?: Date;
+  /** Shorten the certificate to end with its issuer instead of failing. @default false */
+  readonly truncateToIssuer?: boolean;
+  /** Policy: reject validity longer than this many hours (e.g. 168 for Ganeti). @default no limit */
+  readonly maxValidityHours?: number;
+}
+
+/** A certificate's validity window. */
+export interface Validity {
+  /** Start of validity (back-dated). */
+  readonly notBefore: Date;
+  /** End of validity. */
+  readonly notAfter: Date;
+}
+
+/** Checks an hours value (validity, renewal window): a finite number, optionally > 0. */
+export function checkHours(value: unknown, property: string, positive = true): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new PkiError(property, `must be a number of hours, got ${JSON.stringify(value)}`);
+  }
+  if (positive ? value <= 0 : value < 0) {
+    throw new PkiError(property, `must be ${positive ? "greater than 0" : "0 or more"} hours, got ${value}`);
+  }
+  return value;
+}
+
+/** Computes notBefore/notAfter, enforcing the policy limit and the issuer's lifetime. */
+export function computeValidity(opts: ValidityOptions): Validity {
+  const hours = checkHours(opts.validityHours, "validityHours");
+  if (opts.maxValidityHours !== undefined) {
+    const max = checkHours(opts.maxValidityHours, "maxValidityHours");
+    if (hours > max) {
+      throw new PkiError(
+        "validityHours",
+        `${hours} hours exceeds the policy maximum of ${max} hours; lower it`,
+      );
+    }
+  }
+  const now = opts.now ?? new Date();
+  const backdate = opts.backdateMinutes ?? BACKDATE_MINUTES;
+  const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - backdate * 60_000);
+  let notAfter = new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000));
+  if (opts.issuerNotAfter && notAfter.getTime() > opts.issuerNotAfter.getTime()) {
+    if (!opts.truncateToIssuer) {
+      throw new PkiError(
+        "validityHours",
+        `the certificate would end ${notAfter.toISOString()}, after its CA (${opts.issuerNotAfter.toISOString()}); ` +
+          "shorten validityHours, renew the CA, or set truncateToIssuer to end with the CA",
+      );
+    }
+    notAfter = new Date(opts.issuerNotAfter.getTime());
+  }
+  if (notAfter.getTime() <= notBefore.getTime()) {
+    throw new PkiError("validityHours", "the validity window is empty (the issuer has already expired?)");
+  }
+  return { notBefore, notAfter };
+}

@@ -1,0 +1,108 @@
+/**
+ * Reading certificates at the DER level. node-forge's certificate reader rejects non-RSA keys, so the
+ * TBSCertificate is walked here with forge's ASN.1 parser; the pieces are kept as nodes so an issuer's
+ * Name can be copied byte-for-byte into the certificates it signs.
+ */
+import { createPublicKey, KeyObject } from "node:crypto";
+import forge from "node-forge";
+import * as der from "./asn1";
+import { extensionsFromAsn1, RawExtension } from "./extensions";
+import { PkiError } from "./errors";
+
+/** A certificate split into the parts this library reads. */
+export interface ParsedCertificate {
+  /** The whole certificate, DER. */
+  readonly der: Buffer;
+  /** X.509 version (3 for v3). */
+  readonly version: number;
+  /** Serial number, lower-case hex without leading zero octets. */
+  readonly serialNumber: string;
+  /** Signature algorithm OID (outer). */
+  readonly signatureAlgorithm: string;
+  /** Issuer Name node, as encoded. */
+  readonly issuer: der.Asn1;
+  /** Subject Name node, as encoded. */
+  readonly subject: der.Asn1;
+  /** Start of validity. */
+  readonly notBefore: Date;
+  /** End of validity. */
+  readonly notAfter: Date;
+  /** SubjectPublicKeyInfo, DER. */
+  readonly spki: Buffer;
+  /** The subject public key. */
+  readonly publicKey: KeyObject;
+  /** Extensions in encoded order. */
+  readonly extensions: RawExtension[];
+}
+
+/** Certificate PEM labels accepted on input. */
+const CERT_LABELS = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
+
+/** Parses the first certificate of a PEM text; errors name `property`. */
+export function parseCertificatePem(pem: string, property = "certPem"): ParsedCertificate {
+  let bytes: Buffer;
+  try {
+    bytes = der.pemToDer(pem, CERT_LABELS, "certificate");
+  } catch (e) {
+    throw new PkiError(property, (e as Error).message);
+  }
+  return parseCertificateDer(bytes, property);
+}
+
+/** Every certificate in a PEM bundle, in order. */
+export function parseCertificateBundle(pem: string, property = "certPem"): ParsedCertificate[] {
+  const blocks = der
+    .pemBlocks(typeof pem === "string" ? pem : "")
+    .filter((b) => CERT_LABELS.includes(b.label));
+  if (blocks.length === 0) throw new PkiError(property, "expected one or more PEM certificates");
+  return blocks.map((b) => parseCertificateDer(b.der, property));
+}
+
+/** Parses a DER certificate. */
+export function parseCertificateDer(bytes: Buffer, property = "certPem"): ParsedCertificate {
+  try {
+    const cert = der.fromDer(bytes);
+    const [tbs, sigAlg] = der.children(cert);
+    const parts = der.children(tbs);
+    let i = 0;
+    let version = 1;
+    if (parts[0].tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && parts[0].type === 0) {
+      version = parseInt(der.intHex(der.children(parts[0])[0]), 16) + 1;
+      i = 1;
+    }
+    const serialNumber = der.intHex(parts[i]);
+    const issuer = parts[i + 2];
+    const [nb, na] = der.children(parts[i + 3]);
+    const subject = parts[i + 4];
+    const spki = der.toDer(parts[i + 5]);
+    const extWrapper = parts
+      .slice(i + 6)
+      .find((p) => p.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && p.type === 3);
+    return {
+      der: bytes,
+      version,
+      serialNumber,
+      signatureAlgorithm: der.oidText(der.children(sigAlg)[0]),
+      issuer,
+      subject,
+      notBefore: der.readTime(nb),
+      notAfter: der.readTime(na),
+      spki,
+      publicKey: createPublicKey({ key: spki, format: "der", type: "spki" }),
+      extensions: extWrapper ? extensionsFromAsn1(der.children(extWrapper)[0]) : [],
+    };
+  } catch (e) {
+    if (e instanceof PkiError) throw e;
+    throw new PkiError(property, "the certificate could not be parsed (malformed DER)");
+  }
+}
+
+/** The extension with this OID, if present. */
+export function findExtension(cert: ParsedCertificate, oid: string): RawExtension | undefined {
+  return cert.extensions.find((e) => e.oid === oid);
+}
+
+/** PEM of a parsed certificate. */
+export function certificatePem(cert: ParsedCertificate): string {
+  return der.derToPem(cert.der, "CERTIFICATE");
+}
