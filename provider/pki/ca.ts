@@ -14,7 +14,7 @@ import {
 import { IssuerCredentials, loadIssuer } from "./issuer";
 import {
   DEFAULT_KEY_SPEC,
-  generatePrivateKey,
+  generateKey,
   keyIdentifier,
   KeySpec,
   keySpecOf,
@@ -109,9 +109,10 @@ export async function createCertificateAuthority(
       `the parent CA allows ${parent.pathLength} more CA level(s) below it, so this CA's pathLength must be below ${parent.pathLength}`,
     );
   }
-  const key = args.keyPem
-    ? loadPrivateKey(args.keyPem, "keyPem")
-    : loadPrivateKey(await generatePrivateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC)), "keyPem");
+  const key =
+    args.keyPem !== undefined
+      ? loadPrivateKey(args.keyPem, "keyPem")
+      : (await generateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC))).privateKey;
   const spki = spkiDer(key);
   const validity = computeValidity({
     validityHours: validityHours ?? DEFAULT_CA_VALIDITY_HOURS,

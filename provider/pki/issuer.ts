@@ -1,5 +1,5 @@
 /** Loading an issuing CA from `{ certPem, keyPem }` and checking it may sign what is asked of it. */
-import { KeyObject } from "node:crypto";
+import { createHash, KeyObject } from "node:crypto";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
 import { OID, readBasicConstraints, readKeyUsage, readSubjectKeyIdentifier } from "./extensions";
@@ -35,11 +35,36 @@ export function keyMatchesSpki(key: KeyObject, spki: Buffer): boolean {
   return spkiDer(key).equals(spki);
 }
 
+/**
+ * Checked issuers by a digest of their PEM inputs. Parsing a PEM key and re-checking the certificate
+ * cost more than signing, and one provider process issues many certificates from the same CA. The
+ * key objects are held in memory only, as they would be during issuance anyway.
+ */
+const issuerCache = new Map<string, LoadedIssuer>();
+const ISSUER_CACHE_SIZE = 16;
+
 /** Loads and checks an issuer: a CA certificate (CA:TRUE, keyCertSign if keyUsage is present) and its matching key. */
 export function loadIssuer(issuer: IssuerCredentials | undefined, property = "issuer"): LoadedIssuer {
   if (!issuer || typeof issuer !== "object") {
     throw new PkiError(property, "the issuing CA is required as { certPem, keyPem }");
   }
+  const cacheKey =
+    typeof issuer.certPem === "string" && typeof issuer.keyPem === "string"
+      ? createHash("sha256")
+          .update(`${issuer.certPem}\0${issuer.keyPem}\0${issuer.chainPem ?? ""}`)
+          .digest("hex")
+      : undefined;
+  const cached = cacheKey ? issuerCache.get(cacheKey) : undefined;
+  if (cached) return cached;
+  const loaded = checkIssuer(issuer, property);
+  if (cacheKey) {
+    if (issuerCache.size >= ISSUER_CACHE_SIZE) issuerCache.delete(issuerCache.keys().next().value as string);
+    issuerCache.set(cacheKey, loaded);
+  }
+  return loaded;
+}
+
+function checkIssuer(issuer: IssuerCredentials, property: string): LoadedIssuer {
   const certs = parseCertificateBundle(issuer.certPem, `${property}.certPem`);
   const cert = certs[0];
   const key = loadPrivateKey(issuer.keyPem, `${property}.keyPem`);

@@ -45,41 +45,30 @@ export function parseKeySpec(value: unknown, property = "keySpec"): KeySpec {
   );
 }
 
-/** Generates a private key asynchronously (in libuv's thread pool) and returns it as PKCS#8 PEM. */
-export async function generatePrivateKey(spec: KeySpec = DEFAULT_KEY_SPEC): Promise<string> {
-  const pkcs8 = { format: "pem", type: "pkcs8" } as const;
-  const spki = { format: "pem", type: "spki" } as const;
+/** A freshly generated key pair as native key objects. */
+export interface GeneratedKey {
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+}
+
+/** Generates a key pair asynchronously, in libuv's thread pool, so many can be made concurrently. */
+export async function generateKey(spec: KeySpec = DEFAULT_KEY_SPEC): Promise<GeneratedKey> {
   switch (spec) {
     case "rsa-2048":
     case "rsa-3072":
-    case "rsa-4096": {
-      const bits = Number(spec.slice(4));
-      const { privateKey } = await generateKeyPairAsync("rsa", {
-        modulusLength: bits,
-        publicExponent: 0x10001,
-        privateKeyEncoding: pkcs8,
-        publicKeyEncoding: spki,
-      });
-      return privateKey;
-    }
+    case "rsa-4096":
+      return generateKeyPairAsync("rsa", { modulusLength: Number(spec.slice(4)), publicExponent: 0x10001 });
     case "ecdsa-p256":
-    case "ecdsa-p384": {
-      const namedCurve = spec === "ecdsa-p256" ? "prime256v1" : "secp384r1";
-      const { privateKey } = await generateKeyPairAsync("ec", {
-        namedCurve,
-        privateKeyEncoding: pkcs8,
-        publicKeyEncoding: spki,
-      });
-      return privateKey;
-    }
-    case "ed25519": {
-      const { privateKey } = await generateKeyPairAsync("ed25519", {
-        privateKeyEncoding: pkcs8,
-        publicKeyEncoding: spki,
-      });
-      return privateKey;
-    }
+    case "ecdsa-p384":
+      return generateKeyPairAsync("ec", { namedCurve: spec === "ecdsa-p256" ? "prime256v1" : "secp384r1" });
+    case "ed25519":
+      return generateKeyPairAsync("ed25519");
   }
+}
+
+/** Generates a private key (see `generateKey`) and returns it as PKCS#8 PEM. */
+export async function generatePrivateKey(spec: KeySpec = DEFAULT_KEY_SPEC): Promise<string> {
+  return toPkcs8Pem((await generateKey(parseKeySpec(spec))).privateKey);
 }
 
 /**

@@ -22,7 +22,7 @@ import {
 import { IssuerCredentials, loadIssuer } from "./issuer";
 import {
   DEFAULT_KEY_SPEC,
-  generatePrivateKey,
+  generateKey,
   keyIdentifier,
   KeySpec,
   keySpecOf,
@@ -244,10 +244,10 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
     spec = keySpecOf(csr.publicKey, "csrPem");
   } else {
     request = resolveLeafRequest(args);
-    const key = loadPrivateKey(
-      args.keyPem ?? (await generatePrivateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC))),
-      "keyPem",
-    );
+    const key =
+      args.keyPem !== undefined
+        ? loadPrivateKey(args.keyPem, "keyPem")
+        : (await generateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC))).privateKey;
     spki = spkiDer(key);
     spec = keySpecOf(key);
     keyPem = toPkcs8Pem(key);

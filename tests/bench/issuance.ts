@@ -1,0 +1,69 @@
+/**
+ * Issuance benchmark: certificates per second (fresh key + CA signature) for RSA-2048, RSA-3072 and
+ * ECDSA P-256, sequentially and with every core busy, next to a shell loop of `openssl req -x509 -CA`
+ * doing the same work in the same run. Run with `npm run bench` (optionally `BENCH_N=40`).
+ * This is a benchmark, not a test: it asserts nothing and prints numbers.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { pki } from "../../index";
+
+const N = Number(process.env.BENCH_N ?? 24);
+const CORES = availableParallelism();
+const SPECS: pki.KeySpec[] = ["ecdsa-p256", "rsa-2048", "rsa-3072"];
+
+async function ours(ca: pki.CertificateAuthority, spec: pki.KeySpec, concurrency: number): Promise<number> {
+  const start = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < N; i = next++) {
+      await pki.issueCertificate({ issuer: ca, keySpec: spec, subject: { commonName: `host${i}.example.com` } });
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return N / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
+function opensslLoop(dir: string, spec: pki.KeySpec, concurrency: number): number {
+  const newkey = spec === "ecdsa-p256" ? "ec -pkeyopt ec_paramgen_curve:P-256" : `rsa:${spec.slice(4)}`;
+  const one =
+    `openssl req -new -newkey ${newkey} -nodes -keyout "$d/k$i.pem" -subj "/CN=host$i.example.com" ` +
+    `-addext "subjectAltName=DNS:host$i.example.com" -x509 -CA "$d/ca.pem" -CAkey "$d/cakey.pem" ` +
+    `-days 365 -sha256 -out "$d/c$i.pem" 2>/dev/null`;
+  const script = `d=${JSON.stringify(dir)}; seq 0 ${N - 1} | xargs -P ${concurrency} -I{} sh -c 'i={}; d="$0"; ${one.replace(/'/g, "'\\''")}' "$d"`;
+  const start = process.hrtime.bigint();
+  execFileSync("bash", ["-c", script], { stdio: "inherit" });
+  return N / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
+async function main(): Promise<void> {
+  console.log(`issuance benchmark: N=${N} certificates per run, ${CORES} cores, node ${process.version}`);
+  console.log(`${"key".padEnd(11)} ${"mode".padEnd(11)} ${"ours/s".padStart(8)} ${"openssl/s".padStart(10)} ${"ratio".padStart(6)}`);
+  for (const spec of SPECS) {
+    const ca = await pki.createCertificateAuthority({ subject: { commonName: `bench ${spec}` }, keySpec: spec });
+    const dir = mkdtempSync(join(tmpdir(), "virt-pki-bench-"));
+    try {
+      writeFileSync(join(dir, "ca.pem"), ca.certPem);
+      writeFileSync(join(dir, "cakey.pem"), ca.keyPem, { mode: 0o600 });
+      for (const [mode, concurrency] of [
+        ["sequential", 1],
+        ["all cores", CORES * 2],
+      ] as const) {
+        const mine = await ours(ca, spec, concurrency);
+        const theirs = opensslLoop(dir, spec, mode === "sequential" ? 1 : CORES);
+        console.log(
+          `${spec.padEnd(11)} ${mode.padEnd(11)} ${mine.toFixed(1).padStart(8)} ${theirs.toFixed(1).padStart(10)} ${(mine / theirs).toFixed(2).padStart(6)}x`,
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
