@@ -19,7 +19,11 @@ async function ours(ca: pki.CertificateAuthority, spec: pki.KeySpec, concurrency
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < N; i = next++) {
-      await pki.issueCertificate({ issuer: ca, keySpec: spec, subject: { commonName: `host${i}.example.com` } });
+      await pki.issueCertificate({
+        issuer: ca,
+        keySpec: spec,
+        subject: { commonName: `host${i}.example.com` },
+      });
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
@@ -40,9 +44,14 @@ function opensslLoop(dir: string, spec: pki.KeySpec, concurrency: number): numbe
 
 async function main(): Promise<void> {
   console.log(`issuance benchmark: N=${N} certificates per run, ${CORES} cores, node ${process.version}`);
-  console.log(`${"key".padEnd(11)} ${"mode".padEnd(11)} ${"ours/s".padStart(8)} ${"openssl/s".padStart(10)} ${"ratio".padStart(6)}`);
+  console.log(
+    `${"key".padEnd(11)} ${"mode".padEnd(11)} ${"ours/s".padStart(8)} ${"openssl/s".padStart(10)} ${"ratio".padStart(6)}`,
+  );
   for (const spec of SPECS) {
-    const ca = await pki.createCertificateAuthority({ subject: { commonName: `bench ${spec}` }, keySpec: spec });
+    const ca = await pki.createCertificateAuthority({
+      subject: { commonName: `bench ${spec}` },
+      keySpec: spec,
+    });
     const dir = mkdtempSync(join(tmpdir(), "virt-pki-bench-"));
     try {
       writeFileSync(join(dir, "ca.pem"), ca.certPem);
