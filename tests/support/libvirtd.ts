@@ -18,6 +18,8 @@
  * - `libvirtd --listen -f CONF --pid-file F` runs in the foreground without `--timeout` (it never exits
  *   on its own). The spawned process is made a process-group leader (`detached`), `unshare` and `sh` both
  *   `exec`, so the group is exactly libvirtd and any helper it forks; {@link Libvirtd.stop} signals the group.
+ * - Readiness is a bare TCP connect to the TLS port every 50 ms (at most 15 s). Each probe makes libvirtd log
+ *   one harmless `TLS handshake failed The TLS connection was non-properly terminated.` error line.
  *
  * Connecting by DNS name without touching the machine's `/etc/hosts`: {@link virshConnect} with `hosts`
  * runs virsh inside its own mount namespace with a private hosts file bind-mounted over `/etc/hosts`
@@ -37,7 +39,13 @@ const STOP_GRACE_MS = 3_000;
 const DEFAULT_VIRSH_TIMEOUT_MS = 20_000;
 const START_ATTEMPTS = 3;
 /** Directories libvirtd writes to outside its config; each gets a private bind mount. */
-const PRIVATE_DIRS = ["/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt", "/etc/libvirt"];
+const PRIVATE_DIRS = [
+  "/run/libvirt",
+  "/var/lib/libvirt",
+  "/var/cache/libvirt",
+  "/var/log/libvirt",
+  "/etc/libvirt",
+];
 /** Keeps messages in English for the assertions. */
 const C_ENV: NodeJS.ProcessEnv = { LC_ALL: "C", LANG: "C" };
 
@@ -58,7 +66,7 @@ export interface LibvirtdOptions {
   /** `crl_file`. */
   crlFile?: string;
   /** `tls_allowed_dn_list` globs (GnuTLS compat DN form, e.g. `C=GB,ST=London,...,CN=client1`). */
-  tlsAllowedDnList?: string[];
+  tlsAllowedDnList?: readonly string[];
   /** Bound on waiting for the TLS port to accept connections. @default 15 s */
   startTimeoutMs?: number;
 }
@@ -79,6 +87,11 @@ export interface Libvirtd {
   readonly exited: boolean;
   /** The log file's current content (plus anything the process printed on stdout/stderr). */
   log(): string;
+  /**
+   * Polls the log every 50 ms for a line matching `pattern`, up to `timeoutMs` (default 3 s): resolves
+   * to the first matching line, or undefined. (libvirtd may write its error line just after the client gave up.)
+   */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string | undefined>;
   /** Kills the whole process tree (SIGTERM, SIGKILL after 3 s), awaits exit, removes the temp dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -158,10 +171,12 @@ export class ManagedProcess {
     return Buffer.concat(this.out).toString("utf8");
   }
 
+  /** Whether the group leader has exited. */
   get exited(): boolean {
     return this.hasExited;
   }
 
+  /** Its exit code and signal, for error messages. */
   get exitStatus(): string {
     return `code ${this.child.exitCode} signal ${this.child.signalCode}`;
   }
@@ -182,7 +197,11 @@ export class ManagedProcess {
    * Polls a TCP connect to host:port every 50 ms until it succeeds ("ready"), the process exits
    * ("exited") or `timeoutMs` passes ("timeout").
    */
-  async waitListening(host: string, port: number, timeoutMs: number): Promise<"ready" | "exited" | "timeout"> {
+  async waitListening(
+    host: string,
+    port: number,
+    timeoutMs: number,
+  ): Promise<"ready" | "exited" | "timeout"> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.hasExited) return "exited";
@@ -209,7 +228,8 @@ export class ManagedProcess {
 
 /** Quotes a value for libvirtd.conf (a double-quoted string). */
 function confString(value: string): string {
-  if (/["\\\n]/.test(value)) throw new Error(`libvirtd.conf: unsupported character in ${JSON.stringify(value)}`);
+  if (/["\\\n]/.test(value))
+    throw new Error(`libvirtd.conf: unsupported character in ${JSON.stringify(value)}`);
   return `"${value}"`;
 }
 
@@ -218,10 +238,16 @@ function shQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-function tlsFiles(opts: LibvirtdOptions): { caFile: string; certFile: string; keyFile: string; crlFile?: string } {
+function tlsFiles(opts: LibvirtdOptions): {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  crlFile?: string;
+} {
   const explicit = [opts.caFile, opts.certFile, opts.keyFile];
   if (opts.pkiDir !== undefined) {
-    if (explicit.some((f) => f !== undefined)) throw new Error("startLibvirtd: give pkiDir or explicit files, not both");
+    if (explicit.some((f) => f !== undefined))
+      throw new Error("startLibvirtd: give pkiDir or explicit files, not both");
     return {
       caFile: path.join(opts.pkiDir, "cacert.pem"),
       certFile: path.join(opts.pkiDir, "servercert.pem"),
@@ -261,6 +287,17 @@ class RunningLibvirtd implements Libvirtd {
     return output === "" ? text : `${text}\n--- stdout/stderr ---\n${output}`;
   }
 
+  async waitForLog(pattern: RegExp, timeoutMs = 3_000): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.log()
+        .split("\n")
+        .find((l) => pattern.test(l));
+      if (line !== undefined || Date.now() >= deadline) return line;
+      await sleep(POLL_MS);
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -272,7 +309,11 @@ class RunningLibvirtd implements Libvirtd {
   }
 }
 
-async function startOnce(opts: LibvirtdOptions, host: string, port: number): Promise<RunningLibvirtd | "port-taken"> {
+async function startOnce(
+  opts: LibvirtdOptions,
+  host: string,
+  port: number,
+): Promise<RunningLibvirtd | "port-taken"> {
   const files = tlsFiles(opts);
   const dir = await tempDir("virt-pki-libvirtd-");
   const confPath = path.join(dir, "libvirtd.conf");
@@ -296,7 +337,8 @@ async function startOnce(opts: LibvirtdOptions, host: string, port: number): Pro
     `cert_file = ${confString(files.certFile)}`,
     `ca_file = ${confString(files.caFile)}`,
   ];
-  const crlFile = files.crlFile ?? (opts.pkiDir !== undefined ? path.join(opts.pkiDir, "cacrl.pem") : undefined);
+  const crlFile =
+    files.crlFile ?? (opts.pkiDir !== undefined ? path.join(opts.pkiDir, "cacrl.pem") : undefined);
   if (crlFile !== undefined && (opts.crlFile !== undefined || (await exists(crlFile)))) {
     lines.push(`crl_file = ${confString(crlFile)}`);
   }
@@ -333,7 +375,8 @@ async function startOnce(opts: LibvirtdOptions, host: string, port: number): Pro
   if (state === "ready") return daemon;
   const log = daemon.log();
   await daemon.stop();
-  if (state === "exited" && opts.port === undefined && /Address already in use/i.test(log)) return "port-taken";
+  if (state === "exited" && opts.port === undefined && /Address already in use/i.test(log))
+    return "port-taken";
   throw new Error(
     state === "exited"
       ? `libvirtd exited before listening on ${host}:${port} (${proc.exitStatus}):\n${log}`
@@ -408,7 +451,8 @@ export async function virshConnect(opts: VirshConnectOptions): Promise<VirshResu
   }
   if (/[&?#]/.test(opts.pkiPath)) throw new Error(`virshConnect: unsupported pkiPath ${opts.pkiPath}`);
   const uri =
-    `test+tls://${opts.host}:${opts.port}/default?pkipath=${opts.pkiPath}` + (opts.noVerify ? "&no_verify=1" : "");
+    `test+tls://${opts.host}:${opts.port}/default?pkipath=${opts.pkiPath}` +
+    (opts.noVerify ? "&no_verify=1" : "");
   const timeoutMs = opts.timeoutMs ?? DEFAULT_VIRSH_TIMEOUT_MS;
 
   let result;
@@ -422,7 +466,17 @@ export async function virshConnect(opts: VirshConnectOptions): Promise<VirshResu
       await writeFiles(dir, { hosts: content }, 0o644);
       result = await run(
         "unshare",
-        ["--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$1" /etc/hosts && exec virsh -c "$2" list', "sh", hostsFile, uri],
+        [
+          "--mount",
+          "--propagation",
+          "private",
+          "sh",
+          "-c",
+          'mount --bind "$1" /etc/hosts && exec virsh -c "$2" list',
+          "sh",
+          hostsFile,
+          uri,
+        ],
         { env: C_ENV, timeoutMs },
       );
     } finally {

@@ -14,7 +14,7 @@
 import { spawn } from "child_process";
 import * as path from "path";
 import { assertLoopbackIPv4, ManagedProcess } from "./libvirtd";
-import { freePort, run, runOrThrow } from "./programs";
+import { freePort, run, runOrThrow, sleep } from "./programs";
 
 const DEFAULT_START_TIMEOUT_MS = 15_000;
 const DEFAULT_CLIENT_TIMEOUT_MS = 20_000;
@@ -50,6 +50,8 @@ export interface QemuNbd {
   readonly exited: boolean;
   /** What it printed on stdout/stderr so far. */
   output(): string;
+  /** Polls its output every 50 ms until `pattern` matches (resolves the matching line) or `timeoutMs` (default 3 s) passes (undefined). */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string | undefined>;
   /** SIGTERM to its process group, SIGKILL after 3 s; resolves once it exited. Idempotent. */
   stop(): Promise<void>;
 }
@@ -80,6 +82,17 @@ class RunningQemuNbd implements QemuNbd {
 
   output(): string {
     return this.proc.output;
+  }
+
+  async waitForOutput(pattern: RegExp, timeoutMs = 3_000): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.output()
+        .split("\n")
+        .find((l) => pattern.test(l));
+      if (line !== undefined || Date.now() >= deadline || this.exited) return line;
+      await sleep(50);
+    }
   }
 
   async stop(): Promise<void> {
