@@ -1,6 +1,9 @@
 /**
  * pulumi-virt-pki: the x509 PKI of a libvirt/QEMU fleet as Pulumi resources.
  *
- * `pki` is the pure core (no Pulumi import) that the resources call; it can be used on its own.
+ * The resources (`CertificateAuthority`, `ServerCertificate`, `ClientCertificate`,
+ * `CertificateRevocationList`, `PreSharedKeys`) are exported at the root; `pki` is the pure core
+ * (no Pulumi import) that they call, usable on its own.
  */
 export * as pki from "./provider/pki";
+export * from "./provider";

@@ -1,0 +1,87 @@
+/** The CertificateAuthority resource. */
+import * as pulumi from "@pulumi/pulumi";
+import type { KeySpec } from "./pki/keys";
+import type { Subject } from "./pki/names";
+import { CaCredentials, CaLike, caInput } from "./caCredentials";
+import { certificateAuthorityProvider } from "./providers";
+
+/** Arguments of a CertificateAuthority. Give `subject`, a certtool `template`, or `import`. */
+export interface CertificateAuthorityArgs {
+  /** The CA's subject, e.g. `{ commonName: "Libvirt Project" }`. */
+  readonly subject?: pulumi.Input<Subject>;
+  /** A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`. */
+  readonly template?: pulumi.Input<string>;
+  /** Key type. @default "rsa-3072" */
+  readonly keySpec?: pulumi.Input<KeySpec>;
+  /** Lifetime in hours. @default 87600 (10 years) */
+  readonly validityHours?: pulumi.Input<number>;
+  /** Re-issue (replace) the CA this many hours before it expires; its certificates follow. @default 720 */
+  readonly renewBeforeHours?: pulumi.Input<number>;
+  /** basicConstraints path length: how many CA levels may follow. @default 0 */
+  readonly pathLength?: pulumi.Input<number>;
+  /** Make this an intermediate signed by another CA. @default self-signed */
+  readonly parent?: CaLike | pulumi.Input<CaCredentials>;
+  /** Adopt an existing CA (e.g. made with certtool) after checking certificate and key match. */
+  readonly import?: pulumi.Input<CaCredentials>;
+  /** Policy: refuse a validity longer than this many hours. @default no limit */
+  readonly maxValidityHours?: pulumi.Input<number>;
+  /** With `parent`: end with the parent instead of failing when the CA would outlive it. @default false */
+  readonly truncateToIssuer?: pulumi.Input<boolean>;
+}
+
+/**
+ * A certificate authority for libvirt and QEMU TLS: a self-signed root, an intermediate under
+ * `parent`, or an imported CA. Its key is a secret output. Renewal replaces it (create before delete),
+ * and every certificate it issued reports a replacement in the same preview.
+ */
+export class CertificateAuthority extends pulumi.dynamic.Resource {
+  /** The CA certificate (PEM): what `cacert.pem` / `ca-cert.pem` hold. */
+  declare readonly certPem: pulumi.Output<string>;
+  /** The CA private key (PKCS#8 PEM). Secret. */
+  declare readonly keyPem: pulumi.Output<string>;
+  /** This CA's certificate followed by its parents', PEM. */
+  declare readonly chainPem: pulumi.Output<string>;
+  /** Serial number, hex. */
+  declare readonly serialNumber: pulumi.Output<string>;
+  /** Start of validity, ISO 8601. */
+  declare readonly notBefore: pulumi.Output<string>;
+  /** End of validity, ISO 8601. */
+  declare readonly notAfter: pulumi.Output<string>;
+  /** When the next `pulumi up` will re-issue it: notAfter minus renewBeforeHours. */
+  declare readonly renewAt: pulumi.Output<string>;
+  /** SHA-256 fingerprint, `AB:CD:...`. */
+  declare readonly fingerprintSha256: pulumi.Output<string>;
+  /** Subject DN in GnuTLS compat form. */
+  declare readonly subjectDn: pulumi.Output<string>;
+
+  constructor(name: string, args: CertificateAuthorityArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      certificateAuthorityProvider,
+      name,
+      {
+        subject: args.subject,
+        template: args.template,
+        keySpec: args.keySpec,
+        validityHours: args.validityHours,
+        renewBeforeHours: args.renewBeforeHours,
+        pathLength: args.pathLength,
+        parent: args.parent ? caInput(args.parent) : undefined,
+        import: args.import ? caInput(args.import) : undefined,
+        maxValidityHours: args.maxValidityHours,
+        truncateToIssuer: args.truncateToIssuer,
+        certPem: undefined,
+        keyPem: undefined,
+        chainPem: undefined,
+        serialNumber: undefined,
+        notBefore: undefined,
+        notAfter: undefined,
+        renewAt: undefined,
+        fingerprintSha256: undefined,
+        subjectDn: undefined,
+      },
+      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["keyPem"] }),
+      "virt-pki",
+      "CertificateAuthority",
+    );
+  }
+}

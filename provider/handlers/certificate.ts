@@ -1,0 +1,246 @@
+/** Check/diff/create/update/read/delete for ServerCertificate and ClientCertificate. Pure; see common.ts. */
+import { PkiError } from "../pki/errors";
+import { loadIssuer } from "../pki/issuer";
+import { parseKeySpec } from "../pki/keys";
+import { issueCertificate, IssuedCertificate, LeafProfile, resolveLeafRequest } from "../pki/leaf";
+import { normalizeAltNames } from "../pki/altnames";
+import { normalizeSubject, Subject } from "../pki/names";
+import { parseAndVerifyCsr } from "../pki/csr";
+import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "../pki/validity";
+import {
+  changedKeys,
+  CheckResult,
+  checkRenewWindow,
+  collectFailures,
+  compact,
+  DiffResult,
+  isKnown,
+  renewAtOf,
+  renewalDue,
+  STATE_VERSION,
+  upgradeState,
+} from "./common";
+
+/** Default renewal window of a leaf: 30 days before it expires. */
+export const DEFAULT_LEAF_RENEW_BEFORE_HOURS = 720;
+
+/** A leaf certificate resource's inputs after check. `profile` is set by the resource class. */
+export interface CertificateInputs {
+  ca: { certPem: string; keyPem: string; chainPem?: string };
+  profile: LeafProfile;
+  subject?: Subject;
+  template?: string;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  keySpec?: string;
+  csrPem?: string;
+  validityHours?: number;
+  renewBeforeHours?: number;
+  truncateToIssuer?: boolean;
+  maxValidityHours?: number;
+}
+
+/** Inputs whose change re-issues the certificate. */
+const REISSUE_KEYS = [
+  "profile",
+  "subject",
+  "template",
+  "dnsNames",
+  "ipAddresses",
+  "keySpec",
+  "csrPem",
+  "validityHours",
+  "truncateToIssuer",
+  "maxValidityHours",
+];
+
+function normalize(news: CertificateInputs): CertificateInputs {
+  const names =
+    isKnown(news.dnsNames) && isKnown(news.ipAddresses)
+      ? normalizeAltNames({ dnsNames: news.dnsNames ?? [], ipAddresses: news.ipAddresses ?? [] })
+      : undefined;
+  return compact({
+    ca: news.ca,
+    profile: news.profile,
+    subject:
+      news.subject !== undefined && isKnown(news.subject) ? normalizeSubject(news.subject) : news.subject,
+    template: news.template,
+    dnsNames: names ? (names.dnsNames.length ? names.dnsNames : undefined) : news.dnsNames,
+    ipAddresses: names ? (names.ipAddresses.length ? names.ipAddresses : undefined) : news.ipAddresses,
+    keySpec:
+      news.csrPem !== undefined
+        ? undefined
+        : isKnown(news.keySpec)
+          ? parseKeySpec(news.keySpec)
+          : news.keySpec,
+    csrPem: news.csrPem,
+    validityHours: news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+    renewBeforeHours: news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
+    truncateToIssuer: news.truncateToIssuer,
+    maxValidityHours: news.maxValidityHours,
+  }) as CertificateInputs;
+}
+
+/** Validates and normalises leaf inputs; unknown values (preview) are left unparsed. */
+export function check(_olds: Record<string, unknown>, news: CertificateInputs): CheckResult {
+  const structuredKnown = [news.subject, news.template, news.dnsNames, news.ipAddresses, news.csrPem].every(
+    isKnown,
+  );
+  const failures = collectFailures([
+    () => {
+      if (!news.ca)
+        throw new PkiError("ca", "the issuing CA is required: a CertificateAuthority or { certPem, keyPem }");
+    },
+    () => {
+      if (news.csrPem !== undefined && news.keySpec !== undefined) {
+        throw new PkiError("keySpec", "a CSR brings its own key; remove keySpec or csrPem");
+      }
+    },
+    () => {
+      if (!structuredKnown) return;
+      const csr = news.csrPem !== undefined ? parseAndVerifyCsr(news.csrPem, "csrPem") : undefined;
+      const fromCsr = csr && news.subject === undefined && news.template === undefined;
+      resolveLeafRequest({
+        profile: news.profile,
+        template: news.template,
+        subject: fromCsr
+          ? { commonName: csr.subjectAttributes.find((a) => a.type === "CN")?.value }
+          : news.subject,
+        dnsNames: news.dnsNames,
+        ipAddresses: news.ipAddresses,
+        validityHours: news.validityHours,
+      });
+    },
+    () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
+    () =>
+      isKnown(news.validityHours) &&
+      news.validityHours !== undefined &&
+      checkHours(news.validityHours, "validityHours"),
+    () =>
+      isKnown(news.renewBeforeHours) &&
+      news.renewBeforeHours !== undefined &&
+      checkHours(news.renewBeforeHours, "renewBeforeHours", false),
+    () =>
+      checkRenewWindow(
+        news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+        news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
+      ),
+    () => {
+      if (!news.ca || !isKnown(news.ca)) return;
+      const issuer = loadIssuer(news.ca, "ca");
+      computeValidity({
+        validityHours: news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+        issuerNotAfter: issuer.cert.notAfter,
+        truncateToIssuer: news.truncateToIssuer,
+        maxValidityHours: news.maxValidityHours,
+      });
+    },
+  ]);
+  return failures.length ? { failures } : { inputs: normalize(news) as unknown as Record<string, unknown> };
+}
+
+function toState(inputs: CertificateInputs, cert: IssuedCertificate): Record<string, unknown> {
+  const { ca, ...rest } = inputs;
+  void ca; // the CA's key never enters this resource's state
+  const renewBeforeHours = inputs.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS;
+  return compact({
+    __stateVersion: STATE_VERSION,
+    ...rest,
+    certPem: cert.certPem,
+    keyPem: cert.keyPem,
+    caCertPem: cert.caCertPem,
+    caChainPem: cert.caChainPem,
+    serialNumber: cert.serialNumber,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    renewAt: renewAtOf(cert.notAfter, renewBeforeHours),
+    fingerprintSha256: cert.fingerprintSha256,
+    subjectDn: cert.subjectDn,
+    distinguishedName: cert.distinguishedName,
+    issuerDn: cert.issuerDn,
+    keySpec: inputs.csrPem !== undefined ? undefined : cert.keySpec,
+    certificateDnsNames: cert.altNames.dnsNames,
+    certificateIpAddresses: cert.altNames.ipAddresses,
+  });
+}
+
+/** Issues the certificate. With a CSR no private key exists in state. */
+export async function create(raw: CertificateInputs): Promise<{ id: string; outs: Record<string, unknown> }> {
+  const inputs = normalize(raw);
+  const cert = await issueCertificate({
+    issuer: inputs.ca,
+    profile: inputs.profile,
+    subject: inputs.subject,
+    template: inputs.template,
+    dnsNames: inputs.dnsNames,
+    ipAddresses: inputs.ipAddresses,
+    keySpec: inputs.csrPem === undefined && inputs.keySpec ? parseKeySpec(inputs.keySpec) : undefined,
+    csrPem: inputs.csrPem,
+    validityHours: inputs.validityHours,
+    truncateToIssuer: inputs.truncateToIssuer,
+    maxValidityHours: inputs.maxValidityHours,
+  });
+  return { id: cert.serialNumber, outs: toState(inputs, cert) };
+}
+
+/**
+ * Replacement (create-before-delete) when the certificate's content changes, when the issuing CA's
+ * certificate changed (renewed or rotated: listed as `ca`), or when renewal is due (listed as `notAfter`).
+ * A new renewal window alone is an in-place update.
+ */
+export function diff(_id: string, oldState: Record<string, unknown>, news: CertificateInputs): DiffResult {
+  const olds = upgradeState(oldState, "Certificate");
+  const n = normalize(news) as unknown as Record<string, unknown>;
+  const replaces = changedKeys(olds, n, REISSUE_KEYS);
+  const newCaCert = news.ca && isKnown(news.ca) ? news.ca.certPem : news.ca;
+  if (
+    changedKeys(
+      { ca: firstPem(olds.caCertPem) },
+      { ca: typeof newCaCert === "string" ? firstPem(newCaCert) : newCaCert },
+      ["ca"],
+    ).length
+  ) {
+    replaces.push("ca");
+  }
+  const renewBefore =
+    typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
+  if (renewalDue(olds.notAfter, renewBefore)) replaces.push("notAfter");
+  const updates = changedKeys(olds, n, ["renewBeforeHours"]);
+  return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
+}
+
+/** The first PEM block, whitespace-normalised, so a CA given with or without its chain compares equal. */
+function firstPem(pem: unknown): unknown {
+  if (typeof pem !== "string") return pem;
+  const m = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(pem);
+  return m ? m[0].replace(/\s+/g, "") : pem;
+}
+
+/** In-place update: only the renewal window changed. */
+export async function update(
+  _id: string,
+  oldState: Record<string, unknown>,
+  news: CertificateInputs,
+): Promise<{ outs: Record<string, unknown> }> {
+  const olds = upgradeState(oldState, "Certificate");
+  const renewBeforeHours = news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS;
+  return {
+    outs: { ...olds, renewBeforeHours, renewAt: renewAtOf(olds.notAfter as string, renewBeforeHours) },
+  };
+}
+
+/** Refresh: the state is the truth; renewAt is recomputed. */
+export async function read(
+  id: string,
+  state: Record<string, unknown>,
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  const s = upgradeState(state, "Certificate");
+  const renewBeforeHours =
+    typeof s.renewBeforeHours === "number" ? s.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
+  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) } };
+}
+
+/** Nothing outside the state to remove; the version is checked. */
+export async function remove(_id: string, state: Record<string, unknown>): Promise<void> {
+  upgradeState(state, "Certificate");
+}

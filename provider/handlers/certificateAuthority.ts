@@ -1,0 +1,255 @@
+/** Check/diff/create/update/read/delete for the CertificateAuthority resource. Pure; see common.ts. */
+import {
+  createCertificateAuthority,
+  importCertificateAuthority,
+  CertificateAuthority as CaResult,
+} from "../pki/ca";
+import { PkiError } from "../pki/errors";
+import { loadIssuer } from "../pki/issuer";
+import { parseKeySpec } from "../pki/keys";
+import { normalizeSubject, Subject } from "../pki/names";
+import { parseCerttoolTemplate } from "../pki/template";
+import { checkHours, computeValidity, DEFAULT_CA_VALIDITY_HOURS } from "../pki/validity";
+import {
+  changedKeys,
+  CheckResult,
+  checkRenewWindow,
+  collectFailures,
+  compact,
+  DiffResult,
+  isKnown,
+  renewAtOf,
+  renewalDue,
+  STATE_VERSION,
+  upgradeState,
+} from "./common";
+
+/** Default renewal window of a CA: 30 days before it expires. */
+export const DEFAULT_CA_RENEW_BEFORE_HOURS = 720;
+
+/** PEM credentials of another CA (a parent, or one to import). */
+export interface CaCredentialsInput {
+  certPem: string;
+  keyPem: string;
+  chainPem?: string;
+}
+
+/** The CA resource's inputs after check. */
+export interface CaInputs {
+  subject?: Subject;
+  template?: string;
+  keySpec?: string;
+  validityHours?: number;
+  renewBeforeHours?: number;
+  pathLength?: number;
+  parent?: CaCredentialsInput;
+  import?: CaCredentialsInput;
+  maxValidityHours?: number;
+  truncateToIssuer?: boolean;
+}
+
+/** Inputs whose change re-issues the CA. */
+const REISSUE_KEYS = [
+  "subject",
+  "template",
+  "keySpec",
+  "validityHours",
+  "pathLength",
+  "maxValidityHours",
+  "truncateToIssuer",
+];
+
+function normalize(news: CaInputs): CaInputs {
+  const imported = news.import !== undefined;
+  return compact({
+    subject:
+      news.subject !== undefined && isKnown(news.subject) ? normalizeSubject(news.subject) : news.subject,
+    template: news.template,
+    keySpec: imported ? undefined : isKnown(news.keySpec) ? parseKeySpec(news.keySpec) : news.keySpec,
+    validityHours: imported ? undefined : (news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS),
+    renewBeforeHours: news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS,
+    pathLength: imported ? undefined : (news.pathLength ?? 0),
+    parent: news.parent,
+    import: news.import,
+    maxValidityHours: news.maxValidityHours,
+    truncateToIssuer: news.truncateToIssuer,
+  });
+}
+
+/** Validates and normalises CA inputs; unknown values (preview) are left unparsed. */
+export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResult {
+  const failures = collectFailures([
+    () => {
+      if (news.import !== undefined) {
+        const clash = (
+          ["subject", "template", "keySpec", "parent", "validityHours", "pathLength"] as const
+        ).find((k) => news[k] !== undefined && news[k] !== null);
+        if (clash) throw new PkiError(clash, `an imported CA is used as it is; remove ${clash} or import`);
+        if (isKnown(news.import)) importCertificateAuthority(news.import);
+        return;
+      }
+      if (news.subject !== undefined && news.template !== undefined) {
+        throw new PkiError("template", "give either template or subject, not both");
+      }
+      if (news.subject === undefined && news.template === undefined) {
+        throw new PkiError(
+          "subject",
+          'a CA needs a subject (e.g. { commonName: "Libvirt Project" }) or a certtool template',
+        );
+      }
+    },
+    () => isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
+    () => {
+      if (typeof news.template === "string" && isKnown(news.template)) {
+        if (!parseCerttoolTemplate(news.template).ca) {
+          throw new PkiError("template", "a CA template must contain the `ca` keyword");
+        }
+      }
+    },
+    () => isKnown(news.keySpec) && parseKeySpec(news.keySpec),
+    () =>
+      isKnown(news.validityHours) &&
+      news.validityHours !== undefined &&
+      checkHours(news.validityHours, "validityHours"),
+    () =>
+      isKnown(news.renewBeforeHours) &&
+      news.renewBeforeHours !== undefined &&
+      checkHours(news.renewBeforeHours, "renewBeforeHours", false),
+    () =>
+      checkRenewWindow(
+        news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
+        news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS,
+      ),
+    () => {
+      const p = news.pathLength;
+      if (
+        p !== undefined &&
+        isKnown(p) &&
+        (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 16)
+      ) {
+        throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${JSON.stringify(p)}`);
+      }
+    },
+    () => {
+      if (news.parent === undefined || !isKnown(news.parent)) return;
+      const parent = loadIssuer(news.parent, "parent");
+      computeValidity({
+        validityHours: news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
+        issuerNotAfter: parent.cert.notAfter,
+        truncateToIssuer: news.truncateToIssuer,
+      });
+    },
+  ]);
+  return failures.length ? { failures } : { inputs: normalize(news) as Record<string, unknown> };
+}
+
+/** The stored state: inputs without any other CA's key, plus the CA's certificate, key and facts. */
+function toState(inputs: CaInputs, ca: CaResult): Record<string, unknown> {
+  const renewBeforeHours = inputs.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS;
+  const { parent, import: imported, ...rest } = inputs;
+  return compact({
+    __stateVersion: STATE_VERSION,
+    ...rest,
+    parentCertPem: parent?.certPem,
+    importCertPem: imported?.certPem,
+    certPem: ca.certPem,
+    keyPem: ca.keyPem,
+    chainPem: ca.chainPem,
+    serialNumber: ca.serialNumber,
+    notBefore: ca.notBefore,
+    notAfter: ca.notAfter,
+    renewAt: renewAtOf(ca.notAfter, renewBeforeHours),
+    fingerprintSha256: ca.fingerprintSha256,
+    subjectDn: ca.subjectDn,
+    issuerDn: ca.issuerDn,
+    keySpec: ca.keySpec,
+    pathLength: ca.pathLength,
+  });
+}
+
+/** Creates (or imports) the CA. */
+export async function create(raw: CaInputs): Promise<{ id: string; outs: Record<string, unknown> }> {
+  const inputs = normalize(raw);
+  const ca = inputs.import
+    ? importCertificateAuthority(inputs.import)
+    : await createCertificateAuthority({
+        subject: inputs.subject,
+        template: inputs.template,
+        keySpec: inputs.keySpec ? parseKeySpec(inputs.keySpec) : undefined,
+        validityHours: inputs.validityHours,
+        pathLength: inputs.pathLength,
+        parent: inputs.parent,
+        truncateToIssuer: inputs.truncateToIssuer,
+        maxValidityHours: inputs.maxValidityHours,
+      });
+  return { id: ca.serialNumber, outs: toState(inputs, ca) };
+}
+
+/**
+ * Replacement when anything that shapes the certificate changed, when the parent CA's certificate
+ * changed (renewed or rotated), or when the CA is inside its renewal window (listed as `notAfter`).
+ * A new renewal window alone is an in-place update.
+ */
+export function diff(_id: string, oldState: Record<string, unknown>, news: CaInputs): DiffResult {
+  const olds = upgradeState(oldState, "CertificateAuthority");
+  const n = normalize(news) as Record<string, unknown>;
+  const replaces =
+    olds.importCertPem !== undefined || news.import !== undefined
+      ? changedKeys(
+          { import: olds.importCertPem },
+          {
+            import:
+              news.import === undefined
+                ? undefined
+                : ((news.import as CaCredentialsInput).certPem ?? news.import),
+          },
+          ["import"],
+        )
+      : changedKeys(olds, n, REISSUE_KEYS);
+  if (
+    !news.import &&
+    changedKeys({ parent: olds.parentCertPem }, { parent: parentCert(news.parent) }, ["parent"]).length
+  ) {
+    replaces.push("parent");
+  }
+  const renewBefore =
+    typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
+  if (!olds.importCertPem && !news.import && renewalDue(olds.notAfter, renewBefore))
+    replaces.push("notAfter");
+  const updates = changedKeys(olds, n, ["renewBeforeHours"]);
+  return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
+}
+
+function parentCert(parent: CaCredentialsInput | undefined): unknown {
+  if (parent === undefined) return undefined;
+  return isKnown(parent) ? parent.certPem : ((parent as { certPem?: unknown }).certPem ?? parent);
+}
+
+/** In-place update: only the renewal window changed, so only renewAt moves. */
+export async function update(
+  _id: string,
+  oldState: Record<string, unknown>,
+  news: CaInputs,
+): Promise<{ outs: Record<string, unknown> }> {
+  const olds = upgradeState(oldState, "CertificateAuthority");
+  const renewBeforeHours = news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS;
+  return {
+    outs: { ...olds, renewBeforeHours, renewAt: renewAtOf(olds.notAfter as string, renewBeforeHours) },
+  };
+}
+
+/** Refresh: the state is its own truth (nothing lives outside it); renewAt is recomputed. */
+export async function read(
+  id: string,
+  state: Record<string, unknown>,
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  const s = upgradeState(state, "CertificateAuthority");
+  const renewBeforeHours =
+    typeof s.renewBeforeHours === "number" ? s.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
+  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) } };
+}
+
+/** Nothing to clean up outside the state; the state's version is still checked so a newer shape is not silently dropped. */
+export async function remove(_id: string, state: Record<string, unknown>): Promise<void> {
+  upgradeState(state, "CertificateAuthority");
+}

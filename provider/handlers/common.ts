@@ -1,0 +1,130 @@
+/**
+ * What every resource handler shares: the engine's unknown placeholder, state versioning, turning
+ * `PkiError`s into check failures, and comparing normalised inputs. Pure: no Pulumi import, so the
+ * serialized providers only `require()` this package and the logic lives in versioned code.
+ */
+import { PkiError } from "../pki/errors";
+
+/** The placeholder the engine sends for values not known during preview. Never parse it. */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/** The state shape version written by this release. Older shapes are upgraded by `upgradeState`. */
+export const STATE_VERSION = 1;
+
+/** A check failure as the dynamic provider interface reports it. */
+export interface CheckFailure {
+  readonly property: string;
+  readonly reason: string;
+}
+
+/** The result of a handler's check. */
+export interface CheckResult {
+  readonly inputs?: Record<string, unknown>;
+  readonly failures?: CheckFailure[];
+}
+
+/** The result of a handler's diff. */
+export interface DiffResult {
+  readonly changes: boolean;
+  readonly replaces?: string[];
+  readonly deleteBeforeReplace?: boolean;
+}
+
+/** Whether a value is, or contains, the engine's unknown placeholder. */
+export function isUnknown(value: unknown): boolean {
+  if (value === UNKNOWN) return true;
+  if (Array.isArray(value)) return value.some(isUnknown);
+  if (value && typeof value === "object") return Object.values(value).some(isUnknown);
+  return false;
+}
+
+/** Whether a value is known (not the placeholder and containing none). */
+export function isKnown(value: unknown): boolean {
+  return !isUnknown(value);
+}
+
+/**
+ * Runs validations, collecting each `PkiError` as a failure on its top-level property (the rest of the
+ * path stays in the message). Any other error is a bug and is rethrown.
+ */
+export function collectFailures(checks: Array<() => void>): CheckFailure[] {
+  const failures: CheckFailure[] = [];
+  for (const check of checks) {
+    try {
+      check();
+    } catch (e) {
+      if (!(e instanceof PkiError)) throw e;
+      const top = e.property.split(/[.[:]/)[0];
+      failures.push({ property: top, reason: e.message });
+    }
+  }
+  return failures;
+}
+
+/** Stable JSON: object keys sorted, `undefined` dropped, so equal inputs compare equal. */
+export function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v as object)
+            .sort()
+            .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+            .map((k) => [k, (v as Record<string, unknown>)[k]]),
+        )
+      : v,
+  );
+}
+
+/** The names of `keys` whose values differ between olds and news (unknown news count as different). */
+export function changedKeys(
+  olds: Record<string, unknown>,
+  news: Record<string, unknown>,
+  keys: readonly string[],
+): string[] {
+  return keys.filter((k) => isUnknown(news[k]) || stableJson(olds[k]) !== stableJson(news[k]));
+}
+
+/** Drops keys whose value is undefined or null (Pulumi sends absent optional inputs as missing or null). */
+export function compact<T extends Record<string, unknown>>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null)) as T;
+}
+
+/**
+ * Upgrades a stored state to the current shape. Version 1 is the first; states without a version were
+ * never written by a release, so they are refused with a clear message instead of being guessed at.
+ */
+export function upgradeState(state: Record<string, unknown>, kind: string): Record<string, unknown> {
+  const version = state.__stateVersion;
+  if (version === STATE_VERSION) return state;
+  if (typeof version === "number" && version > STATE_VERSION) {
+    throw new Error(
+      `${kind} state version ${version} is newer than this pulumi-virt-pki (${STATE_VERSION}); upgrade the package`,
+    );
+  }
+  throw new Error(`${kind} state has no known version (${JSON.stringify(version)}); re-create the resource`);
+}
+
+/** Renewal window check: `renewBeforeHours` must be smaller than the validity it applies to. */
+export function checkRenewWindow(validityHours: unknown, renewBeforeHours: unknown): void {
+  if (
+    typeof validityHours === "number" &&
+    typeof renewBeforeHours === "number" &&
+    renewBeforeHours >= validityHours
+  ) {
+    throw new PkiError(
+      "renewBeforeHours",
+      `${renewBeforeHours} hours is not shorter than validityHours (${validityHours}); the certificate would be due for renewal as soon as it is issued. Lower renewBeforeHours`,
+    );
+  }
+}
+
+/** `now >= notAfter - renewBeforeHours`: the certificate must be re-issued. */
+export function renewalDue(notAfter: unknown, renewBeforeHours: number, now = new Date()): boolean {
+  if (typeof notAfter !== "string") return false;
+  return now.getTime() >= new Date(notAfter).getTime() - renewBeforeHours * 3_600_000;
+}
+
+/** The renewal time: notAfter minus the renewal window, ISO 8601. */
+export function renewAtOf(notAfter: string, renewBeforeHours: number): string {
+  return new Date(new Date(notAfter).getTime() - renewBeforeHours * 3_600_000).toISOString();
+}

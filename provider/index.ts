@@ -1,0 +1,8 @@
+/** The Pulumi resources of pulumi-virt-pki. */
+export * from "./caCredentials";
+export * from "./certificateAuthority";
+export * from "./leafCertificate";
+export * from "./serverCertificate";
+export * from "./clientCertificate";
+export * from "./certificateRevocationList";
+export * from "./preSharedKeys";

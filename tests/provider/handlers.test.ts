@@ -1,0 +1,250 @@
+/** The pure check/diff logic of every resource, without the engine: failures, normalisation, replace vs update, renewal. */
+import {
+  certificate,
+  certificateAuthority,
+  preSharedKeys,
+  revocationList,
+  UNKNOWN,
+} from "../../provider/handlers";
+import { pki } from "../../index";
+
+let ca: { id: string; outs: Record<string, unknown> };
+let caCreds: { certPem: string; keyPem: string };
+beforeAll(async () => {
+  ca = await certificateAuthority.create({ subject: { commonName: "Handler CA" }, keySpec: "ecdsa-p256" });
+  caCreds = { certPem: ca.outs.certPem as string, keyPem: ca.outs.keyPem as string };
+});
+
+describe("CertificateAuthority check", () => {
+  test.each([
+    [
+      { subject: { commonName: "x" }, template: "cn = x\nca\n" },
+      "template",
+      "give either template or subject",
+    ],
+    [{}, "subject", "a CA needs a subject"],
+    [{ subject: { commonName: "x" }, keySpec: "dsa" }, "keySpec", 'unknown key spec "dsa"'],
+    [
+      { subject: { commonName: "x" }, validityHours: 24, renewBeforeHours: 24 },
+      "renewBeforeHours",
+      "is not shorter than validityHours",
+    ],
+    [{ template: "cn = x\n" }, "template", "must contain the `ca` keyword"],
+    [{ template: "cn = x\nca\nbogus\n" }, "template", "template:3"],
+    [{ subject: { commonName: "x" }, pathLength: -1 }, "pathLength", "whole number from 0 to 16"],
+  ])("%j fails on %s", (news, property, reason) => {
+    const r = certificateAuthority.check({}, news as never);
+    expect(r.inputs).toBeUndefined();
+    expect(r.failures).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ property, reason: expect.stringContaining(reason) }),
+      ]),
+    );
+  });
+
+  test("fills defaults and normalises the subject", () => {
+    expect(
+      certificateAuthority.check({}, { subject: { commonName: " Libvirt Project ", country: "gb" } }).inputs,
+    ).toEqual({
+      subject: { commonName: "Libvirt Project", country: "GB" },
+      keySpec: "rsa-3072",
+      validityHours: 87600,
+      renewBeforeHours: 720,
+      pathLength: 0,
+    });
+  });
+
+  test("unknown values in preview are not parsed", () => {
+    const r = certificateAuthority.check(
+      {},
+      { subject: UNKNOWN as never, keySpec: UNKNOWN, validityHours: UNKNOWN as never },
+    );
+    expect(r.failures).toBeUndefined();
+  });
+});
+
+describe("CertificateAuthority diff", () => {
+  const inputs = () =>
+    certificateAuthority.check({}, { subject: { commonName: "Handler CA" }, keySpec: "ecdsa-p256" }).inputs!;
+  test("no change, no diff", () => {
+    expect(certificateAuthority.diff(ca.id, ca.outs, inputs() as never)).toEqual({ changes: false });
+  });
+  test("a subject change replaces; a renewal window change updates in place", () => {
+    expect(
+      certificateAuthority.diff(ca.id, ca.outs, { ...inputs(), subject: { commonName: "Other" } } as never),
+    ).toEqual({
+      changes: true,
+      replaces: ["subject"],
+    });
+    expect(
+      certificateAuthority.diff(ca.id, ca.outs, { ...inputs(), renewBeforeHours: 100 } as never),
+    ).toEqual({ changes: true });
+  });
+  test("inside the renewal window it reports a replacement of notAfter", () => {
+    const nearEnd = { ...ca.outs, notAfter: new Date(Date.now() + 3_600_000).toISOString() };
+    expect(certificateAuthority.diff(ca.id, nearEnd, inputs() as never)).toEqual({
+      changes: true,
+      replaces: ["notAfter"],
+    });
+  });
+  test("state of an unknown future version is refused with a clear message", () => {
+    expect(() =>
+      certificateAuthority.diff(ca.id, { ...ca.outs, __stateVersion: 99 }, inputs() as never),
+    ).toThrow("state version 99 is newer than this pulumi-virt-pki");
+  });
+});
+
+describe("certificate check and diff", () => {
+  const base = () => ({
+    ca: caCreds,
+    profile: "server" as const,
+    subject: { commonName: "host1.example.com" },
+    keySpec: "ecdsa-p256",
+  });
+
+  test.each([
+    [{ ipAddresses: ["300.1.1.1"] }, "ipAddresses", '"300.1.1.1" is not an IPv4 or IPv6 address'],
+    [{ dnsNames: ["bad..name"] }, "dnsNames", "is not a valid DNS name"],
+    [
+      { template: "cn = h\ntls_www_server\nfoo\n", subject: undefined },
+      "template",
+      'template:3: unknown keyword "foo"',
+    ],
+    [{ template: "cn = h\ntls_www_server\n" }, "subject", "give either template or subject"],
+    [{ validityHours: 100000 }, "validityHours", "after its CA"],
+    [{ validityHours: 10, renewBeforeHours: 20 }, "renewBeforeHours", "is not shorter than validityHours"],
+    [{ csrPem: "x" }, "keySpec", "a CSR brings its own key"],
+    [{ ca: undefined }, "ca", "the issuing CA is required"],
+  ])("%j fails on %s", (over, property, reason) => {
+    const r = certificate.check({}, { ...base(), ...over } as never);
+    expect(r.failures).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ property, reason: expect.stringContaining(reason) }),
+      ]),
+    );
+  });
+
+  test("SANs are normalised so cosmetic edits do not re-issue", async () => {
+    const first = certificate.check(
+      {},
+      { ...base(), dnsNames: ["Host1", "host1.example.com"], ipAddresses: ["2001:DB8::1", "10.0.0.1"] },
+    ).inputs!;
+    const created = await certificate.create(first as never);
+    const cosmetic = certificate.check(
+      {},
+      {
+        ...base(),
+        dnsNames: ["host1.EXAMPLE.com.", "host1", "host1"],
+        ipAddresses: ["10.0.0.1", "2001:db8:0::1"],
+      },
+    ).inputs!;
+    expect(cosmetic.dnsNames).toEqual(["host1", "host1.example.com"]);
+    expect(certificate.diff(created.id, created.outs, cosmetic as never)).toEqual({ changes: false });
+    const added = certificate.check(
+      {},
+      { ...base(), dnsNames: ["host1", "host1.example.com", "h1"], ipAddresses: ["10.0.0.1", "2001:db8::1"] },
+    ).inputs!;
+    expect(certificate.diff(created.id, created.outs, added as never)).toEqual({
+      changes: true,
+      replaces: ["dnsNames"],
+    });
+    expect(created.outs).not.toHaveProperty("ca");
+    expect(JSON.stringify(created.outs)).not.toContain(caCreds.keyPem.slice(30, 80));
+  });
+
+  test("a new CA certificate replaces the leaf, listed as ca", async () => {
+    const inputs = certificate.check({}, base()).inputs!;
+    const created = await certificate.create(inputs as never);
+    const otherCa = await pki.createCertificateAuthority({
+      subject: { commonName: "Rotated CA" },
+      keySpec: "ecdsa-p256",
+    });
+    const news = certificate.check({}, { ...base(), ca: otherCa }).inputs!;
+    expect(certificate.diff(created.id, created.outs, news as never)).toEqual({
+      changes: true,
+      replaces: ["ca"],
+    });
+    expect(certificate.diff(created.id, created.outs, { ...inputs, ca: UNKNOWN } as never)).toEqual({
+      changes: true,
+      replaces: ["ca"],
+    });
+  });
+
+  test("validityHours 2 with renewBeforeHours 2 is refused at check, and is due at once when it exists", async () => {
+    expect(
+      certificate.check({}, { ...base(), validityHours: 2, renewBeforeHours: 2 }).failures?.[0].property,
+    ).toBe("renewBeforeHours");
+    const inputs = certificate.check({}, { ...base(), validityHours: 2, renewBeforeHours: 1 }).inputs!;
+    const created = await certificate.create(inputs as never);
+    expect(certificate.diff(created.id, created.outs, inputs as never)).toEqual({ changes: false });
+    expect(
+      certificate.diff(created.id, created.outs, { ...inputs, renewBeforeHours: 1.99 } as never),
+    ).toEqual({ changes: true });
+    expect(
+      certificate.diff(created.id, { ...created.outs, renewBeforeHours: 2 }, {
+        ...inputs,
+        renewBeforeHours: 2,
+      } as never),
+    ).toEqual({
+      changes: true,
+      replaces: ["notAfter"],
+    });
+  });
+
+  test("CSR mode keeps no private key in state", async () => {
+    const keyPem = await pki.generatePrivateKey("ecdsa-p256");
+    const csrPem = pki.createCsr({ keyPem, subject: { commonName: "host9.example.com" } });
+    const inputs = certificate.check({}, { ca: caCreds, profile: "server", csrPem }).inputs!;
+    const created = await certificate.create(inputs as never);
+    expect(created.outs.keyPem).toBeUndefined();
+    expect(JSON.stringify(created.outs)).not.toMatch(/PRIVATE KEY/);
+    expect(pki.certificateMatchesKey(created.outs.certPem as string, keyPem)).toBe(true);
+  });
+});
+
+describe("CRL and PSK", () => {
+  test("a revocation changes the CRL in place with a higher number; nearing nextUpdate replaces it", async () => {
+    const leaf = await pki.issueCertificate({
+      issuer: caCreds,
+      keySpec: "ecdsa-p256",
+      profile: "client",
+      subject: { commonName: "op" },
+    });
+    const inputs = revocationList.check({}, { ca: caCreds }).inputs!;
+    const created = await revocationList.create(inputs as never);
+    expect(revocationList.diff(created.id, created.outs, inputs as never)).toEqual({ changes: false });
+    const revoked = revocationList.check(
+      {},
+      { ca: caCreds, revoked: [{ certPem: leaf.certPem, reason: "keyCompromise" }] },
+    ).inputs!;
+    expect(revoked.revoked).toEqual([{ serialNumber: leaf.serialNumber, reason: "keyCompromise" }]);
+    expect(revocationList.diff(created.id, created.outs, revoked as never)).toEqual({ changes: true });
+    const updated = await revocationList.update(created.id, created.outs, revoked as never);
+    expect(updated.outs.crlNumber as number).toBeGreaterThan(created.outs.crlNumber as number);
+    expect(pki.inspectCrl(updated.outs.crlPem as string).revoked.map((r) => r.serialNumber)).toEqual([
+      leaf.serialNumber,
+    ]);
+    const stale = { ...updated.outs, nextUpdate: new Date(Date.now() + 3_600_000).toISOString() };
+    expect(revocationList.diff(created.id, stale, revoked as never)).toEqual({
+      changes: true,
+      replaces: ["nextUpdate"],
+    });
+    expect(
+      revocationList.check({}, { ca: caCreds, revoked: [{ serialNumber: "zz" }] }).failures?.[0],
+    ).toEqual({
+      property: "revoked",
+      reason: 'revoked[0].serialNumber: "zz" is not a hex serial number',
+    });
+  });
+
+  test("adding a PSK user keeps the other keys", async () => {
+    const created = await preSharedKeys.create(
+      preSharedKeys.check({}, { usernames: ["qemu"] }).inputs as never,
+    );
+    const news = preSharedKeys.check({}, { usernames: ["qemu", "ops"] }).inputs!;
+    expect(preSharedKeys.diff(created.id, created.outs, news as never)).toEqual({ changes: true });
+    const updated = await preSharedKeys.update(created.id, created.outs, news as never);
+    expect((updated.outs.keysPsk as string).startsWith(created.outs.keysPsk as string)).toBe(true);
+    expect(preSharedKeys.check({}, { usernames: ["a b"] }).failures?.[0].property).toBe("usernames");
+  });
+});
