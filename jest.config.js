@@ -5,6 +5,8 @@ module.exports = {
   roots: ["<rootDir>/tests"],
   testMatch: ["**/*.test.ts"],
   testTimeout: 120000,
+  // Fixture dynamic providers are serialized by Pulumi: coverage counters must not leak into them.
+  coveragePathIgnorePatterns: ["/node_modules/", "/tests/fixtures/"],
   transform: {
     "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.test.json" }],
   },

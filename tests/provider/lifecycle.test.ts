@@ -1,0 +1,302 @@
+/**
+ * Lifecycle scenarios through the REAL dynamic-provider host over gRPC (tests/support/engine.ts plays
+ * the engine). Resources are constructed from the compiled build (bin/), so the serialized providers
+ * are what users' programs produce, not ts-jest output.
+ */
+import { join } from "node:path";
+import * as virtpki from "../../bin/index";
+import { EngineState, formatPlan, up } from "../support/engine";
+import { captureResources, ProviderHost, resourceUrn, startProviderHost } from "../support/pulumiHost";
+import { removeDir, run, tempDir, writeFiles } from "../support/programs";
+
+interface FleetConfig {
+  caSubject: string;
+  computeDns: string[];
+  shortLeaf?: boolean;
+  csrPem?: string;
+}
+
+function fleet(cfg: FleetConfig): () => void {
+  return () => {
+    const ca = new virtpki.CertificateAuthority("ca", {
+      subject: { commonName: cfg.caSubject },
+      keySpec: "ecdsa-p256",
+    });
+    new virtpki.ServerCertificate("compute1", {
+      ca,
+      subject: { organization: "Libvirt Project", commonName: "compute1.libvirt.org" },
+      dnsNames: cfg.computeDns,
+      ipAddresses: ["127.0.0.1"],
+      keySpec: "ecdsa-p256",
+    });
+    new virtpki.ClientCertificate("client1", {
+      ca,
+      subject: {
+        country: "GB",
+        state: "London",
+        locality: "London",
+        organization: "Libvirt Project",
+        commonName: "client1",
+      },
+      keySpec: "ecdsa-p256",
+    });
+    new virtpki.CertificateRevocationList("crl", { ca });
+    new virtpki.PreSharedKeys("psk", { usernames: ["qemu"] });
+    if (cfg.csrPem) new virtpki.ServerCertificate("fromcsr", { ca, csrPem: cfg.csrPem });
+  };
+}
+
+const byName = (state: EngineState, name: string) => Object.values(state).find((s) => s.name === name)!;
+const ops = (plan: { name: string; op: string; replaces?: string[] }[]) =>
+  Object.fromEntries(plan.map((s) => [s.name, s.replaces ? `${s.op} [${s.replaces.join(", ")}]` : s.op]));
+
+let host: ProviderHost;
+let dir: string;
+const printed: string[] = [];
+beforeAll(async () => {
+  host = await startProviderHost({ cwd: join(__dirname, "..", "..") });
+  await host.configure();
+  dir = await tempDir("virt-pki-lifecycle-");
+});
+afterAll(async () => {
+  await host?.stop();
+  await removeDir(dir);
+  // The plans, as `pulumi preview --diff` would summarise them (shown with --verbose or on failure).
+  if (process.env.PRINT_PLANS) console.log(printed.join("\n\n"));
+});
+
+test("up, no-op, SAN change, CA rotation, CSR mode and removal, judged by openssl", async () => {
+  const base: FleetConfig = { caSubject: "Libvirt Project", computeDns: ["compute1"] };
+  // 1. First up: everything is created; the outputs verify with openssl.
+  let r = await up(fleet(base), host, {});
+  printed.push(`# first up\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan)).toEqual({
+    ca: "create",
+    compute1: "create",
+    client1: "create",
+    crl: "create",
+    psk: "create",
+  });
+  const ca1 = byName(r.state, "ca").outputs;
+  const server1 = byName(r.state, "compute1").outputs;
+  const f = await writeFiles(dir, {
+    "ca.pem": ca1.certPem as string,
+    "server.pem": server1.certPem as string,
+    "crl.pem": byName(r.state, "crl").outputs.crlPem as string,
+  });
+  const verify = await run("openssl", [
+    "verify",
+    "-CAfile",
+    f["ca.pem"],
+    "-purpose",
+    "sslserver",
+    "-verify_hostname",
+    "compute1",
+    "-crl_check",
+    "-CRLfile",
+    f["crl.pem"],
+    f["server.pem"],
+  ]);
+  expect(verify.stdout.trim()).toBe(`${f["server.pem"]}: OK`);
+  expect(byName(r.state, "client1").outputs.distinguishedName).toBe(
+    "C=GB,ST=London,L=London,O=Libvirt Project,CN=client1",
+  );
+  expect(byName(r.state, "psk").outputs.keysPsk).toMatch(/^qemu:[0-9a-f]{64}\n$/);
+  // No key or CA key leaks into a leaf's state or the host's output.
+  expect(JSON.stringify(byName(r.state, "compute1").outputs)).not.toContain(
+    (ca1.keyPem as string).split("\n")[1],
+  );
+  expect(JSON.stringify(host.output())).not.toMatch(/PRIVATE KEY/);
+
+  // 2. Same program again: zero changes.
+  r = await up(fleet(base), host, r.state);
+  printed.push(`# same program again\n${formatPlan(r.plan)}`);
+  expect(r.plan.every((s) => s.op === "same")).toBe(true);
+
+  // 3. Add a DNS name: exactly that certificate is replaced, and says why.
+  r = await up(fleet({ ...base, computeDns: ["compute1", "kvm1.libvirt.org"] }), host, r.state);
+  printed.push(`# add a DNS name to compute1\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan)).toEqual({
+    ca: "same",
+    compute1: "replace [dnsNames]",
+    client1: "same",
+    crl: "same",
+    psk: "same",
+  });
+  expect(byName(r.state, "compute1").outputs.serialNumber).not.toBe(server1.serialNumber);
+
+  // 4. Rotate the CA (new subject): the CA and every certificate it issued are replaced; the CRL is re-signed in place.
+  const beforeRotation = r.state;
+  r = await up(
+    fleet({ ...base, caSubject: "Libvirt Project 2026", computeDns: ["compute1", "kvm1.libvirt.org"] }),
+    host,
+    r.state,
+  );
+  printed.push(`# rotate the CA\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan)).toEqual({
+    ca: "replace [subject]",
+    compute1: "replace [ca]",
+    client1: "replace [ca]",
+    crl: "update",
+    psk: "same",
+  });
+  expect(byName(r.state, "crl").outputs.crlNumber as number).toBeGreaterThan(
+    byName(beforeRotation, "crl").outputs.crlNumber as number,
+  );
+  const g = await writeFiles(dir, {
+    "ca2.pem": byName(r.state, "ca").outputs.certPem as string,
+    "server2.pem": byName(r.state, "compute1").outputs.certPem as string,
+  });
+  expect(
+    (
+      await run("openssl", [
+        "verify",
+        "-CAfile",
+        g["ca2.pem"],
+        "-verify_hostname",
+        "kvm1.libvirt.org",
+        g["server2.pem"],
+      ])
+    ).code,
+  ).toBe(0);
+
+  // 5. CSR mode: a certificate for a key that never leaves the host; no private key in state.
+  const hostKey = await run("openssl", [
+    "genpkey",
+    "-algorithm",
+    "EC",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+  ]);
+  await writeFiles(dir, { "host.key": hostKey.stdout });
+  const csr = await run("openssl", [
+    "req",
+    "-new",
+    "-key",
+    join(dir, "host.key"),
+    "-subj",
+    "/O=Libvirt Project/CN=compute9.libvirt.org",
+  ]);
+  r = await up(
+    fleet({
+      ...base,
+      caSubject: "Libvirt Project 2026",
+      computeDns: ["compute1", "kvm1.libvirt.org"],
+      csrPem: csr.stdout,
+    }),
+    host,
+    r.state,
+  );
+  printed.push(`# sign a CSR\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan).fromcsr).toBe("create");
+  const fromCsr = byName(r.state, "fromcsr");
+  expect(fromCsr.outputs.keyPem).toBeUndefined();
+  expect(JSON.stringify(fromCsr.outputs)).not.toMatch(/PRIVATE KEY/);
+  const c = await writeFiles(dir, { "csr-cert.pem": fromCsr.outputs.certPem as string });
+  const mod = await run("openssl", ["x509", "-noout", "-pubkey", "-in", c["csr-cert.pem"]]);
+  const keyPub = await run("openssl", ["pkey", "-pubout", "-in", join(dir, "host.key")]);
+  expect(mod.stdout).toBe(keyPub.stdout);
+
+  // 6. Remove the CSR certificate from the program: it is deleted, nothing else changes.
+  r = await up(
+    fleet({ ...base, caSubject: "Libvirt Project 2026", computeDns: ["compute1", "kvm1.libvirt.org"] }),
+    host,
+    r.state,
+  );
+  printed.push(`# remove it\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan)).toEqual({
+    ca: "same",
+    compute1: "same",
+    client1: "same",
+    crl: "same",
+    psk: "same",
+    fromcsr: "delete",
+  });
+
+  // refresh (Read) returns the same state and keeps the provider; a second diff after it is still empty.
+  const server = byName(r.state, "compute1");
+  const urn = resourceUrn("compute1", { type: server.type });
+  const read = await host.read(server.id, urn, server.outputs, server.inputs);
+  expect(read.properties.certPem).toBe(server.outputs.certPem);
+  expect((await host.diff(server.id, urn, read.properties, server.inputs)).changes).toBe("DIFF_NONE");
+});
+
+test("a leaf whose remaining life is inside its renewal window is replaced, shown as notAfter", async () => {
+  // The CA expires in 2 hours; the leaf is truncated to it, so 720 h before its end is already past.
+  const program = () => {
+    const ca = new virtpki.CertificateAuthority("shortca", {
+      subject: { commonName: "Short CA" },
+      keySpec: "ecdsa-p256",
+      validityHours: 2,
+      renewBeforeHours: 0.5,
+    });
+    new virtpki.ServerCertificate("shortleaf", {
+      ca,
+      subject: { commonName: "h1.example.com" },
+      keySpec: "ecdsa-p256",
+      truncateToIssuer: true,
+    });
+  };
+  let r = await up(program, host, {});
+  expect(ops(r.plan)).toEqual({ shortca: "create", shortleaf: "create" });
+  r = await up(program, host, r.state);
+  printed.push(`# renewal due\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan)).toEqual({ shortca: "same", shortleaf: "replace [notAfter]" });
+});
+
+test("check failures name the property and the fix, through the host", async () => {
+  const ca = (
+    await up(
+      () =>
+        void new virtpki.CertificateAuthority("badca", {
+          subject: { commonName: "CA" },
+          keySpec: "ecdsa-p256",
+        }),
+      host,
+      {},
+    )
+  ).state;
+  const captured = await captureResources(() => {
+    new virtpki.ServerCertificate("badleaf", {
+      ca: {
+        certPem: byName(ca, "badca").outputs.certPem as string,
+        keyPem: byName(ca, "badca").outputs.keyPem as string,
+      },
+      subject: { commonName: "h1" },
+      ipAddresses: ["10.0.0.300"],
+      validityHours: 2,
+      renewBeforeHours: 2,
+    });
+  });
+  const leaf = captured.find((c) => c.name === "badleaf")!;
+  const checked = await host.check(resourceUrn("badleaf", { type: leaf.type }), {}, leaf.inputs);
+  expect(checked.failures).toEqual([
+    { property: "ipAddresses", reason: 'ipAddresses[0]: "10.0.0.300" is not an IPv4 or IPv6 address' },
+    {
+      property: "renewBeforeHours",
+      reason:
+        "renewBeforeHours: 2 hours is not shorter than validityHours (2); the certificate would be due for renewal as soon as it is issued. Lower renewBeforeHours",
+    },
+  ]);
+  expect(JSON.stringify(checked.failures)).not.toMatch(/PRIVATE KEY/);
+});
+
+test("the SDK serializes providers that only require the handlers, and marks keys as secret outputs", async () => {
+  const captured = await captureResources(fleet({ caSubject: "X", computeDns: [] }));
+  const ca = captured.find((c) => c.name === "ca")!;
+  expect(ca.type).toBe("pulumi-nodejs:dynamic/virt-pki:CertificateAuthority");
+  expect(captured.map((c) => c.type).sort()).toEqual([
+    "pulumi-nodejs:dynamic/virt-pki:CertificateAuthority",
+    "pulumi-nodejs:dynamic/virt-pki:CertificateRevocationList",
+    "pulumi-nodejs:dynamic/virt-pki:ClientCertificate",
+    "pulumi-nodejs:dynamic/virt-pki:PreSharedKeys",
+    "pulumi-nodejs:dynamic/virt-pki:ServerCertificate",
+  ]);
+  const provider = ca.inputs.__provider as string;
+  expect(provider).toContain('require("pulumi-virt-pki/handlers")');
+  expect(provider).not.toMatch(/cov_|PRIVATE KEY/);
+  expect(provider.length).toBeLessThan(10_000);
+  expect(ca.options?.additionalSecretOutputs).toEqual(["keyPem"]);
+  expect(captured.find((c) => c.name === "compute1")!.options?.additionalSecretOutputs).toEqual(["keyPem"]);
+  expect(captured.find((c) => c.name === "psk")!.options?.additionalSecretOutputs).toEqual(["keysPsk"]);
+});
