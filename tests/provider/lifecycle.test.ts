@@ -300,3 +300,40 @@ test("the SDK serializes providers that only require the handlers, and marks key
   expect(captured.find((c) => c.name === "compute1")!.options?.additionalSecretOutputs).toEqual(["keyPem"]);
   expect(captured.find((c) => c.name === "psk")!.options?.additionalSecretOutputs).toEqual(["keysPsk"]);
 });
+
+test("the root Pulumi.yaml's default program: first up creates the fleet, the second changes nothing", async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { declareFleet } =
+    require("../../bin/examples/default/fleet") as typeof import("../../examples/default/fleet");
+  let r = await up(() => void declareFleet(), host, {});
+  printed.push(`# default program, first up\n${formatPlan(r.plan)}`);
+  expect(r.plan.map((s) => `${s.name} ${s.op}`).sort()).toEqual([
+    "compute1-server create",
+    "compute2-server create",
+    "compute3-server create",
+    "fleet-ca create",
+    "fleet-crl create",
+    "fleet-psk create",
+    "operator-client create",
+  ]);
+  r = await up(() => void declareFleet(), host, r.state);
+  expect(r.plan.every((s) => s.op === "same")).toBe(true);
+  const compute2 = byName(r.state, "compute2-server").outputs;
+  const f = await writeFiles(dir, {
+    "fleet-ca.pem": byName(r.state, "fleet-ca").outputs.certPem as string,
+    "c2.pem": compute2.certPem as string,
+  });
+  for (const purpose of ["sslserver", "sslclient"]) {
+    const v = await run("openssl", [
+      "verify",
+      "-CAfile",
+      f["fleet-ca.pem"],
+      "-purpose",
+      purpose,
+      "-verify_ip",
+      "127.0.0.12",
+      f["c2.pem"],
+    ]);
+    expect(v.code).toBe(0);
+  }
+});
