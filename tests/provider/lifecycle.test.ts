@@ -302,9 +302,7 @@ test("the SDK serializes providers that only require the handlers, and marks key
 });
 
 test("the root Pulumi.yaml's default program: first up creates the fleet, the second changes nothing", async () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { declareFleet } =
-    require("../../bin/examples/default/fleet") as typeof import("../../examples/default/fleet");
+  const { declareFleet } = await import("../../bin/examples/default/fleet");
   let r = await up(() => void declareFleet(), host, {});
   printed.push(`# default program, first up\n${formatPlan(r.plan)}`);
   expect(r.plan.map((s) => `${s.name} ${s.op}`).sort()).toEqual([
