@@ -15,6 +15,7 @@ import {
   compact,
   DiffResult,
   isKnown,
+  pick,
   renewAtOf,
   renewalDue,
   STATE_VERSION,
@@ -233,11 +234,13 @@ export async function update(
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown> }> {
+): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
   const s = upgradeState(state, "Certificate");
   const renewBeforeHours =
     typeof s.renewBeforeHours === "number" ? s.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
-  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) } };
+  // Inputs as stored; the issuing CA is represented by its certificate (its key is never in this state).
+  const inputs = { ...pick(s, [...REISSUE_KEYS, "renewBeforeHours"]), ca: { certPem: s.caCertPem } };
+  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) }, inputs };
 }
 
 /** Nothing outside the state to remove; the version is checked. */

@@ -18,6 +18,7 @@ import {
   compact,
   DiffResult,
   isKnown,
+  pick,
   renewAtOf,
   renewalDue,
   STATE_VERSION,
@@ -242,11 +243,15 @@ export async function update(
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown> }> {
+): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
   const s = upgradeState(state, "CertificateAuthority");
   const renewBeforeHours =
     typeof s.renewBeforeHours === "number" ? s.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
-  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) } };
+  // Inputs as stored, without any key: a parent or imported CA is represented by its certificate.
+  const inputs = pick(s, [...REISSUE_KEYS, "renewBeforeHours"]);
+  if (s.parentCertPem) inputs.parent = { certPem: s.parentCertPem };
+  if (s.importCertPem) inputs.import = { certPem: s.importCertPem };
+  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) }, inputs };
 }
 
 /** Nothing to clean up outside the state; the state's version is still checked so a newer shape is not silently dropped. */

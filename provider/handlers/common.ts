@@ -84,6 +84,13 @@ export function changedKeys(
   return keys.filter((k) => isUnknown(news[k]) || stableJson(olds[k]) !== stableJson(news[k]));
 }
 
+/** The entries of `obj` under `keys` that are set. */
+export function pick(obj: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(
+    keys.filter((k) => obj[k] !== undefined && obj[k] !== null).map((k) => [k, obj[k]]),
+  );
+}
+
 /** Drops keys whose value is undefined or null (Pulumi sends absent optional inputs as missing or null). */
 export function compact<T extends Record<string, unknown>>(obj: T): T {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null)) as T;
