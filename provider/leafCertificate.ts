@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { KeySpec } from "./pki/keys";
 import type { Subject } from "./pki/names";
 import { CaCredentials, CaLike, caInput } from "./caCredentials";
+import { certificateProvider } from "./providers";
 
 /** Arguments common to server and client certificates. Give `subject` (and names) or a certtool `template`. */
 export interface LeafCertificateArgs {
@@ -62,4 +63,43 @@ export function leafInputs(args: LeafCertificateArgs, profile: pulumi.Input<stri
 /** Resource options every leaf gets: its key is a secret output. */
 export function leafOptions(opts?: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
   return pulumi.mergeOptions(opts, { additionalSecretOutputs: ["keyPem"] });
+}
+
+/**
+ * What ServerCertificate and ClientCertificate have in common: the dynamic resource with the leaf
+ * outputs. Not constructed directly; use ServerCertificate or ClientCertificate.
+ */
+export abstract class LeafCertificate extends pulumi.dynamic.Resource {
+  /** The certificate (PEM): servercert.pem / server-cert.pem, or clientcert.pem / client-cert.pem. */
+  declare readonly certPem: pulumi.Output<string>;
+  /** The private key (PKCS#8 PEM); absent when a CSR was signed. Secret. */
+  declare readonly keyPem: pulumi.Output<string | undefined>;
+  /** The issuing CA's certificate (PEM). */
+  declare readonly caCertPem: pulumi.Output<string>;
+  /** The issuing CA's chain up to the root (PEM). */
+  declare readonly caChainPem: pulumi.Output<string>;
+  /** Serial number, hex. */
+  declare readonly serialNumber: pulumi.Output<string>;
+  /** Start of validity, ISO 8601. */
+  declare readonly notBefore: pulumi.Output<string>;
+  /** End of validity, ISO 8601. */
+  declare readonly notAfter: pulumi.Output<string>;
+  /** When the next `pulumi up` re-issues it: notAfter minus renewBeforeHours. */
+  declare readonly renewAt: pulumi.Output<string>;
+  /** SHA-256 fingerprint, `AB:CD:...`. */
+  declare readonly fingerprintSha256: pulumi.Output<string>;
+  /** Subject DN in GnuTLS compat form. */
+  declare readonly subjectDn: pulumi.Output<string>;
+  /** The DN exactly as libvirtd's `tls_allowed_dn_list` takes it, e.g. `C=GB,ST=London,L=London,O=Libvirt Project,CN=client1`. */
+  declare readonly distinguishedName: pulumi.Output<string>;
+
+  protected constructor(
+    type: "ServerCertificate" | "ClientCertificate",
+    name: string,
+    args: LeafCertificateArgs,
+    profile: pulumi.Input<string>,
+    opts?: pulumi.CustomResourceOptions,
+  ) {
+    super(certificateProvider, name, leafInputs(args, profile), leafOptions(opts), "virt-pki", type);
+  }
 }

@@ -218,7 +218,10 @@ test("up, no-op, SAN change, CA rotation, CSR mode and removal, judged by openss
   const urn = resourceUrn("compute1", { type: server.type });
   const read = await host.read(server.id, urn, server.outputs, server.inputs);
   expect(read.properties.certPem).toBe(server.outputs.certPem);
-  expect(read.inputs).toMatchObject({ dnsNames: ["compute1", "kvm1.libvirt.org"], ca: { certPem: server.outputs.caCertPem } });
+  expect(read.inputs).toMatchObject({
+    dnsNames: ["compute1", "kvm1.libvirt.org"],
+    ca: { certPem: server.outputs.caCertPem },
+  });
   expect(JSON.stringify(read.inputs)).not.toMatch(/PRIVATE KEY/);
   expect((await host.diff(server.id, urn, read.properties, server.inputs)).changes).toBe("DIFF_NONE");
 });
