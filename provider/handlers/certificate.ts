@@ -19,7 +19,9 @@ import {
   renewAtOf,
   renewalDue,
   STATE_VERSION,
+  storedRenewBefore,
   upgradeState,
+  withRenewalWindow,
 } from "./common";
 
 /** Default renewal window of a leaf: 30 days before it expires. */
@@ -224,10 +226,7 @@ export async function update(
   news: CertificateInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
   const olds = upgradeState(oldState, "Certificate");
-  const renewBeforeHours = news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS;
-  return {
-    outs: { ...olds, renewBeforeHours, renewAt: renewAtOf(olds.notAfter as string, renewBeforeHours) },
-  };
+  return { outs: withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS) };
 }
 
 /** Refresh: the state is the truth; renewAt is recomputed. */
@@ -236,11 +235,9 @@ export async function read(
   state: Record<string, unknown>,
 ): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
   const s = upgradeState(state, "Certificate");
-  const renewBeforeHours =
-    typeof s.renewBeforeHours === "number" ? s.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
   // Inputs as stored; the issuing CA is represented by its certificate (its key is never in this state).
   const inputs = { ...pick(s, [...REISSUE_KEYS, "renewBeforeHours"]), ca: { certPem: s.caCertPem } };
-  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) }, inputs };
+  return { id, props: withRenewalWindow(s, storedRenewBefore(s, DEFAULT_LEAF_RENEW_BEFORE_HOURS)), inputs };
 }
 
 /** Nothing outside the state to remove; the version is checked. */

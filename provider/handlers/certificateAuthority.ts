@@ -22,7 +22,9 @@ import {
   renewAtOf,
   renewalDue,
   STATE_VERSION,
+  storedRenewBefore,
   upgradeState,
+  withRenewalWindow,
 } from "./common";
 
 /** Default renewal window of a CA: 30 days before it expires. */
@@ -233,10 +235,7 @@ export async function update(
   news: CaInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
   const olds = upgradeState(oldState, "CertificateAuthority");
-  const renewBeforeHours = news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS;
-  return {
-    outs: { ...olds, renewBeforeHours, renewAt: renewAtOf(olds.notAfter as string, renewBeforeHours) },
-  };
+  return { outs: withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS) };
 }
 
 /** Refresh: the state is its own truth (nothing lives outside it); renewAt is recomputed. */
@@ -245,13 +244,11 @@ export async function read(
   state: Record<string, unknown>,
 ): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
   const s = upgradeState(state, "CertificateAuthority");
-  const renewBeforeHours =
-    typeof s.renewBeforeHours === "number" ? s.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
   // Inputs as stored, without any key: a parent or imported CA is represented by its certificate.
   const inputs = pick(s, [...REISSUE_KEYS, "renewBeforeHours"]);
   if (s.parentCertPem) inputs.parent = { certPem: s.parentCertPem };
   if (s.importCertPem) inputs.import = { certPem: s.importCertPem };
-  return { id, props: { ...s, renewAt: renewAtOf(s.notAfter as string, renewBeforeHours) }, inputs };
+  return { id, props: withRenewalWindow(s, storedRenewBefore(s, DEFAULT_CA_RENEW_BEFORE_HOURS)), inputs };
 }
 
 /** Nothing to clean up outside the state; the state's version is still checked so a newer shape is not silently dropped. */

@@ -135,3 +135,16 @@ export function renewalDue(notAfter: unknown, renewBeforeHours: number, now = ne
 export function renewAtOf(notAfter: string, renewBeforeHours: number): string {
   return new Date(new Date(notAfter).getTime() - renewBeforeHours * 3_600_000).toISOString();
 }
+
+/** A renewable resource's state with a (new) renewal window: only renewBeforeHours and renewAt move. */
+export function withRenewalWindow(
+  state: Record<string, unknown>,
+  renewBeforeHours: number,
+): Record<string, unknown> {
+  return { ...state, renewBeforeHours, renewAt: renewAtOf(state.notAfter as string, renewBeforeHours) };
+}
+
+/** The renewal window stored in a state, or the default when an older state lacks it. */
+export function storedRenewBefore(state: Record<string, unknown>, fallback: number): number {
+  return typeof state.renewBeforeHours === "number" ? state.renewBeforeHours : fallback;
+}
