@@ -207,7 +207,7 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: Certi
   }
   const renewBefore =
     typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
-  if (renewalDue(olds.notAfter, renewBefore)) replaces.push("notAfter");
+  if (renewalDue(olds.notBefore, olds.notAfter, renewBefore)) replaces.push("notAfter");
   const updates = changedKeys(olds, n, ["renewBeforeHours"]);
   return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
 }

@@ -217,7 +217,7 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: CaInp
   }
   const renewBefore =
     typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
-  if (!olds.importCertPem && !news.import && renewalDue(olds.notAfter, renewBefore))
+  if (!olds.importCertPem && !news.import && renewalDue(olds.notBefore, olds.notAfter, renewBefore))
     replaces.push("notAfter");
   const updates = changedKeys(olds, n, ["renewBeforeHours"]);
   return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };

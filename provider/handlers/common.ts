@@ -4,6 +4,7 @@
  * serialized providers only `require()` this package and the logic lives in versioned code.
  */
 import { PkiError } from "../pki/errors";
+import { renewAtFor, renewal } from "../pki/inspect";
 
 /** The placeholder the engine sends for values not known during preview. Never parse it. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -125,15 +126,18 @@ export function checkRenewWindow(validityHours: unknown, renewBeforeHours: unkno
   }
 }
 
-/** `now >= notAfter - renewBeforeHours`: the certificate must be re-issued. */
-export function renewalDue(notAfter: unknown, renewBeforeHours: number, now = new Date()): boolean {
-  if (typeof notAfter !== "string") return false;
-  return now.getTime() >= new Date(notAfter).getTime() - renewBeforeHours * 3_600_000;
+/**
+ * Whether a stored validity window (`notBefore`/`notAfter`, or a CRL's `thisUpdate`/`nextUpdate`) is
+ * due for renewal now: the core's `renewal` decision, so resources and `pki.renewal` never disagree.
+ */
+export function renewalDue(notBefore: unknown, notAfter: unknown, renewBeforeHours: number): boolean {
+  if (typeof notBefore !== "string" || typeof notAfter !== "string") return false;
+  return renewal({ notBefore, notAfter }, new Date(), renewBeforeHours).due;
 }
 
 /** The renewal time: notAfter minus the renewal window, ISO 8601. */
 export function renewAtOf(notAfter: string, renewBeforeHours: number): string {
-  return new Date(new Date(notAfter).getTime() - renewBeforeHours * 3_600_000).toISOString();
+  return renewAtFor(notAfter, renewBeforeHours).toISOString();
 }
 
 /** A renewable resource's state with a (new) renewal window: only renewBeforeHours and renewAt move. */

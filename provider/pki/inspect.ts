@@ -215,6 +215,11 @@ export function matchesHost(certPem: string, hostOrIp: string): boolean {
   );
 }
 
+/** When renewal becomes due: `notAfter` minus the renewal window. */
+export function renewAtFor(notAfter: string | Date, renewBeforeHours: number): Date {
+  return new Date(new Date(notAfter).getTime() - renewBeforeHours * 3_600_000);
+}
+
 /** A renewal decision. */
 export interface RenewalDecision {
   /** Whether the certificate should be re-issued now. */
@@ -243,7 +248,7 @@ export function renewal(
   const info = typeof cert === "string" ? inspectCertificate(cert) : cert;
   const notAfter = new Date(info.notAfter);
   const notBefore = new Date(info.notBefore);
-  const renewAt = new Date(notAfter.getTime() - renewBeforeHours * 3_600_000);
+  const renewAt = renewAtFor(notAfter, renewBeforeHours);
   const at = renewAt.toISOString();
   if (now.getTime() >= notAfter.getTime()) {
     return { due: true, renewAt: at, reason: `expired at ${notAfter.toISOString()}` };
