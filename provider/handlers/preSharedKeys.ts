@@ -8,6 +8,7 @@ import {
   compact,
   DiffResult,
   isKnown,
+  pick,
   STATE_VERSION,
   upgradeState,
 } from "./common";
@@ -70,8 +71,9 @@ export async function update(
 export async function read(
   id: string,
   s: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown> }> {
-  return { id, props: upgradeState(s, "PreSharedKeys") };
+): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
+  const state = upgradeState(s, "PreSharedKeys");
+  return { id, props: state, inputs: pick(state, ["usernames", "keyBytes"]) };
 }
 
 /** Nothing outside the state to remove. */

@@ -18,6 +18,8 @@ import {
   compact,
   DiffResult,
   isKnown,
+  pick,
+  renewalDue,
   STATE_VERSION,
   upgradeState,
 } from "./common";
@@ -148,7 +150,7 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: CrlIn
   const newCa = news.ca && isKnown(news.ca) ? news.ca.certPem : news.ca;
   if (changedKeys({ ca: olds.caCertPem }, { ca: newCa }, ["ca"]).length) updates.push("ca");
   const renewBefore = typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : 0;
-  const due = Date.now() >= new Date(olds.nextUpdate as string).getTime() - renewBefore * 3_600_000;
+  const due = renewalDue(olds.thisUpdate, olds.nextUpdate, renewBefore);
   return { changes: updates.length > 0 || due, ...(due ? { replaces: ["nextUpdate"] } : {}) };
 }
 
@@ -166,8 +168,14 @@ export async function update(
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown> }> {
-  return { id, props: upgradeState(state, "CertificateRevocationList") };
+): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
+  const s = upgradeState(state, "CertificateRevocationList");
+  // Inputs as stored; the CA is represented by its certificate (its key is never in this state).
+  const inputs = {
+    ...pick(s, ["revoked", "nextUpdateHours", "renewBeforeHours"]),
+    ca: { certPem: s.caCertPem },
+  };
+  return { id, props: s, inputs };
 }
 
 /** Nothing outside the state to remove. */

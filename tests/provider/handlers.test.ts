@@ -247,4 +247,42 @@ describe("CRL and PSK", () => {
     expect((updated.outs.keysPsk as string).startsWith(created.outs.keysPsk as string)).toBe(true);
     expect(preSharedKeys.check({}, { usernames: ["a b"] }).failures?.[0].property).toBe("usernames");
   });
+
+  test("read returns every resource's stored inputs, and no key among them", async () => {
+    const crl = await revocationList.create(revocationList.check({}, { ca: caCreds }).inputs as never);
+    const psk = await preSharedKeys.create(preSharedKeys.check({}, { usernames: ["qemu"] }).inputs as never);
+    const leaf = await certificate.create(
+      certificate.check(
+        {},
+        { ca: caCreds, profile: "client", subject: { commonName: "op" }, keySpec: "ecdsa-p256" },
+      ).inputs as never,
+    );
+    const reads = {
+      ca: await certificateAuthority.read(ca.id, ca.outs),
+      leaf: await certificate.read(leaf.id, leaf.outs),
+      crl: await revocationList.read(crl.id, crl.outs),
+      psk: await preSharedKeys.read(psk.id, psk.outs),
+    };
+    expect(reads.ca.inputs).toEqual({
+      subject: { commonName: "Handler CA" },
+      keySpec: "ecdsa-p256",
+      validityHours: 87600,
+      renewBeforeHours: 720,
+      pathLength: 0,
+    });
+    expect(reads.leaf.inputs).toMatchObject({
+      profile: "client",
+      subject: { commonName: "op" },
+      ca: { certPem: caCreds.certPem },
+    });
+    expect(reads.crl.inputs).toEqual({
+      nextUpdateHours: 168,
+      renewBeforeHours: 56,
+      revoked: [],
+      ca: { certPem: caCreds.certPem },
+    });
+    expect(reads.psk.inputs).toEqual({ usernames: ["qemu"], keyBytes: 32 });
+    for (const r of Object.values(reads))
+      expect(JSON.stringify(r.inputs)).not.toMatch(/PRIVATE KEY|qemu:[0-9a-f]/);
+  });
 });
