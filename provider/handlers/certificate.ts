@@ -15,6 +15,7 @@ import {
   compact,
   DiffResult,
   isKnown,
+  issuerChanged,
   pick,
   renewAtOf,
   renewalDue,
@@ -195,28 +196,12 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: Certi
   const olds = upgradeState(oldState, "Certificate");
   const n = normalize(news) as unknown as Record<string, unknown>;
   const replaces = changedKeys(olds, n, REISSUE_KEYS);
-  const newCaCert = news.ca && isKnown(news.ca) ? news.ca.certPem : news.ca;
-  if (
-    changedKeys(
-      { ca: firstPem(olds.caCertPem) },
-      { ca: typeof newCaCert === "string" ? firstPem(newCaCert) : newCaCert },
-      ["ca"],
-    ).length
-  ) {
-    replaces.push("ca");
-  }
+  if (issuerChanged(olds.caCertPem, news.ca)) replaces.push("ca");
   const renewBefore =
     typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
   if (renewalDue(olds.notBefore, olds.notAfter, renewBefore)) replaces.push("notAfter");
   const updates = changedKeys(olds, n, ["renewBeforeHours"]);
   return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
-}
-
-/** The first PEM block, whitespace-normalised, so a CA given with or without its chain compares equal. */
-function firstPem(pem: unknown): unknown {
-  if (typeof pem !== "string") return pem;
-  const m = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(pem);
-  return m ? m[0].replace(/\s+/g, "") : pem;
 }
 
 /** In-place update: only the renewal window changed. */

@@ -18,6 +18,7 @@ import {
   compact,
   DiffResult,
   isKnown,
+  issuerChanged,
   pick,
   renewAtOf,
   renewalDue,
@@ -196,36 +197,18 @@ export async function create(raw: CaInputs): Promise<{ id: string; outs: Record<
 export function diff(_id: string, oldState: Record<string, unknown>, news: CaInputs): DiffResult {
   const olds = upgradeState(oldState, "CertificateAuthority");
   const n = normalize(news) as Record<string, unknown>;
-  const replaces =
-    olds.importCertPem !== undefined || news.import !== undefined
-      ? changedKeys(
-          { import: olds.importCertPem },
-          {
-            import:
-              news.import === undefined
-                ? undefined
-                : ((news.import as CaCredentialsInput).certPem ?? news.import),
-          },
-          ["import"],
-        )
-      : changedKeys(olds, n, REISSUE_KEYS);
-  if (
-    !news.import &&
-    changedKeys({ parent: olds.parentCertPem }, { parent: parentCert(news.parent) }, ["parent"]).length
-  ) {
-    replaces.push("parent");
-  }
+  const imported = olds.importCertPem !== undefined || news.import !== undefined;
+  const replaces = imported
+    ? issuerChanged(olds.importCertPem, news.import)
+      ? ["import"]
+      : []
+    : changedKeys(olds, n, REISSUE_KEYS);
+  if (!imported && issuerChanged(olds.parentCertPem, news.parent)) replaces.push("parent");
   const renewBefore =
     typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
-  if (!olds.importCertPem && !news.import && renewalDue(olds.notBefore, olds.notAfter, renewBefore))
-    replaces.push("notAfter");
+  if (!imported && renewalDue(olds.notBefore, olds.notAfter, renewBefore)) replaces.push("notAfter");
   const updates = changedKeys(olds, n, ["renewBeforeHours"]);
   return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
-}
-
-function parentCert(parent: CaCredentialsInput | undefined): unknown {
-  if (parent === undefined) return undefined;
-  return isKnown(parent) ? parent.certPem : ((parent as { certPem?: unknown }).certPem ?? parent);
 }
 
 /** In-place update: only the renewal window changed, so only renewAt moves. */

@@ -152,3 +152,23 @@ export function withRenewalWindow(
 export function storedRenewBefore(state: Record<string, unknown>, fallback: number): number {
   return typeof state.renewBeforeHours === "number" ? state.renewBeforeHours : fallback;
 }
+
+/** The first PEM certificate of a text, whitespace removed, so a CA given with or without its chain compares equal. */
+function firstCertificate(pem: unknown): unknown {
+  if (typeof pem !== "string") return pem;
+  const m = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(pem);
+  return m ? m[0].replace(/\s+/g, "") : pem;
+}
+
+/**
+ * Whether another CA's certificate (an issuer, a parent, an imported CA) differs from the one recorded in
+ * the state. Only its certificate counts (a still-unknown key does not make it change); an unknown
+ * certificate does, since the CA may be being replaced in this same preview.
+ */
+export function issuerChanged(storedCertPem: unknown, credentials: unknown): boolean {
+  if (credentials === undefined || credentials === null) return storedCertPem !== undefined;
+  const certPem =
+    typeof credentials === "object" ? (credentials as { certPem?: unknown }).certPem : credentials;
+  if (isUnknown(certPem)) return true;
+  return firstCertificate(storedCertPem) !== firstCertificate(certPem);
+}

@@ -18,6 +18,7 @@ import {
   compact,
   DiffResult,
   isKnown,
+  issuerChanged,
   pick,
   renewalDue,
   STATE_VERSION,
@@ -147,8 +148,7 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: CrlIn
   const olds = upgradeState(oldState, "CertificateRevocationList");
   const n = normalize(news);
   const updates = changedKeys(olds, n, ["revoked", "nextUpdateHours", "renewBeforeHours"]);
-  const newCa = news.ca && isKnown(news.ca) ? news.ca.certPem : news.ca;
-  if (changedKeys({ ca: olds.caCertPem }, { ca: newCa }, ["ca"]).length) updates.push("ca");
+  if (issuerChanged(olds.caCertPem, news.ca)) updates.push("ca");
   const renewBefore = typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : 0;
   const due = renewalDue(olds.thisUpdate, olds.nextUpdate, renewBefore);
   return { changes: updates.length > 0 || due, ...(due ? { replaces: ["nextUpdate"] } : {}) };

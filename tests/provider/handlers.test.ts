@@ -168,6 +168,13 @@ describe("certificate check and diff", () => {
       changes: true,
       replaces: ["ca"],
     });
+    // Same CA certificate, but its key still unknown in a preview: nothing to re-issue.
+    expect(
+      certificate.diff(created.id, created.outs, {
+        ...inputs,
+        ca: { certPem: caCreds.certPem, keyPem: UNKNOWN },
+      } as never),
+    ).toEqual({ changes: false });
   });
 
   test("validityHours 2 with renewBeforeHours 2 is refused at check, and is due at once when it exists", async () => {
@@ -213,6 +220,9 @@ describe("CRL and PSK", () => {
     const inputs = revocationList.check({}, { ca: caCreds }).inputs!;
     const created = await revocationList.create(inputs as never);
     expect(revocationList.diff(created.id, created.outs, inputs as never)).toEqual({ changes: false });
+    // The same CA given with its chain appended is the same CA.
+    const withChain = { ...inputs, ca: { ...caCreds, certPem: caCreds.certPem + caCreds.certPem } };
+    expect(revocationList.diff(created.id, created.outs, withChain as never)).toEqual({ changes: false });
     const revoked = revocationList.check(
       {},
       { ca: caCreds, revoked: [{ certPem: leaf.certPem, reason: "keyCompromise" }] },
