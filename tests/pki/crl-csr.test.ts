@@ -1,7 +1,7 @@
 /** CRLs judged by `openssl crl -verify` and `openssl verify -crl_check`; CSRs by `openssl req -verify`. */
 import { pki } from "../../index";
-import { removeDir, run } from "../support/programs";
-import { CaFixture, files, makeCa, opensslVerify } from "./fixtures";
+import { removeDir, run, writeFiles } from "../support/programs";
+import { CaFixture, makeCa, opensslVerify } from "./fixtures";
 
 describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s CA", (keySpec) => {
   let fx: CaFixture;
@@ -31,7 +31,7 @@ describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s CA", (keySpec) =>
       crlNumber: 7,
       nextUpdateHours: 48,
     });
-    const f = await files(fx.dir, {
+    const f = await writeFiles(fx.dir, {
       "crl.pem": crl.crlPem,
       "good.pem": good.certPem,
       "bad.pem": bad.certPem,
@@ -87,7 +87,7 @@ describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s CA", (keySpec) =>
     const first = pki.createCrl({ issuer: fx.ca, thisUpdate: new Date("2026-11-01T00:00:00Z") });
     const second = pki.createCrl({ issuer: fx.ca, thisUpdate: new Date("2026-11-02T00:00:00Z") });
     expect(second.crlNumber).toBeGreaterThan(first.crlNumber);
-    const f = await files(fx.dir, { "empty.pem": first.crlPem });
+    const f = await writeFiles(fx.dir, { "empty.pem": first.crlPem });
     const r = await run("openssl", ["crl", "-in", f["empty.pem"], "-CAfile", fx.caFile, "-noout"]);
     expect(r.stderr).toContain("verify OK");
   });
@@ -99,7 +99,7 @@ describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s CA", (keySpec) =>
       subject: { organization: "Ganeti", commonName: "node1.example.com" },
       dnsNames: ["node1"],
     });
-    const f = await files(fx.dir, { "req.pem": csrPem });
+    const f = await writeFiles(fx.dir, { "req.pem": csrPem });
     const r = await run("openssl", ["req", "-verify", "-noout", "-text", "-in", f["req.pem"]]);
     expect(r.code).toBe(0);
     expect(r.stdout + r.stderr).toMatch(/verify OK|Certificate request self-signature verify OK/);
@@ -110,7 +110,7 @@ describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s CA", (keySpec) =>
     expect(pki.certificateMatchesKey(cert.certPem, keyPem)).toBe(true);
     expect(cert.subjectDn).toBe("O=Ganeti,CN=node1.example.com");
     expect(cert.altNames.dnsNames).toEqual(["node1", "node1.example.com"]);
-    const c = await files(fx.dir, { "from-csr.pem": cert.certPem });
+    const c = await writeFiles(fx.dir, { "from-csr.pem": cert.certPem });
     expect(
       (
         await opensslVerify(fx.caFile, c["from-csr.pem"], [

@@ -21,12 +21,6 @@ export async function makeCa(
   return { ca, dir, caFile: join(dir, "ca.pem") };
 }
 
-/** Writes PEM files into dir and returns their paths by name. */
-export async function files(dir: string, contents: Record<string, string>): Promise<Record<string, string>> {
-  await writeFiles(dir, contents);
-  return Object.fromEntries(Object.keys(contents).map((k) => [k, join(dir, k)]));
-}
-
 /** `openssl verify` with extra args; resolves to its combined output and exit code. */
 export async function opensslVerify(caFile: string, certFile: string, extra: string[] = []) {
   const r = await run("openssl", ["verify", "-CAfile", caFile, ...extra, certFile]);

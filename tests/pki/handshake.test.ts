@@ -4,8 +4,8 @@
  */
 import { pki } from "../../index";
 import { gnutlsConnect, GnutlsServer, judgeClientCertificate, startGnutlsServer } from "../support/gnutls";
-import { removeDir } from "../support/programs";
-import { CaFixture, files, makeCa } from "./fixtures";
+import { removeDir, writeFiles } from "../support/programs";
+import { CaFixture, makeCa } from "./fixtures";
 
 describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s TLS", (keySpec) => {
   let fx: CaFixture;
@@ -56,7 +56,7 @@ describe.each(["rsa-2048", "ecdsa-p256"] as pki.KeySpec[])("%s TLS", (keySpec) =
       issuer: fx.ca,
       revoked: [{ serialNumber: revokedClient.serialNumber, reason: "keyCompromise" }],
     });
-    f = await files(fx.dir, {
+    f = await writeFiles(fx.dir, {
       "other-ca.pem": other.certPem,
       "server.pem": server.certPem,
       "server-key.pem": server.keyPem!,

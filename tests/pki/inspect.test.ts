@@ -1,7 +1,7 @@
 /** Inspection, chain checks and host matching, compared with what openssl and certtool report. */
 import { pki } from "../../index";
-import { removeDir, run } from "../support/programs";
-import { CaFixture, files, makeCa } from "./fixtures";
+import { removeDir, run, writeFiles } from "../support/programs";
+import { CaFixture, makeCa } from "./fixtures";
 
 let fx: CaFixture;
 let server: pki.IssuedCertificate;
@@ -20,7 +20,7 @@ afterAll(() => removeDir(fx.dir));
 
 test("inspectCertificate agrees with openssl on serial, dates, fingerprint and names", async () => {
   const info = pki.inspectCertificate(server.certPem);
-  const f = await files(fx.dir, { "s.pem": server.certPem });
+  const f = await writeFiles(fx.dir, { "s.pem": server.certPem });
   const r = await run("openssl", [
     "x509",
     "-noout",

@@ -1,8 +1,7 @@
 /** DN strings judged by libvirt's own `virt-pki-query-dn` (what tls_allowed_dn_list is matched against). */
 import { pki } from "../../index";
-import { removeDir } from "../support/programs";
-import { run } from "../support/programs";
-import { CaFixture, files, makeCa } from "./fixtures";
+import { removeDir, run, writeFiles } from "../support/programs";
+import { CaFixture, makeCa } from "./fixtures";
 
 let fx: CaFixture;
 beforeAll(async () => {
@@ -39,7 +38,7 @@ test.each([
     profile: "client",
     subject,
   });
-  const f = await files(fx.dir, { "dn.pem": cert.certPem });
+  const f = await writeFiles(fx.dir, { "dn.pem": cert.certPem });
   const r = await run("virt-pki-query-dn", [f["dn.pem"]]);
   expect(r.code).toBe(0);
   expect(cert.distinguishedName).toBe(r.stdout.trim());

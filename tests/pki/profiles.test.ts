@@ -3,16 +3,8 @@
  * host/IP checks, `certtool --verify`, and the extensions as `openssl x509 -text` reads them.
  */
 import { pki } from "../../index";
-import { removeDir } from "../support/programs";
-import {
-  CaFixture,
-  certtoolVerify,
-  files,
-  makeCa,
-  opensslExtension,
-  opensslText,
-  opensslVerify,
-} from "./fixtures";
+import { removeDir, writeFiles } from "../support/programs";
+import { CaFixture, certtoolVerify, makeCa, opensslExtension, opensslText, opensslVerify } from "./fixtures";
 
 const KEY_TYPES: pki.KeySpec[] = ["rsa-2048", "ecdsa-p256", "ecdsa-p384", "ed25519"];
 
@@ -28,7 +20,7 @@ describe.each(KEY_TYPES)("%s certificates", (keySpec) => {
   afterAll(() => removeDir(fx.dir));
 
   test("the CA is a critical CA:TRUE pathlen:0 with keyCertSign+cRLSign and a subject key identifier", async () => {
-    const f = await files(fx.dir, { "self.pem": fx.ca.certPem });
+    const f = await writeFiles(fx.dir, { "self.pem": fx.ca.certPem });
     expect((await opensslVerify(fx.caFile, f["self.pem"])).ok).toBe(true);
     expect((await certtoolVerify(fx.caFile, f["self.pem"])).ok).toBe(true);
     const text = await opensslText(f["self.pem"]);
@@ -53,7 +45,7 @@ describe.each(KEY_TYPES)("%s certificates", (keySpec) => {
       dnsNames: ["compute1"],
       ipAddresses: ["127.0.0.1", "2001:cafe::74"],
     });
-    const f = await files(fx.dir, { [`server-${keySpec}.pem`]: server.certPem });
+    const f = await writeFiles(fx.dir, { [`server-${keySpec}.pem`]: server.certPem });
     const cert = f[`server-${keySpec}.pem`];
     for (const extra of [
       ["-purpose", "sslserver", "-verify_hostname", "compute1.libvirt.org"],
@@ -119,7 +111,7 @@ describe.each(KEY_TYPES)("%s certificates", (keySpec) => {
         commonName: "client1",
       },
     });
-    const f = await files(fx.dir, { [`client-${keySpec}.pem`]: client.certPem });
+    const f = await writeFiles(fx.dir, { [`client-${keySpec}.pem`]: client.certPem });
     const cert = f[`client-${keySpec}.pem`];
     expect((await opensslVerify(fx.caFile, cert, ["-purpose", "sslclient"])).ok).toBe(true);
     expect((await opensslVerify(fx.caFile, cert, ["-purpose", "sslserver"])).ok).toBe(false);
@@ -138,7 +130,7 @@ describe.each(KEY_TYPES)("%s certificates", (keySpec) => {
       subject: { commonName: "hostnnn.foo.example.com" },
       dnsNames: ["hostnnn"],
     });
-    const f = await files(fx.dir, { [`both-${keySpec}.pem`]: both.certPem });
+    const f = await writeFiles(fx.dir, { [`both-${keySpec}.pem`]: both.certPem });
     const cert = f[`both-${keySpec}.pem`];
     expect((await opensslVerify(fx.caFile, cert, ["-purpose", "sslclient"])).ok).toBe(true);
     expect(
@@ -172,7 +164,7 @@ describe("intermediate CAs", () => {
         subject: { commonName: "node1.example.com" },
         validityHours: 24,
       });
-      const f = await files(root.dir, {
+      const f = await writeFiles(root.dir, {
         "root.pem": rootWithPath.certPem,
         "inter.pem": intermediate.certPem,
         "leaf.pem": leaf.certPem,
@@ -196,7 +188,7 @@ describe("intermediate CAs", () => {
         pki.createCertificateAuthority({ subject: { commonName: "x" }, parent: root.ca }),
       ).rejects.toThrow(/pathLength: the parent CA allows 0 more CA level/);
     } finally {
-      await (await import("../support/programs")).removeDir(root.dir);
+      await removeDir(root.dir);
     }
   });
 });

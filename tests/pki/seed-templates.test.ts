@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pki } from "../../index";
-import { removeDir, run, tempDir } from "../support/programs";
-import { files, opensslExtension, opensslText } from "./fixtures";
+import { removeDir, run, tempDir, writeFiles } from "../support/programs";
+import { opensslExtension, opensslText } from "./fixtures";
 
 const TEMPLATES = join(__dirname, "..", "fixtures", "templates");
 const template = (name: string) => readFileSync(join(TEMPLATES, name), "utf8");
@@ -49,7 +49,7 @@ let caFiles: Record<string, string>;
 beforeAll(async () => {
   dir = await tempDir("virt-pki-seeds-");
   ca = await pki.createCertificateAuthority({ template: template("libvirt-ca.info"), keySpec: "rsa-2048" });
-  caFiles = await files(dir, { "ca.pem": ca.certPem, "ca-key.pem": ca.keyPem });
+  caFiles = await writeFiles(dir, { "ca.pem": ca.certPem, "ca-key.pem": ca.keyPem });
 });
 afterAll(() => removeDir(dir));
 
@@ -58,7 +58,7 @@ test.each(["libvirt-ca.info", "qemu-ca.info"])(
   async (name) => {
     const keyPem = await pki.generatePrivateKey("rsa-2048");
     const ours = await pki.createCertificateAuthority({ template: template(name), keyPem });
-    const f = await files(dir, {
+    const f = await writeFiles(dir, {
       [`${name}.tmpl`]: template(name),
       [`${name}.key`]: keyPem,
       [`${name}.ours.pem`]: ours.certPem,
@@ -101,7 +101,7 @@ test.each(LEAVES)(
   async (name, extraSans) => {
     const keyPem = await pki.generatePrivateKey("rsa-2048");
     const ours = await pki.issueCertificate({ issuer: ca, template: template(name), keyPem });
-    const f = await files(dir, {
+    const f = await writeFiles(dir, {
       [`${name}.tmpl`]: template(name),
       [`${name}.key`]: keyPem,
       [`${name}.ours.pem`]: ours.certPem,
