@@ -1,0 +1,228 @@
+/**
+ * `HostCredentialInstall`: places credentials on one host, in the layouts libvirt and QEMU read, with
+ * one `@pulumi/command` command (remote over SSH, or local under a `root` folder). Thin glue: the plan,
+ * the scripts and the manifest check live in `./install` (pure, unit-tested).
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { PkiError } from "../provider/pki/errors";
+import {
+  CustomLayout,
+  DEFAULT_STATE_DIR,
+  InstallPlan,
+  InstalledFile,
+  Layout,
+  LibvirtClientLayout,
+  LibvirtClientUserLayout,
+  LibvirtServerLayout,
+  Ownership,
+  PathOverride,
+  QemuLayout,
+  QemuPskLayout,
+  checkAccount,
+  checkLayoutShape,
+  checkPlanOptions,
+  generationOf,
+  libvirtdConfSnippet,
+  planInstall,
+  qemuConfSnippet,
+  renderInstallScript,
+  renderPayload,
+  renderRemoveScript,
+  verifyManifest,
+} from "./install";
+
+/** Each property of T may be a Pulumi input (an output of another resource, e.g. a certificate's `certPem`). */
+export type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };
+
+/** One layout request with Pulumi inputs: see the `install/layouts` types for the fields. */
+export type LayoutArgs =
+  | Inputs<LibvirtServerLayout>
+  | Inputs<LibvirtClientLayout>
+  | Inputs<LibvirtClientUserLayout>
+  | Inputs<QemuLayout>
+  | Inputs<QemuPskLayout>
+  | Inputs<CustomLayout>;
+
+/** Arguments of {@link HostCredentialInstall}. Give exactly one of `connection` and `root`. */
+export interface HostCredentialInstallArgs {
+  /**
+   * How to reach the host: `@pulumi/command`'s remote `ConnectionArgs` as they are (host, port, user,
+   * privateKey, password, agentSocketPath, hostKey, proxy, ...).
+   */
+  connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+  /**
+   * Install on the machine running Pulumi, under this absolute folder (a staging tree for an image
+   * build, say): `/etc/pki/...` becomes `<root>/etc/pki/...`, homes are `<root>/home/<user>`.
+   */
+  root?: string;
+  /** What to call the host in messages. @default the resource name */
+  hostLabel?: string;
+  /** The layouts to place (several may share files, e.g. the CA certificate). */
+  layouts: LayoutArgs[];
+  /** @default "default" (see {@link Ownership}) */
+  ownership?: Ownership;
+  /** Owner, group and/or mode by absolute path, over what the layouts say. */
+  overrides?: Record<string, PathOverride>;
+  /** The group QEMU runs as; detected on the host (`qemu`, else `libvirt-qemu`) when absent. */
+  qemuGroup?: string;
+  /** chown to the planned owners. @default true over SSH, false locally (a staging tree) */
+  setOwners?: boolean;
+  /** Label with SELinux `cert_t` when the host has SELinux enabled. @default true over SSH, false locally */
+  selinux?: boolean;
+  /** Run (via `sh -c`) after any content changed, e.g. `systemctl reload libvirtd`. Never on a no-op. */
+  reloadCommand?: pulumi.Input<string>;
+  /** Leave the files on the host when this install is deleted. @default false */
+  keepOnDelete?: boolean;
+  /** Where the host keeps the claims that make delete remove only this install's files. */
+  stateDir?: string;
+  /** For the `libvirtd.conf` snippet: the client DNs the server accepts. */
+  tlsAllowedDnList?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+/**
+ * Installs TLS credentials on a host in libvirt's and QEMU's layouts (`libvirt-server`,
+ * `libvirt-client`, `libvirt-client-user`, `qemu-server`, `qemu-client`, `qemu`, `qemu-psk`, `custom`).
+ *
+ * Key material goes only on the command's stdin (a secret); the script is visible in previews and
+ * holds paths, hashes, owners and modes. The command's triggers are the content hashes, so a re-issued
+ * certificate re-installs and an unchanged one runs nothing. Each file is replaced atomically, the host
+ * reports a manifest that is checked against what was sent, and delete removes only this install's files.
+ */
+export class HostCredentialInstall extends pulumi.ComponentResource {
+  /** Every installed file: planned path, path on the host, role, sha256, mode, owner, group (as verified). */
+  readonly files: pulumi.Output<InstalledFile[]>;
+  /** `libvirtd.conf` lines for the installed server credentials ("" without a libvirt-server layout). */
+  readonly libvirtdConf: pulumi.Output<string>;
+  /** `qemu.conf` lines for the QEMU directories ("" without QEMU layouts). */
+  readonly qemuConf: pulumi.Output<string>;
+  /** The generation digest the host's claims carry. */
+  readonly generation: pulumi.Output<string>;
+  /** The command that runs the install script. */
+  readonly command: command.remote.Command | command.local.Command;
+
+  constructor(name: string, args: HostCredentialInstallArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("virt-pki:index:HostCredentialInstall", name, {}, opts);
+    checkArgs(args);
+    const local = args.connection === undefined;
+    const setOwners = args.setOwners ?? !local;
+    const selinux = args.selinux ?? !local;
+    const hostLabel = args.hostLabel ?? name;
+    const stateDir = args.stateDir ?? DEFAULT_STATE_DIR;
+
+    const layouts = pulumi.output(args.layouts) as unknown as pulumi.Output<Layout[]>;
+    const plan: pulumi.Output<InstallPlan> = layouts.apply((l) =>
+      planInstall(l, { ownership: args.ownership, overrides: args.overrides }),
+    );
+    const target = local
+      ? pulumi.output(`local:${args.root}`)
+      : pulumi.output(args.connection!).apply((c) => `${c.user ?? "root"}@${c.host}:${c.port ?? 22}`);
+    // Scripts hold hashes, paths and modes only: shown in clear so previews can show what changes.
+    const scripts = pulumi.unsecret(
+      pulumi.all([plan, target, args.reloadCommand]).apply(([p, t, reload]) => {
+        const generation = generationOf(name, t, p);
+        const o = {
+          name,
+          hostLabel,
+          generation,
+          root: args.root,
+          setOwners,
+          selinux,
+          qemuGroup: args.qemuGroup,
+          reloadCommand: reload,
+          stateDir,
+        };
+        return {
+          generation,
+          install: renderInstallScript(p, o),
+          remove: renderRemoveScript(p, o),
+          triggers: p.files.map((f) => `${f.path} ${f.sha256}`),
+        };
+      }),
+    );
+    const commandArgs = {
+      create: scripts.install,
+      update: scripts.install,
+      delete: args.keepOnDelete ? undefined : scripts.remove,
+      stdin: pulumi.secret(plan.apply(renderPayload)),
+      triggers: scripts.triggers,
+      logging: "stdout" as const,
+      addPreviousOutputInEnv: false,
+    };
+    const commandOpts = { parent: this, additionalSecretOutputs: ["stdin"] };
+    this.command = local
+      ? new command.local.Command(
+          `${name}-files`,
+          { ...commandArgs, interpreter: ["/bin/sh", "-c"] },
+          commandOpts,
+        )
+      : new command.remote.Command(
+          `${name}-files`,
+          { ...commandArgs, connection: args.connection! },
+          commandOpts,
+        );
+
+    this.generation = scripts.generation;
+    this.files = pulumi.unsecret(
+      pulumi.all([this.command.stdout, plan]).apply(([stdout, p]) =>
+        // No stdout yet (preview): report the plan; after the command ran: what the host says, checked.
+        typeof stdout === "string"
+          ? verifyManifest(stdout, p, { hostLabel, setOwners, qemuGroup: args.qemuGroup })
+          : p.files.map((f) => ({
+              path: f.path,
+              hostPath: f.path,
+              role: f.role,
+              sha256: f.sha256,
+              mode: f.mode.toString(8).padStart(4, "0"),
+              owner: f.owner,
+              group: f.group,
+            })),
+      ),
+    );
+    this.libvirtdConf = pulumi.unsecret(
+      pulumi.all([plan, args.tlsAllowedDnList]).apply(([p, dns]) => libvirtdConfSnippet(p, dns)),
+    );
+    this.qemuConf = pulumi.unsecret(layouts.apply(qemuConfSnippet));
+    this.registerOutputs({
+      files: this.files,
+      libvirtdConf: this.libvirtdConf,
+      qemuConf: this.qemuConf,
+      generation: this.generation,
+    });
+  }
+}
+
+/** Preview-time checks of everything that does not depend on certificate content. */
+function checkArgs(args: HostCredentialInstallArgs): void {
+  if ((args.connection === undefined) === (args.root === undefined)) {
+    throw new PkiError(
+      "connection",
+      args.root === undefined
+        ? "give connection (install over SSH) or root (install locally under a folder)"
+        : "give connection or root, not both",
+    );
+  }
+  if (
+    args.root !== undefined &&
+    (typeof args.root !== "string" || !/^(\/[A-Za-z0-9._@+-]+)+$/.test(args.root))
+  ) {
+    throw new PkiError(
+      "root",
+      `${JSON.stringify(args.root)} is not an absolute folder path (letters, digits, ._@+-)`,
+    );
+  }
+  if (args.qemuGroup !== undefined) checkAccount("qemuGroup", args.qemuGroup);
+  if (args.stateDir !== undefined && !/^(\/[A-Za-z0-9._@+-]+)+$/.test(args.stateDir)) {
+    throw new PkiError("stateDir", `${JSON.stringify(args.stateDir)} is not an absolute folder path`);
+  }
+  checkPlanOptions({ ownership: args.ownership, overrides: args.overrides });
+  if (!Array.isArray(args.layouts) || args.layouts.length === 0) {
+    throw new PkiError(
+      "layouts",
+      'is required: give at least one layout, e.g. { kind: "libvirt-server", ... }',
+    );
+  }
+  args.layouts.forEach((l, i) => {
+    if (!pulumi.Output.isInstance(l)) checkLayoutShape(l as Record<string, unknown>, `layouts[${i}]`);
+  });
+}

@@ -1,0 +1,3 @@
+/** Components that place credentials on hosts and declare whole fleets. */
+export * from "./hostCredentialInstall";
+export * as install from "./install";
