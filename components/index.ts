@@ -1,3 +1,4 @@
 /** Components that place credentials on hosts and declare whole fleets. */
 export * from "./hostCredentialInstall";
 export * as install from "./install";
+export * from "./virtualizationPki";
