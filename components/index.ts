@@ -2,3 +2,4 @@
 export * from "./hostCredentialInstall";
 export * as install from "./install";
 export * from "./virtualizationPki";
+export type { Layout, Ownership, PathOverride, QemuService } from "./install";

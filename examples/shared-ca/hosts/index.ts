@@ -1,0 +1,33 @@
+/**
+ * A host stack: reads the CA from the CA stack (`pulumi config set caStack org/shared-ca-ca/prod`) and
+ * declares its hosts' certificates and installs with it. Several host stacks (one per site, say) can
+ * share one CA stack.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { FleetHost, VirtualizationPki } from "pulumi-virt-pki";
+
+const config = new pulumi.Config();
+const caStack = new pulumi.StackReference(config.require("caStack"));
+const sshPrivateKey = config.requireSecret("sshPrivateKey");
+
+const hosts: FleetHost[] = config
+  .requireObject<{ name: string; fqdn: string; address: string }[]>("hosts")
+  .map((h) => ({
+    name: h.name,
+    fqdn: h.fqdn,
+    ipAddresses: [h.address],
+    connection: { host: h.address, user: config.get("sshUser") ?? "root", privateKey: sshPrivateKey },
+  }));
+
+const site = new VirtualizationPki("site", {
+  ca: {
+    id: "shared",
+    certPem: caStack.requireOutput("caCertPem") as pulumi.Output<string>,
+    keyPem: caStack.requireOutput("caKeyPem") as pulumi.Output<string>,
+  },
+  hosts,
+});
+
+/** Per-host fingerprint and expiry. */
+export const siteHosts = site.hosts;
+export const tlsAllowedDnList = site.tlsAllowedDnList;

@@ -1,0 +1,98 @@
+/**
+ * A fleet whose hosts come from stack config and whose credentials are installed over SSH:
+ *
+ *   pulumi config set --path 'hosts[0].name' compute1
+ *   pulumi config set --path 'hosts[0].fqdn' compute1.example.org
+ *   pulumi config set --path 'hosts[0].address' 192.0.2.11
+ *   pulumi config set --secret sshPrivateKey -- "$(cat ~/.ssh/id_ed25519)"
+ *   pulumi up
+ *
+ * Every config key is read here; see README.md for the list.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { FleetCa, FleetClient, FleetHost, QemuService, VirtualizationPki, pki } from "pulumi-virt-pki";
+
+/** A host as written in stack config. */
+interface HostConfig {
+  name: string;
+  fqdn: string;
+  /** Where SSH connects, and an IP SAN of the certificate. */
+  address: string;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  port?: number;
+  qemu?: QemuService[];
+}
+
+/** An operator client as written in stack config; `install` names the workstation to install it on. */
+interface ClientConfig {
+  name: string;
+  subject: pki.Subject;
+  install?: { address: string; port?: number; user?: string; system?: boolean };
+}
+
+const config = new pulumi.Config();
+const sshUser = config.get("sshUser") ?? "root";
+const sshPrivateKey = config.requireSecret("sshPrivateKey");
+const connection = (address: string, port?: number, user = sshUser) => ({
+  host: address,
+  port: port ?? 22,
+  user,
+  privateKey: sshPrivateKey,
+});
+
+const hosts: FleetHost[] = config.requireObject<HostConfig[]>("hosts").map((h) => ({
+  name: h.name,
+  fqdn: h.fqdn,
+  dnsNames: h.dnsNames,
+  ipAddresses: [h.address, ...(h.ipAddresses ?? [])],
+  qemu: h.qemu,
+  connection: connection(h.address, h.port),
+}));
+
+const clients: FleetClient[] = (config.getObject<ClientConfig[]>("clients") ?? []).map((c) => ({
+  name: c.name,
+  subject: c.subject,
+  install: c.install && {
+    connection: connection(c.install.address, c.install.port),
+    user: c.install.system === false ? c.install.user : undefined,
+  },
+}));
+
+// One CA, or during a rotation several (README: CA rotation): [{ id, commonName }].
+const cas: FleetCa[] = (
+  config.getObject<{ id: string; commonName: string }[]>("cas") ?? [{ id: "ca", commonName: "" }]
+).map((c) => ({
+  id: c.id,
+  subject: {
+    organization: config.get("organization") ?? "Virtualization",
+    commonName: c.commonName || "Fleet CA",
+  },
+}));
+
+const fleet = new VirtualizationPki("fleet", {
+  organization: config.get("organization"),
+  ca: cas,
+  issuingCa: config.get("issuingCa"),
+  hosts,
+  clients,
+  revokedClients: config.getObject<string[]>("revokedClients"),
+  pskUsers: config.getObject<string[]>("pskUsers"),
+  validityHours: config.getNumber("validityHours"),
+  renewBeforeHours: config.getNumber("renewBeforeHours"),
+  reloadCommand: config.get("reloadCommand"),
+});
+
+/** The CA file every host trusts. */
+export const caCertPem = fleet.caCertPem;
+/** Per-host fingerprint, notAfter and renewAt. */
+export const fleetHosts = fleet.hosts;
+/** Client DNs and whether they are revoked. */
+export const fleetClients = fleet.clients;
+/** When the next `pulumi up` will renew something. */
+export const earliestRenewAt = fleet.earliestRenewAt;
+/** Paste into libvirtd.conf (or virtproxyd.conf). */
+export const libvirtdConf = fleet.libvirtdConf;
+/** Paste into qemu.conf, per host. */
+export const qemuConf = fleet.qemuConf;
+export const tlsAllowedDnList = fleet.tlsAllowedDnList;
