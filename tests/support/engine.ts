@@ -4,9 +4,17 @@
  * dynamic-provider host over gRPC the way the engine does for `pulumi up`: Check, then Diff against
  * the stored state, then Create / Update / create-before-delete Replace, and Delete for resources that
  * left the program. State is kept between runs, and each run yields a plan like `pulumi preview --diff`.
+ *
+ * `@pulumi/command` resources (`command:remote:Command`, `command:local:Command`) are RUN for real, since
+ * their provider binary cannot be fetched here: remote ones over SSH with the resource's own connection
+ * values (OpenSSH client, tests/support/testbed.ts), local ones with their interpreter. The diff follows
+ * the command provider 1.x: a change of `triggers` or `connection` replaces (create the new one, delete the
+ * old one after the run; pulumi/pulumi-command#855: triggers replace even when `update` is set), any other
+ * input change is an update that runs `update` (or `create`), and delete runs `delete`.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { PROVIDER_KEY, ProviderHost, resourceUrn, settle } from "./pulumiHost";
+import { PROVIDER_KEY, ProviderHost, isSecretValue, resourceUrn, settle } from "./pulumiHost";
+import { RemoteConnection, runLocalCommand, runRemoteCommand } from "./testbed";
 
 /** One resource in the harness's state. */
 export interface StateEntry {
@@ -27,6 +35,8 @@ export interface PlanStep {
   op: "create" | "same" | "update" | "replace" | "delete";
   /** The properties the provider named as causing a replacement. */
   replaces?: string[];
+  /** The properties that changed, for an update. */
+  diffs?: string[];
 }
 
 /** What a run returns. */
@@ -57,6 +67,22 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
     {
       newResource: async (args) => {
         activity++;
+        if (COMMAND_TYPES.includes(args.type)) {
+          try {
+            return await commandStep(
+              args.type,
+              args.name,
+              reveal(args.inputs) as Inputs,
+              state,
+              next,
+              plan,
+              replaced,
+            );
+          } catch (e) {
+            errors.push(e);
+            throw e;
+          }
+        }
         if (!args.type.startsWith("pulumi-nodejs:dynamic"))
           return { id: `${args.name}-id`, state: args.inputs };
         const urn = resourceUrn(args.name, { type: args.type });
@@ -88,7 +114,12 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
             });
           }
           const updated = await host.update(old.id, urn, old.outputs, inputs);
-          return record(old.id, updated.properties, { urn, name: args.name, op: "update" });
+          return record(old.id, updated.properties, {
+            urn,
+            name: args.name,
+            op: "update",
+            diffs: diff.diffs,
+          });
         } catch (e) {
           errors.push(e);
           throw e;
@@ -106,11 +137,15 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
   program();
   await settle(() => activity, 60_000);
   if (errors.length) throw errors[0];
-  for (const old of replaced)
-    await host.delete(old.id, resourceUrn(old.name, { type: old.type }), old.outputs);
-  for (const [urn, old] of Object.entries(state)) {
+  const remove = async (urn: string, old: StateEntry): Promise<void> => {
+    if (COMMAND_TYPES.includes(old.type)) await runCommand(old.type, old.name, old.inputs, "delete");
+    else await host.delete(old.id, urn, old.outputs);
+  };
+  for (const old of replaced) await remove(resourceUrn(old.name, { type: old.type }), old);
+  // Removed resources go last, newest first (dependents were registered after what they depend on).
+  for (const [urn, old] of Object.entries(state).reverse()) {
     if (!next[urn]) {
-      await host.delete(old.id, urn, old.outputs);
+      await remove(urn, old);
       plan.push({ urn, name: old.name, op: "delete" });
     }
   }
@@ -129,7 +164,98 @@ export function formatPlan(plan: PlanStep[]): string {
   const changed = plan.filter((s) => s.op !== "same");
   const lines = changed.map(
     (s) =>
-      `${sign[s.op].padEnd(2)} ${s.name} ${s.op}${s.replaces ? ` [diff: ${s.replaces.join(", ")}]` : ""}`,
+      `${sign[s.op].padEnd(2)} ${s.name} ${s.op}${
+        s.replaces
+          ? ` [diff: ${s.replaces.join(", ")}]`
+          : s.diffs?.length
+            ? ` [diff: ${s.diffs.join(", ")}]`
+            : ""
+      }`,
   );
   return [...lines, `${changed.length} change(s), ${plan.length - changed.length} unchanged`].join("\n");
+}
+
+type Inputs = Record<string, unknown>;
+
+/** The `@pulumi/command` resource types the harness runs. */
+const COMMAND_TYPES = ["command:remote:Command", "command:local:Command"];
+/** Inputs whose change replaces a command (the provider's replaceOnChanges). */
+const COMMAND_REPLACE_KEYS = ["triggers", "connection"];
+/** Bound on one command run. */
+const COMMAND_TIMEOUT_MS = 120_000;
+
+/** Replaces the SDK's secret sentinels by their values (a provider receives plain values). */
+function reveal(value: unknown): unknown {
+  if (isSecretValue(value)) return reveal(value.value);
+  if (Array.isArray(value)) return value.map(reveal);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
+  }
+  return value;
+}
+
+/** Runs one of a command resource's commands; rejects on a non-zero exit like the provider does. */
+async function runCommand(
+  type: string,
+  name: string,
+  inputs: Inputs,
+  which: "create" | "update" | "delete",
+): Promise<{ stdout: string; stderr: string }> {
+  const text = (which === "update" ? (inputs.update ?? inputs.create) : inputs[which]) as string | undefined;
+  if (text === undefined || text === "") return { stdout: "", stderr: "" };
+  const stdin = which === "delete" ? undefined : (inputs.stdin as string | undefined);
+  const r =
+    type === "command:remote:Command"
+      ? await runRemoteCommand(inputs.connection as RemoteConnection, text, stdin, {
+          timeoutMs: COMMAND_TIMEOUT_MS,
+        })
+      : await runLocalCommand(text, stdin, {
+          interpreter: inputs.interpreter as string[] | undefined,
+          dir: inputs.dir as string | undefined,
+          timeoutMs: COMMAND_TIMEOUT_MS,
+        });
+  if (r.code !== 0 || r.timedOut) {
+    throw new Error(
+      `${type} ${name}: ${which} failed (exit ${r.code}${r.timedOut ? ", timed out" : ""}): ${r.stderr}`,
+    );
+  }
+  return { stdout: r.stdout.replace(/\n$/, ""), stderr: r.stderr.replace(/\n$/, "") };
+}
+
+/** Diff, run and record one command resource; returns what the mock hands back to the program. */
+async function commandStep(
+  type: string,
+  name: string,
+  inputs: Inputs,
+  state: EngineState,
+  next: EngineState,
+  plan: PlanStep[],
+  replaced: StateEntry[],
+): Promise<{ id: string; state: Inputs }> {
+  const urn = resourceUrn(name, { type });
+  const old = state[urn];
+  const record = async (
+    id: string,
+    op: PlanStep["op"],
+    which?: "create" | "update",
+    extra: Partial<PlanStep> = {},
+  ) => {
+    const out = which
+      ? await runCommand(type, name, inputs, which)
+      : { stdout: old!.outputs.stdout, stderr: old!.outputs.stderr };
+    const outputs = { ...inputs, ...out };
+    next[urn] = { id, type, name, inputs, outputs };
+    plan.push({ urn, name, op, ...extra });
+    return { id, state: outputs };
+  };
+  if (!old) return record(`${name}-${Date.now()}`, "create", "create");
+  const keys = [...new Set([...Object.keys(old.inputs), ...Object.keys(inputs)])].sort();
+  const changed = keys.filter((k) => JSON.stringify(old.inputs[k]) !== JSON.stringify(inputs[k]));
+  if (changed.length === 0) return record(old.id, "same");
+  const replaces = changed.filter((k) => COMMAND_REPLACE_KEYS.includes(k));
+  if (replaces.length) {
+    replaced.push(old);
+    return record(`${name}-${Date.now()}`, "replace", "create", { replaces });
+  }
+  return record(old.id, "update", "update", { diffs: changed });
 }
