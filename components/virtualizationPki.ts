@@ -297,12 +297,13 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           `${name}-${id}-crl`,
           {
             ca,
-            revoked: [...revoked]
-              .filter(() => id === issuing)
-              .map((n) => ({
-                certPem: this.clientCertificates[n].certPem,
-                reason: "keyCompromise" as const,
-              })),
+            // Every CA's CRL lists every revoked client: GnuTLS applies a CRL only to certificates of its
+            // own issuer, so the entry counts in the CRL of whichever CA issued the client (during a
+            // rotation the revoked client's certificate stays with the old CA).
+            revoked: [...revoked].map((n) => ({
+              certPem: this.clientCertificates[n].certPem,
+              reason: "keyCompromise" as const,
+            })),
             nextUpdateHours: args.crlNextUpdateHours ?? 720,
           },
           parent,

@@ -287,7 +287,7 @@ describe("installing onto three SSH hosts", () => {
       [
         "# libvirtd on s1 (default paths), virsh from ws",
         `by name: ${byName.ok}, by IP: ok, from s2 (migration): ok`,
-        `name not in SAN: ${wrongName.output.split("\n").find((l) => /hostname/.test(l))}`,
+        `name not in SAN: ${wrongName.output.split("\n").find((l) => /does not match the hostname/.test(l))}`,
         `DN not allowed: ${libvirtd
           .log()
           .split("\n")

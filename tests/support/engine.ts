@@ -62,11 +62,15 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
   const replaced: StateEntry[] = [];
   const errors: unknown[] = [];
   let activity = 0;
+  // ignoreChanges per registration, read off the wire like the engine does (see captureResources).
+  let inFlightIgnore: string[] = [];
 
   await pulumi.runtime.setMocks(
     {
       newResource: async (args) => {
         activity++;
+        const ignoreChanges = inFlightIgnore;
+        inFlightIgnore = [];
         if (COMMAND_TYPES.includes(args.type)) {
           try {
             return await commandStep(
@@ -88,7 +92,10 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
         const urn = resourceUrn(args.name, { type: args.type });
         try {
           const old = state[urn];
-          const checked = await host.check(urn, old?.inputs ?? {}, args.inputs);
+          // ignoreChanges: the engine sends the old value of an ignored input, as if the program had not changed it.
+          const news = { ...args.inputs };
+          for (const k of old ? ignoreChanges : []) if (k in old!.inputs) news[k] = old!.inputs[k];
+          const checked = await host.check(urn, old?.inputs ?? {}, news);
           if (checked.failures.length) throw new CheckFailedError(urn, checked.failures);
           const inputs = checked.inputs;
           const record = (id: string, outputs: Record<string, unknown>, step: PlanStep) => {
@@ -118,7 +125,7 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
             urn,
             name: args.name,
             op: "update",
-            diffs: diff.diffs,
+            diffs: diff.diffs.length ? diff.diffs : changedInputs(old.inputs, inputs),
           });
         } catch (e) {
           errors.push(e);
@@ -134,6 +141,19 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
     "stack",
     false,
   );
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource: (req: { getIgnorechangesList(): string[] }, cb: unknown) => unknown;
+  };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) => {
+    // MockMonitor calls mocks.newResource synchronously, before its first await.
+    inFlightIgnore = req.getIgnorechangesList();
+    try {
+      return register(req, cb);
+    } finally {
+      inFlightIgnore = [];
+    }
+  };
   program();
   await settle(() => activity, 60_000);
   if (errors.length) throw errors[0];
@@ -258,4 +278,13 @@ async function commandStep(
     return record(`${name}-${Date.now()}`, "replace", "create", { replaces });
   }
   return record(old.id, "update", "update", { diffs: changed });
+}
+
+/**
+ * The input properties that differ, as the engine shows them for an update when the provider reports no
+ * detailed diff (the Node dynamic-provider host forwards only changes and replaces).
+ */
+function changedInputs(olds: Inputs, news: Inputs): string[] {
+  const keys = [...new Set([...Object.keys(olds), ...Object.keys(news)])].filter((k) => k !== PROVIDER_KEY);
+  return keys.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])).sort();
 }
