@@ -56,7 +56,13 @@ export class CheckFailedError extends Error {
 }
 
 /** Runs `program` once against `host`, starting from `state` (an empty object for a first `up`). */
-export async function up(program: () => void, host: ProviderHost, state: EngineState): Promise<RunResult> {
+export async function up(
+  program: () => void,
+  host: ProviderHost,
+  state: EngineState,
+  /** Outputs of other stacks, by stack name, for `pulumi.StackReference`. */
+  stacks: Record<string, Record<string, unknown>> = {},
+): Promise<RunResult> {
   const next: EngineState = {};
   const plan: PlanStep[] = [];
   const replaced: StateEntry[] = [];
@@ -71,6 +77,11 @@ export async function up(program: () => void, host: ProviderHost, state: EngineS
         activity++;
         const ignoreChanges = inFlightIgnore;
         inFlightIgnore = [];
+        if (args.type === "pulumi:pulumi:StackReference") {
+          const name = String(args.inputs.name);
+          if (!(name in stacks)) throw new Error(`StackReference: no stack ${name} in this harness run`);
+          return { id: name, state: { name, outputs: stacks[name], secretOutputNames: [] } };
+        }
         if (COMMAND_TYPES.includes(args.type)) {
           try {
             return await commandStep(

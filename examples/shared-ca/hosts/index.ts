@@ -11,12 +11,17 @@ const caStack = new pulumi.StackReference(config.require("caStack"));
 const sshPrivateKey = config.requireSecret("sshPrivateKey");
 
 const hosts: FleetHost[] = config
-  .requireObject<{ name: string; fqdn: string; address: string }[]>("hosts")
+  .requireObject<{ name: string; fqdn: string; address: string; port?: number }[]>("hosts")
   .map((h) => ({
     name: h.name,
     fqdn: h.fqdn,
     ipAddresses: [h.address],
-    connection: { host: h.address, user: config.get("sshUser") ?? "root", privateKey: sshPrivateKey },
+    connection: {
+      host: h.address,
+      port: h.port ?? 22,
+      user: config.get("sshUser") ?? "root",
+      privateKey: sshPrivateKey,
+    },
   }));
 
 const site = new VirtualizationPki("site", {
