@@ -21,7 +21,7 @@ import { Ownership, PathOverride, QEMU_SERVICES, QemuService, checkPath } from "
 export interface NewFleetCa {
   /** Stable name of this CA within the fleet (part of its resource name). @default "ca" */
   id?: string;
-  /** @default { organization: <fleet organization>, commonName: "<organization> CA" } */
+  /** @default { organization: <fleet organization>, commonName: <fleet organization> } (the libvirt guide's CA) */
   subject?: pulumi.Input<Subject>;
   /** @default "ecdsa-p256" */
   keySpec?: pulumi.Input<KeySpec>;
@@ -108,7 +108,7 @@ export interface VirtualizationPkiArgs {
   keySpec?: pulumi.Input<KeySpec>;
   /** Lifetime of host and client certificates. @default 8760 (one year) */
   validityHours?: pulumi.Input<number>;
-  /** Re-issue this long before expiry. @default a fifth of the lifetime */
+  /** Re-issue this long before expiry. @default 720 (30 days; the certificate resources' default) */
   renewBeforeHours?: pulumi.Input<number>;
   /** Lifetime of the CRL (re-signed by `pulumi up` before it runs out). @default 720 */
   crlNextUpdateHours?: pulumi.Input<number>;
@@ -255,7 +255,9 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         const ca = new CertificateAuthority(
           `${name}-${id}`,
           {
-            subject: c.subject ?? { organization, commonName: `${organization} CA` },
+            // CN = organization, as the libvirt guide's CA: virt-pki-validate compares the CA's CN with
+            // the organization (O) of the host and client certificates.
+            subject: c.subject ?? { organization, commonName: organization },
             keySpec: c.keySpec ?? "ecdsa-p256",
             validityHours: c.validityHours ?? 87600,
             renewBeforeHours: c.renewBeforeHours,
@@ -284,8 +286,14 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     for (const c of args.clients ?? []) {
       this.clientCertificates[c.name] = new ClientCertificate(
         `${name}-client-${c.name}`,
-        { ca: issuer, subject: c.subject, ...leafDefaults },
-        // A revoked client is not re-issued by a new CA: its (revoked) certificate stays as it is.
+        // A revoked client is never re-issued (not by renewal, not by a new CA): its revoked certificate
+        // stays as it is, listed in the CRL, until it expires.
+        {
+          ca: issuer,
+          subject: c.subject,
+          ...leafDefaults,
+          autoRenew: revoked.has(c.name) ? false : undefined,
+        },
         revoked.has(c.name) ? { ...parent, ignoreChanges: ["ca"] } : parent,
       );
     }
@@ -359,7 +367,9 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         layouts.push({ kind: "libvirt-client", caCertPem, certPem: cert.certPem, keyPem: key, crlPem });
       }
       for (const service of h.qemu ?? ["default"]) {
-        layouts.push({ kind: "qemu", service, caCertPem, crlPem, certPem: cert.certPem, keyPem: key });
+        // A host without the client role has a server-only certificate: it cannot be QEMU's client identity.
+        const kind = h.libvirtClient === false ? "qemu-server" : "qemu";
+        layouts.push({ kind, service, caCertPem, crlPem, certPem: cert.certPem, keyPem: key });
       }
       if (psk)
         layouts.push({ kind: "qemu-psk", dir: h.qemuPskDir ?? "/etc/pki/qemu-psk", keysPsk: psk.keysPsk });

@@ -29,6 +29,11 @@ export interface LeafCertificateArgs {
   readonly truncateToIssuer?: pulumi.Input<boolean>;
   /** Policy: refuse a validity longer than this many hours (Ganeti: 168). @default no limit */
   readonly maxValidityHours?: pulumi.Input<number>;
+  /**
+   * Re-issue when the renewal window is reached. false for a revoked certificate: it must not come back
+   * with a new serial that the CRL does not list. @default true
+   */
+  readonly autoRenew?: pulumi.Input<boolean>;
 }
 
 /** The dynamic resource inputs for a leaf: the arguments plus the profile and every output declared. */
@@ -44,6 +49,7 @@ export function leafInputs(args: LeafCertificateArgs, profile: pulumi.Input<stri
     csrPem: args.csrPem,
     validityHours: args.validityHours,
     renewBeforeHours: args.renewBeforeHours,
+    autoRenew: args.autoRenew,
     truncateToIssuer: args.truncateToIssuer,
     maxValidityHours: args.maxValidityHours,
     certPem: undefined,

@@ -4,6 +4,9 @@
  */
 import { InstallPlan, Layout, QemuLayout, qemuDir } from "./layouts";
 
+/** Services with a `<service>_tls_x509_verify` setting in libvirt's qemu.conf (none for spice and nbd). */
+const VERIFY_SETTING = new Set(["default", "vnc", "chardev", "migrate", "backup"]);
+
 /** Quotes a value for libvirt's config files (double-quoted string). */
 export function confString(value: string): string {
   return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
@@ -32,8 +35,8 @@ export function libvirtdConfSnippet(plan: InstallPlan, tlsAllowedDnList?: readon
 
 /**
  * `qemu.conf` lines for the QEMU layouts: `default_tls_x509_cert_dir` and `<service>_tls_x509_cert_dir`
- * for every directory, with `<service>_tls_x509_verify = 1` where a server endpoint is installed (the
- * server then requires client certificates). Empty without QEMU layouts.
+ * for every directory, with `<service>_tls_x509_verify = 1` where a server endpoint is installed and libvirt has that
+ * setting (the server then requires client certificates). Empty without QEMU layouts.
  */
 export function qemuConfSnippet(layouts: readonly Layout[]): string {
   const lines: string[] = [];
@@ -45,7 +48,7 @@ export function qemuConfSnippet(layouts: readonly Layout[]): string {
     if (seen.has(service)) continue;
     seen.add(service);
     lines.push(`${service}_tls_x509_cert_dir = ${confString(qemuDir(q))}`);
-    if (q.kind !== "qemu-client") lines.push(`${service}_tls_x509_verify = 1`);
+    if (q.kind !== "qemu-client" && VERIFY_SETTING.has(service)) lines.push(`${service}_tls_x509_verify = 1`);
   }
   if (lines.length === 0) return "";
   return ["# QEMU TLS directories installed by pulumi-virt-pki", ...lines].join("\n") + "\n";

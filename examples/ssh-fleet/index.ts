@@ -28,7 +28,7 @@ interface HostConfig {
 interface ClientConfig {
   name: string;
   subject: pki.Subject;
-  install?: { address: string; port?: number; user?: string; system?: boolean };
+  install?: { address: string; port?: number; user?: string };
 }
 
 const config = new pulumi.Config();
@@ -55,7 +55,8 @@ const clients: FleetClient[] = (config.getObject<ClientConfig[]>("clients") ?? [
   subject: c.subject,
   install: c.install && {
     connection: connection(c.install.address, c.install.port),
-    user: c.install.system === false ? c.install.user : undefined,
+    // With a user: that user's ~/.pki/libvirt; without: the system-wide client credentials.
+    user: c.install.user,
   },
 }));
 
@@ -66,7 +67,7 @@ const cas: FleetCa[] = (
   id: c.id,
   subject: {
     organization: config.get("organization") ?? "Virtualization",
-    commonName: c.commonName || "Fleet CA",
+    commonName: c.commonName || (config.get("organization") ?? "Virtualization"),
   },
 }));
 

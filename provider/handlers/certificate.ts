@@ -40,6 +40,8 @@ export interface CertificateInputs {
   csrPem?: string;
   validityHours?: number;
   renewBeforeHours?: number;
+  /** false: never re-issued for renewal (a revoked certificate must not come back with a new serial). */
+  autoRenew?: boolean;
   truncateToIssuer?: boolean;
   maxValidityHours?: number;
 }
@@ -80,6 +82,7 @@ function normalize(news: CertificateInputs): CertificateInputs {
     csrPem: news.csrPem,
     validityHours: news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
     renewBeforeHours: news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
+    autoRenew: news.autoRenew === false ? false : undefined,
     truncateToIssuer: news.truncateToIssuer,
     maxValidityHours: news.maxValidityHours,
   }) as CertificateInputs;
@@ -199,19 +202,24 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: Certi
   if (issuerChanged(olds.caCertPem, news.ca)) replaces.push("ca");
   const renewBefore =
     typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
-  if (renewalDue(olds.notBefore, olds.notAfter, renewBefore)) replaces.push("notAfter");
-  const updates = changedKeys(olds, n, ["renewBeforeHours"]);
+  if (n.autoRenew !== false && renewalDue(olds.notBefore, olds.notAfter, renewBefore))
+    replaces.push("notAfter");
+  const updates = changedKeys(olds, n, ["renewBeforeHours", "autoRenew"]);
   return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
 }
 
-/** In-place update: only the renewal window changed. */
+/** In-place update: only the renewal window (or autoRenew) changed. */
 export async function update(
   _id: string,
   oldState: Record<string, unknown>,
   news: CertificateInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
   const olds = upgradeState(oldState, "Certificate");
-  return { outs: withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS) };
+  const { autoRenew: _previous, ...outs } = withRenewalWindow(
+    olds,
+    news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
+  );
+  return { outs: news.autoRenew === false ? { ...outs, autoRenew: false } : outs };
 }
 
 /** Refresh: the state is the truth; renewAt is recomputed. */

@@ -196,6 +196,14 @@ describe("certificate check and diff", () => {
       changes: true,
       replaces: ["notAfter"],
     });
+    // autoRenew: false (a revoked certificate): inside the window it is only an in-place update, never re-issued.
+    const frozen = { ...inputs, renewBeforeHours: 2, autoRenew: false };
+    const due = { ...created.outs, renewBeforeHours: 2 };
+    expect(certificate.diff(created.id, due, frozen as never)).toEqual({ changes: true });
+    const updated = await certificate.update(created.id, due, frozen as never);
+    expect(updated.outs.autoRenew).toBe(false);
+    expect(updated.outs.serialNumber).toBe(created.outs.serialNumber);
+    expect(certificate.diff(created.id, updated.outs, frozen as never)).toEqual({ changes: false });
   });
 
   test("CSR mode keeps no private key in state", async () => {
