@@ -215,11 +215,10 @@ export async function update(
   news: CertificateInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
   const olds = upgradeState(oldState, "Certificate");
-  const { autoRenew: _previous, ...outs } = withRenewalWindow(
-    olds,
-    news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
-  );
-  return { outs: news.autoRenew === false ? { ...outs, autoRenew: false } : outs };
+  const outs = withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS);
+  if (news.autoRenew === false) outs.autoRenew = false;
+  else delete outs.autoRenew;
+  return { outs };
 }
 
 /** Refresh: the state is the truth; renewAt is recomputed. */
