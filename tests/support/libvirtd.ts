@@ -309,13 +309,28 @@ class RunningLibvirtd implements Libvirtd {
   }
 }
 
-async function startOnce(
-  opts: LibvirtdOptions,
+/** A libvirtd's private directory, prepared by {@link prepareLibvirtd}. */
+export interface PreparedLibvirtd {
+  confPath: string;
+  logPath: string;
+  /** `sh` script: bind-mount the private state directories, then `exec libvirtd --listen -f CONF`. */
+  script: string;
+}
+
+/**
+ * Writes a libvirtd.conf into `dir` (TLS on host:port, UNIX sockets in `dir`, `auth_tls="none"`, the TLS files
+ * when given, else libvirt's default /etc/pki paths, and `tls_allowed_dn_list`), creates the private state
+ * directories, and returns the script to run in a fresh mount namespace (see the module comment).
+ */
+export async function prepareLibvirtd(
+  dir: string,
   host: string,
   port: number,
-): Promise<RunningLibvirtd | "port-taken"> {
-  const files = tlsFiles(opts);
-  const dir = await tempDir("virt-pki-libvirtd-");
+  opts: {
+    files?: { caFile: string; certFile: string; keyFile: string; crlFile?: string };
+    tlsAllowedDnList?: readonly string[];
+  },
+): Promise<PreparedLibvirtd> {
   const confPath = path.join(dir, "libvirtd.conf");
   const logPath = path.join(dir, "libvirtd.log");
   const pidPath = path.join(dir, "libvirtd.pid");
@@ -333,14 +348,15 @@ async function startOnce(
     `auth_tls = "none"`,
     `auth_unix_ro = "none"`,
     `auth_unix_rw = "none"`,
-    `key_file = ${confString(files.keyFile)}`,
-    `cert_file = ${confString(files.certFile)}`,
-    `ca_file = ${confString(files.caFile)}`,
   ];
-  const crlFile =
-    files.crlFile ?? (opts.pkiDir !== undefined ? path.join(opts.pkiDir, "cacrl.pem") : undefined);
-  if (crlFile !== undefined && (opts.crlFile !== undefined || (await exists(crlFile)))) {
-    lines.push(`crl_file = ${confString(crlFile)}`);
+  const files = opts.files;
+  if (files !== undefined) {
+    lines.push(
+      `key_file = ${confString(files.keyFile)}`,
+      `cert_file = ${confString(files.certFile)}`,
+      `ca_file = ${confString(files.caFile)}`,
+    );
+    if (files.crlFile !== undefined) lines.push(`crl_file = ${confString(files.crlFile)}`);
   }
   if (opts.tlsAllowedDnList !== undefined) {
     lines.push(`tls_allowed_dn_list = [${opts.tlsAllowedDnList.map(confString).join(", ")}]`);
@@ -363,6 +379,23 @@ async function startOnce(
     ...mounts,
     `exec libvirtd --listen -f ${shQuote(confPath)} --pid-file ${shQuote(pidPath)}`,
   ].join("\n");
+  return { confPath, logPath, script };
+}
+
+async function startOnce(
+  opts: LibvirtdOptions,
+  host: string,
+  port: number,
+): Promise<RunningLibvirtd | "port-taken"> {
+  const files = tlsFiles(opts);
+  const dir = await tempDir("virt-pki-libvirtd-");
+  const crlFile =
+    files.crlFile ?? (opts.pkiDir !== undefined ? path.join(opts.pkiDir, "cacrl.pem") : undefined);
+  const withCrl = crlFile !== undefined && (opts.crlFile !== undefined || (await exists(crlFile)));
+  const { confPath, logPath, script } = await prepareLibvirtd(dir, host, port, {
+    files: { ...files, crlFile: withCrl ? crlFile : undefined },
+    tlsAllowedDnList: opts.tlsAllowedDnList,
+  });
   const child = spawn("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], {
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],

@@ -18,8 +18,8 @@ const KILL_GRACE_MS = 2_000;
 
 /** Options for {@link run}. */
 export interface RunOptions {
-  /** Written to the program's stdin, which is then closed. Without it stdin is closed immediately. */
-  input?: string;
+  /** Written to the program's stdin (bytes as given), which is then closed. Without it stdin is closed immediately. */
+  input?: string | Buffer;
   /** Working directory of the program. */
   cwd?: string;
   /** Upper bound in milliseconds (default {@link DEFAULT_RUN_TIMEOUT_MS}); the program is SIGKILLed after it. */

@@ -30,7 +30,7 @@ import { spawn } from "child_process";
 import { promises as fs, readdirSync, readFileSync, readlinkSync, rmSync } from "fs";
 import * as net from "net";
 import * as path from "path";
-import { assertLoopbackIPv4, killGroup, ManagedProcess } from "./libvirtd";
+import { assertLoopbackIPv4, killGroup, ManagedProcess, prepareLibvirtd } from "./libvirtd";
 import { freePort, removeDir, run, RunResult, runOrThrow, sleep, tempDir, writeFiles } from "./programs";
 import { createRawImage, QemuTlsKind } from "./qemu";
 
@@ -44,14 +44,6 @@ const KILL_PASSES = 5;
 const START_ATTEMPTS = 3;
 /** How long to wait for stdio to close after an ssh client was SIGKILLed. */
 const CLOSE_GRACE_MS = 2_000;
-/** Directories libvirtd writes to outside its config (same list as `startLibvirtd`). */
-const LIBVIRT_PRIVATE_DIRS = [
-  "/run/libvirt",
-  "/var/lib/libvirt",
-  "/var/cache/libvirt",
-  "/var/log/libvirt",
-  "/etc/libvirt",
-];
 /** Keeps messages in English for the assertions. */
 const C_ENV = "LC_ALL=C LANG=C";
 
@@ -242,13 +234,6 @@ function qemuPath(p: string): string {
   return p;
 }
 
-/** Quotes a value for libvirtd.conf (a double-quoted string). */
-function confString(value: string): string {
-  if (/["\\\n]/.test(value))
-    throw new Error(`libvirtd.conf: unsupported character in ${JSON.stringify(value)}`);
-  return `"${value}"`;
-}
-
 /** Numeric uid and gid of a machine user (`getent passwd`). */
 async function userIds(user: string): Promise<{ uid: number; gid: number }> {
   const r = await run("getent", ["passwd", user]);
@@ -269,60 +254,6 @@ function tcpProbe(host: string, port: number, ms: number): Promise<boolean> {
     const timer = setTimeout(() => done(false), ms);
     socket.once("connect", () => done(true));
     socket.once("error", () => done(false));
-  });
-}
-
-/**
- * Like `run` from ./programs but with a binary-safe stdin: spawns `cmd args`, writes `input` (then closes
- * stdin), collects output, SIGKILLs after `timeoutMs`. Never rejects for an exit status.
- */
-function runWithInput(
-  cmd: string,
-  args: readonly string[],
-  input: string | Buffer | undefined,
-  timeoutMs: number,
-): Promise<CommandResult> {
-  return new Promise<CommandResult>((resolve, reject) => {
-    const child = spawn(cmd, [...args], { stdio: ["pipe", "pipe", "pipe"] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let timedOut = false;
-    let settled = false;
-    let graceTimer: NodeJS.Timeout | undefined;
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (graceTimer !== undefined) clearTimeout(graceTimer);
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(stdout).toString("utf8"),
-        stderr: Buffer.concat(stderr).toString("utf8"),
-        timedOut,
-      });
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-      graceTimer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        finish(child.exitCode, child.signalCode ?? "SIGKILL");
-      }, CLOSE_GRACE_MS);
-    }, timeoutMs);
-    child.stdout.on("data", (c: Buffer) => stdout.push(c));
-    child.stderr.on("data", (c: Buffer) => stderr.push(c));
-    child.on("error", (err) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (graceTimer !== undefined) clearTimeout(graceTimer);
-      reject(new Error(`cannot run ${cmd}: ${err.message}`));
-    });
-    child.on("close", (code, signal) => finish(code, signal));
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(input ?? "");
   });
 }
 
@@ -574,12 +505,10 @@ class RunningHost implements TestHost {
   }
 
   exec(command: string, opts: ExecOptions = {}): Promise<CommandResult> {
-    return runWithInput(
-      "ssh",
-      sshArgs(this.target(opts.user), command),
-      opts.stdin,
-      opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
-    );
+    return run("ssh", sshArgs(this.target(opts.user), command), {
+      input: opts.stdin,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
+    });
   }
 
   async execOrThrow(command: string, opts: ExecOptions = {}): Promise<CommandResult> {
@@ -849,12 +778,10 @@ async function startHostOnce(
   let last: CommandResult | undefined;
   while (!proc.exited && Date.now() < deadline) {
     if (await tcpProbe(spec.address, port, 1_000)) {
-      last = await runWithInput(
-        "ssh",
-        sshArgs(host.target("root", knownHostsPath), "true"),
-        undefined,
-        10_000,
-      );
+      last = await run("ssh", sshArgs(host.target("root", knownHostsPath), "true"), {
+        input: undefined,
+        timeoutMs: 10_000,
+      });
       if (last.code === 0) break;
     }
     await sleep(POLL_MS);
@@ -1026,12 +953,10 @@ export async function runRemoteCommand(
 ): Promise<CommandResult> {
   const { target, cleanup } = await connectionTarget(connection, opts.knownHostsFile);
   try {
-    return await runWithInput(
-      "ssh",
-      sshArgs(target, command),
-      stdin,
-      opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
-    );
+    return await run("ssh", sshArgs(target, command), {
+      input: stdin,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
+    });
   } finally {
     await cleanup();
   }
@@ -1212,46 +1137,11 @@ async function startLibvirtdOnHostOnce(
   port: number,
 ): Promise<RemoteLibvirtd | "port-taken"> {
   const dir = await tempDir("virt-pki-hostlibvirtd-");
-  const confPath = path.join(dir, "libvirtd.conf");
-  const logPath = path.join(dir, "libvirtd.log");
-  const pidPath = path.join(dir, "libvirtd.pid");
-  const sockDir = path.join(dir, "sock");
-  // No key_file/cert_file/ca_file/crl_file: libvirtd uses /etc/pki/CA/cacert.pem,
-  // /etc/pki/libvirt/servercert.pem, /etc/pki/libvirt/private/serverkey.pem (and /etc/pki/CA/cacrl.pem).
-  const lines = [
-    "listen_tls = 1",
-    "listen_tcp = 0",
-    `listen_addr = ${confString(host.address)}`,
-    `tls_port = ${confString(String(port))}`,
-    `unix_sock_dir = ${confString(sockDir)}`,
-    `unix_sock_group = "root"`,
-    `unix_sock_ro_perms = "0700"`,
-    `unix_sock_rw_perms = "0700"`,
-    `unix_sock_admin_perms = "0700"`,
-    `auth_tls = "none"`,
-    `auth_unix_ro = "none"`,
-    `auth_unix_rw = "none"`,
-  ];
-  if (opts.tlsAllowedDnList !== undefined) {
-    lines.push(`tls_allowed_dn_list = [${opts.tlsAllowedDnList.map(confString).join(", ")}]`);
-  }
-  lines.push(
-    `log_outputs = ${confString(`1:file:${logPath}`)}`,
-    `log_filters = "1:rpc.nettls 1:rpc.netserverclient 3:*"`,
-  );
-  await writeFiles(dir, { "libvirtd.conf": lines.join("\n") + "\n" });
-  await fs.mkdir(sockDir, { mode: 0o700 });
-  const mounts: string[] = [];
-  for (const target of LIBVIRT_PRIVATE_DIRS) {
-    const source = path.join(dir, "root", target.replace(/\//g, "_"));
-    await fs.mkdir(source, { recursive: true, mode: 0o755 });
-    mounts.push(`mkdir -p ${shQuote(target)}`, `mount --bind ${shQuote(source)} ${shQuote(target)}`);
-  }
-  const script = [
-    "set -e",
-    ...mounts,
-    `exec libvirtd --listen -f ${shQuote(confPath)} --pid-file ${shQuote(pidPath)}`,
-  ].join("\n");
+  // No files: libvirtd uses /etc/pki/CA/cacert.pem, /etc/pki/libvirt/servercert.pem,
+  // /etc/pki/libvirt/private/serverkey.pem (and /etc/pki/CA/cacrl.pem) of the host it runs in.
+  const { confPath, logPath, script } = await prepareLibvirtd(dir, host.address, port, {
+    tlsAllowedDnList: opts.tlsAllowedDnList,
+  });
   const command = `env ${C_ENV} unshare --mount --propagation private sh -c ${shQuote(script)}`;
   let daemon: RemoteDaemon;
   try {
