@@ -218,7 +218,7 @@ export function checkPath(property: string, path: string): void {
 
 /** Throws unless `name` is a plausible user or group name (or one of the tokens above, for groups). */
 export function checkAccount(property: string, name: string): void {
-  if (name === QEMU_GROUP || name.startsWith("@primary:")) return;
+  if (name === QEMU_GROUP || (typeof name === "string" && name.startsWith("@primary:"))) return;
   if (typeof name !== "string" || !SAFE_ACCOUNT.test(name)) {
     throw new PkiError(
       property,
@@ -467,10 +467,8 @@ export function qemuDir(layout: { service?: QemuService; dir?: string }): string
   return service === "default" ? "/etc/pki/qemu" : `/etc/pki/libvirt-${service}`;
 }
 
+/** A QEMU layout; `service` was checked by {@link checkLayoutShape}. */
 function qemu(b: PlanBuilder, from: string, layout: QemuLayout, ownership: Ownership): void {
-  if (layout.service !== undefined && !(QEMU_SERVICES as readonly string[]).includes(layout.service)) {
-    throw new PkiError(`${from}.service`, `"${layout.service}" is not one of ${QEMU_SERVICES.join(", ")}`);
-  }
   const dir = qemuDir(layout);
   checkPath(`${from}.dir`, dir);
   if ((layout.clientCertPem !== undefined || layout.clientKeyPem !== undefined) && layout.kind !== "qemu") {

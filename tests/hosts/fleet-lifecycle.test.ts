@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { EngineState, PlanStep, formatPlan, up } from "../support/engine";
-import { StackOutputs, exampleProgram } from "../support/examples";
+import { StackOutputs, exampleProgram, outputValue } from "../support/examples";
 import { ProviderHost, startProviderHost } from "../support/pulumiHost";
 import {
   RemoteLibvirtd,
@@ -117,8 +117,7 @@ function changes(plan: PlanStep[]): string[] {
 }
 
 function valueOf<T>(name: string): Promise<T> {
-  const o = exported[name] as { apply(f: (v: T) => void): void };
-  return new Promise((resolve) => o.apply(resolve));
+  return outputValue<T>(exported, name);
 }
 
 async function stopDaemons(): Promise<void> {

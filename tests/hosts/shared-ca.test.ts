@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { EngineState, formatPlan, up } from "../support/engine";
-import { StackOutputs, exampleProgram } from "../support/examples";
+import { StackOutputs, exampleProgram, outputValue } from "../support/examples";
 import { ProviderHost, startProviderHost } from "../support/pulumiHost";
 import { RemoteLibvirtd, TestBed, startLibvirtdOnHost, startTestBed, virshOnHost } from "../support/testbed";
 
@@ -33,11 +33,6 @@ afterAll(async () => {
   console.log(printed.join("\n\n"));
 });
 
-function valueOf(outputs: StackOutputs, name: string): Promise<unknown> {
-  const o = outputs[name] as { apply(f: (v: unknown) => void): void };
-  return new Promise((resolve) => o.apply(resolve));
-}
-
 test("a CA stack and a host stack that reads it with StackReference", async () => {
   let caExports: StackOutputs = {};
   const ca = await up(
@@ -48,8 +43,8 @@ test("a CA stack and a host stack that reads it with StackReference", async () =
   printed.push(`# shared-ca/ca, first up\n${formatPlan(ca.plan)}`);
   expect(ca.plan.map((s) => `${s.name} ${s.op}`)).toEqual(["fleet-ca create"]);
   const caStack = {
-    caCertPem: await valueOf(caExports, "caCertPem"),
-    caKeyPem: await valueOf(caExports, "caKeyPem"),
+    caCertPem: await outputValue(caExports, "caCertPem"),
+    caKeyPem: await outputValue(caExports, "caKeyPem"),
   };
   expect(String(caStack.caKeyPem)).toMatch(/PRIVATE KEY/);
 

@@ -280,8 +280,7 @@ async function commandStep(
     return { id, state: outputs };
   };
   if (!old) return record(`${name}-${Date.now()}`, "create", "create");
-  const keys = [...new Set([...Object.keys(old.inputs), ...Object.keys(inputs)])].sort();
-  const changed = keys.filter((k) => JSON.stringify(old.inputs[k]) !== JSON.stringify(inputs[k]));
+  const changed = changedInputs(old.inputs, inputs);
   if (changed.length === 0) return record(old.id, "same");
   const replaces = changed.filter((k) => COMMAND_REPLACE_KEYS.includes(k));
   if (replaces.length) {

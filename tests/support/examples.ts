@@ -44,3 +44,10 @@ export function exampleProgram(
     onExports?.(module.exports);
   };
 }
+
+/** The value of a stack output (an `Output` the program exported) once the run has settled. */
+export function outputValue<T>(outputs: StackOutputs, name: string): Promise<T> {
+  const o = outputs[name] as pulumi.Output<T> | undefined;
+  if (o === undefined) throw new Error(`the program exports no ${name}`);
+  return new Promise((resolve) => o.apply((v) => resolve(v)));
+}

@@ -261,10 +261,19 @@ function tlsFiles(opts: LibvirtdOptions): {
   return { caFile: opts.caFile, certFile: opts.certFile, keyFile: opts.keyFile, crlFile: opts.crlFile };
 }
 
-class RunningLibvirtd implements Libvirtd {
+/** The process behind a {@link Libvirtd}: a local child, or a daemon started on a test-bed host. */
+export interface LibvirtdProcess {
+  readonly exited: boolean;
+  /** What it printed on stdout and stderr so far. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** A running libvirtd whose log file is readable here (local, or on a test-bed host sharing /tmp). */
+export class RunningLibvirtd implements Libvirtd {
   private stopped = false;
   constructor(
-    readonly proc: ManagedProcess,
+    readonly proc: LibvirtdProcess,
     readonly host: string,
     readonly port: number,
     readonly dir: string,
@@ -283,7 +292,7 @@ class RunningLibvirtd implements Libvirtd {
     } catch {
       // Not written yet.
     }
-    const output = this.proc.output;
+    const output = this.proc.output();
     return output === "" ? text : `${text}\n--- stdout/stderr ---\n${output}`;
   }
 
@@ -402,7 +411,14 @@ async function startOnce(
     env: { ...process.env, ...C_ENV },
   });
   const proc = new ManagedProcess(child, `libvirtd on ${host}:${port}`);
-  const daemon = new RunningLibvirtd(proc, host, port, dir, confPath, logPath);
+  const handle: LibvirtdProcess = {
+    get exited() {
+      return proc.exited;
+    },
+    output: () => proc.output,
+    stop: () => proc.stop(),
+  };
+  const daemon = new RunningLibvirtd(handle, host, port, dir, confPath, logPath);
 
   const state = await proc.waitListening(host, port, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   if (state === "ready") return daemon;

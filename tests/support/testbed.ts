@@ -30,7 +30,14 @@ import { spawn } from "child_process";
 import { promises as fs, readdirSync, readFileSync, readlinkSync, rmSync } from "fs";
 import * as net from "net";
 import * as path from "path";
-import { assertLoopbackIPv4, killGroup, ManagedProcess, prepareLibvirtd } from "./libvirtd";
+import {
+  assertLoopbackIPv4,
+  killGroup,
+  Libvirtd,
+  ManagedProcess,
+  prepareLibvirtd,
+  RunningLibvirtd,
+} from "./libvirtd";
 import { freePort, removeDir, run, RunResult, runOrThrow, sleep, tempDir, writeFiles } from "./programs";
 import { createRawImage, QemuTlsKind } from "./qemu";
 
@@ -1065,71 +1072,8 @@ export interface HostLibvirtdOptions {
   startTimeoutMs?: number;
 }
 
-/** A libvirtd running inside a host. */
-export interface RemoteLibvirtd {
-  /** The address it listens on (the host's). */
-  readonly host: string;
-  readonly port: number;
-  /** Its temp directory (config, log, sockets, private state dirs), under the shared /tmp. */
-  readonly dir: string;
-  readonly confPath: string;
-  readonly logPath: string;
-  readonly exited: boolean;
-  /** Its log file plus what it printed. */
-  log(): string;
-  /** Polls the log every 50 ms for a matching line, up to `timeoutMs` (default 3 s). */
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string | undefined>;
-  /** Kills it (see {@link RemoteDaemon.stop}) and removes its directory. Idempotent. */
-  stop(): Promise<void>;
-}
-
-class HostLibvirtd implements RemoteLibvirtd {
-  private stopped = false;
-  constructor(
-    readonly daemon: RemoteDaemon,
-    readonly host: string,
-    readonly port: number,
-    readonly dir: string,
-    readonly confPath: string,
-    readonly logPath: string,
-  ) {}
-
-  get exited(): boolean {
-    return this.daemon.exited;
-  }
-
-  log(): string {
-    let text = "";
-    try {
-      text = readFileSync(this.logPath, "utf8");
-    } catch {
-      // Not written yet.
-    }
-    const output = this.daemon.output();
-    return output === "" ? text : `${text}\n--- stdout/stderr ---\n${output}`;
-  }
-
-  async waitForLog(pattern: RegExp, timeoutMs = 3_000): Promise<string | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const line = this.log()
-        .split("\n")
-        .find((l) => pattern.test(l));
-      if (line !== undefined || Date.now() >= deadline) return line;
-      await sleep(POLL_MS);
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    try {
-      await this.daemon.stop();
-    } finally {
-      await removeDir(this.dir);
-    }
-  }
-}
+/** A libvirtd running inside a host: the same shape as a local one (its directory is under the shared /tmp). */
+export type RemoteLibvirtd = Libvirtd;
 
 async function startLibvirtdOnHostOnce(
   host: TestHost,
@@ -1163,7 +1107,7 @@ async function startLibvirtdOnHostOnce(
     if (opts.port === undefined && /Address already in use/i.test(message)) return "port-taken";
     throw new Error(message);
   }
-  return new HostLibvirtd(daemon, host.address, port, dir, confPath, logPath);
+  return new RunningLibvirtd(daemon, host.address, port, dir, confPath, logPath);
 }
 
 /**
