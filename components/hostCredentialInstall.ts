@@ -1,7 +1,7 @@
 /**
  * `HostCredentialInstall`: places credentials on one host, in the layouts libvirt and QEMU read, with
  * one `@pulumi/command` command (remote over SSH, or local under a `root` folder). Thin glue: the plan,
- * the scripts and the manifest check live in `./install` (pure, unit-tested).
+ * the plan data, the fixed host scripts and the manifest check live in `./install` (pure, unit-tested).
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
@@ -9,7 +9,7 @@ import { PkiError } from "../provider/pki/errors";
 import {
   CustomLayout,
   DEFAULT_STATE_DIR,
-  InstallPlan,
+  INSTALL_SCRIPT,
   InstalledFile,
   Layout,
   LibvirtClientLayout,
@@ -19,16 +19,15 @@ import {
   PathOverride,
   QemuLayout,
   QemuPskLayout,
+  REMOVE_SCRIPT,
   checkAccount,
+  checkPath,
   checkLayoutShape,
   checkPlanOptions,
-  generationOf,
+  installCommand,
   libvirtdConfSnippet,
-  planInstall,
   qemuConfSnippet,
-  renderInstallScript,
-  renderPayload,
-  renderRemoveScript,
+  reloadArgv,
   verifyManifest,
 } from "./install";
 
@@ -70,8 +69,12 @@ export interface HostCredentialInstallArgs {
   setOwners?: boolean;
   /** Label with SELinux `cert_t` when the host has SELinux enabled. @default true over SSH, false locally */
   selinux?: boolean;
-  /** Run (via `sh -c`) after any content changed, e.g. `systemctl reload libvirtd`. Never on a no-op. */
-  reloadCommand?: pulumi.Input<string>;
+  /**
+   * Run after any file's content changed (never on a no-op run), as words without a shell, e.g.
+   * `["systemctl", "reload", "libvirtd"]`. A string of plain words is split at spaces; shell syntax is
+   * refused (write `["sh", "-c", "..."]` to run a shell on the host). @default none
+   */
+  reloadCommand?: pulumi.Input<string | string[]>;
   /** Leave the files on the host when this install is deleted. @default false */
   keepOnDelete?: boolean;
   /** Where the host keeps the claims that make delete remove only this install's files. */
@@ -111,41 +114,35 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
     const stateDir = args.stateDir ?? DEFAULT_STATE_DIR;
 
     const layouts = pulumi.output(args.layouts) as unknown as pulumi.Output<Layout[]>;
-    const plan: pulumi.Output<InstallPlan> = layouts.apply((l) =>
-      planInstall(l, { ownership: args.ownership, overrides: args.overrides }),
-    );
     const target = local
       ? pulumi.output(`local:${args.root}`)
       : pulumi.output(args.connection!).apply((c) => `${c.user ?? "root"}@${c.host}:${c.port ?? 22}`);
-    // Scripts hold hashes, paths and modes only: shown in clear so previews can show what changes.
-    const scripts = pulumi.unsecret(
-      pulumi.all([plan, target, args.reloadCommand]).apply(([p, t, reload]) => {
-        const generation = generationOf(name, t, p);
-        const o = {
-          name,
-          hostLabel,
-          generation,
-          root: args.root,
-          setOwners,
-          selinux,
-          qemuGroup: args.qemuGroup,
-          reloadCommand: reload,
-          stateDir,
-        };
-        return {
-          generation,
-          install: renderInstallScript(p, o),
-          remove: renderRemoveScript(p, o),
-          triggers: p.files.map((f) => `${f.path} ${f.sha256}`),
-        };
+    // The host scripts are fixed texts; everything of this host and plan is data on stdin (secret: it
+    // carries the keys). A preview shows the triggers: each file's path, hash prefix, owner and mode.
+    const cmd = pulumi.all([layouts, target, args.reloadCommand]).apply(([l, t, reload]) =>
+      installCommand({
+        name,
+        hostLabel,
+        target: t,
+        layouts: l,
+        ownership: args.ownership,
+        overrides: args.overrides,
+        root: args.root,
+        setOwners,
+        selinux,
+        qemuGroup: args.qemuGroup,
+        reloadCommand: reload,
+        stateDir,
+        keepOnDelete: args.keepOnDelete,
       }),
     );
+    const plan = cmd.plan;
     const commandArgs = {
-      create: scripts.install,
-      update: scripts.install,
-      delete: args.keepOnDelete ? undefined : scripts.remove,
-      stdin: pulumi.secret(plan.apply(renderPayload)),
-      triggers: scripts.triggers,
+      create: INSTALL_SCRIPT,
+      delete: args.keepOnDelete ? undefined : REMOVE_SCRIPT,
+      stdin: pulumi.secret(cmd.stdin),
+      // Paths, hash prefixes, owners and modes: no secret, shown by previews.
+      triggers: pulumi.unsecret(cmd.triggers),
       logging: "stdout" as const,
       addPreviousOutputInEnv: false,
     };
@@ -162,12 +159,12 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
           commandOpts,
         );
 
-    this.generation = scripts.generation;
+    this.generation = pulumi.unsecret(cmd.generation);
     this.files = pulumi.unsecret(
       pulumi.all([this.command.stdout, plan]).apply(([stdout, p]) =>
         // No stdout yet (preview): report the plan; after the command ran: what the host says, checked.
         typeof stdout === "string"
-          ? verifyManifest(stdout, p, { hostLabel, setOwners, qemuGroup: args.qemuGroup })
+          ? verifyManifest(stdout, p, { hostLabel, setOwners, qemuGroup: args.qemuGroup, root: args.root })
           : p.files.map((f) => ({
               path: f.path,
               hostPath: f.path,
@@ -192,6 +189,17 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
   }
 }
 
+/** An absolute folder on the machine running Pulumi or the host: no `~`, `.` or `..`. */
+function checkFolder(property: string, value: unknown): void {
+  if (typeof value !== "string" || value.startsWith("~")) {
+    throw new PkiError(
+      property,
+      `${JSON.stringify(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
+    );
+  }
+  checkPath(property, value);
+}
+
 /** Preview-time checks of everything that does not depend on certificate content. */
 function checkArgs(args: HostCredentialInstallArgs): void {
   if ((args.connection === undefined) === (args.root === undefined)) {
@@ -202,18 +210,15 @@ function checkArgs(args: HostCredentialInstallArgs): void {
         : "give connection or root, not both",
     );
   }
-  if (
-    args.root !== undefined &&
-    (typeof args.root !== "string" || !/^(\/[A-Za-z0-9._@+-]+)+$/.test(args.root))
-  ) {
-    throw new PkiError(
-      "root",
-      `${JSON.stringify(args.root)} is not an absolute folder path (letters, digits, ._@+-)`,
-    );
+  if (args.root !== undefined) checkFolder("root", args.root);
+  if (args.qemuGroup !== undefined) {
+    checkAccount("qemuGroup", args.qemuGroup);
+    if (args.qemuGroup.startsWith("@"))
+      throw new PkiError("qemuGroup", 'give the group\'s name, e.g. "qemu"');
   }
-  if (args.qemuGroup !== undefined) checkAccount("qemuGroup", args.qemuGroup);
-  if (args.stateDir !== undefined && !/^(\/[A-Za-z0-9._@+-]+)+$/.test(args.stateDir)) {
-    throw new PkiError("stateDir", `${JSON.stringify(args.stateDir)} is not an absolute folder path`);
+  if (args.stateDir !== undefined) checkFolder("stateDir", args.stateDir);
+  if (typeof args.reloadCommand === "string" || Array.isArray(args.reloadCommand)) {
+    reloadArgv(args.reloadCommand as string | string[]);
   }
   checkPlanOptions({ ownership: args.ownership, overrides: args.overrides });
   if (!Array.isArray(args.layouts) || args.layouts.length === 0) {

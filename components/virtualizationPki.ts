@@ -65,7 +65,7 @@ export interface FleetHost {
   /** Install `keys.psk` (when the fleet has PSK users) into this dir. @default "/etc/pki/qemu-psk" */
   qemuPskDir?: string;
   /** Overrides the fleet's `reloadCommand` for this host. */
-  reloadCommand?: pulumi.Input<string>;
+  reloadCommand?: pulumi.Input<string | string[]>;
 }
 
 /** Where an operator client's credentials go. */
@@ -115,8 +115,8 @@ export interface VirtualizationPkiArgs {
   ownership?: Ownership;
   overrides?: Record<string, PathOverride>;
   qemuGroup?: string;
-  /** Run on a host after its files changed, e.g. `systemctl reload libvirtd || systemctl restart virtproxyd`. */
-  reloadCommand?: pulumi.Input<string>;
+  /** Run on a host after its files changed, as words, e.g. `["systemctl", "restart", "libvirtd"]` (see {@link HostCredentialInstallArgs.reloadCommand}). @default none */
+  reloadCommand?: pulumi.Input<string | string[]>;
   /** Hosts and clients without a connection install locally under `<stagingRoot>/<name>`. */
   stagingRoot?: string;
 }

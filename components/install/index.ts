@@ -1,4 +1,6 @@
-/** Pure install planning: layouts, the install/remove scripts and their manifest, config snippets. */
+/** Pure install planning: layouts, the plan as data for the fixed host scripts, the manifest check, config snippets. */
 export * from "./layouts";
-export * from "./script";
+export * from "./planData";
+export * from "./hostScripts";
+export * from "./manifest";
 export * from "./snippets";

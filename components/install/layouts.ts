@@ -148,6 +148,9 @@ export interface PathOverride {
   mode?: number;
 }
 
+/** The keys a {@link PathOverride} may have. */
+const OVERRIDE_KEYS = ["owner", "group", "mode"];
+
 /** Options that apply to every layout of one install. */
 export interface PlanOptions {
   /** @default "default" */
@@ -155,6 +158,16 @@ export interface PlanOptions {
   /** Overrides by absolute path (as in the layouts table, `~user/...` for per-user paths). */
   overrides?: Record<string, PathOverride>;
 }
+
+/**
+ * Who writes a path on the host:
+ * - `root`: the install itself (as root over SSH), only below directories that no other user can change;
+ * - `top`: a user's top directory (e.g. a `custom` dir owned by `app`): created and given to the user by
+ *   root, in a directory only root can change;
+ * - `user`: everything below a user's home (`~user/...`) or inside a `top` directory, written by that
+ *   user's own process (`setpriv`), so nothing the user planted can lead root elsewhere.
+ */
+export type PathContext = "root" | "top" | "user";
 
 /** A directory the install creates if missing and (when `managed`) gives its owner and mode. */
 export interface PlannedDir {
@@ -165,6 +178,8 @@ export interface PlannedDir {
   mode: number;
   /** false: only created if missing (e.g. `/etc/pki`); true: owner/mode enforced on every run. */
   managed: boolean;
+  /** Who writes it (see {@link PathContext}). */
+  context: PathContext;
 }
 
 /** A file the install writes. */
@@ -184,14 +199,18 @@ export interface PlannedFile {
   owner: string;
   group: string;
   mode: number;
+  /** `root` or `user` (see {@link PathContext}). */
+  context: PathContext;
 }
 
 /** Everything one install writes, in order: directories parents first, then files. */
 export interface InstallPlan {
   dirs: PlannedDir[];
   files: PlannedFile[];
-  /** Users whose home directories paths refer to (`~user/...`). */
+  /** Users the host must know: homes (`~user/...`), primary groups, owners of `user`/`top` paths. */
   users: string[];
+  /** Users whose own processes write `user`-context paths (see {@link PathContext}). */
+  writers: string[];
   /** Whether any owner or group is the host's QEMU group. */
   usesQemuGroup: boolean;
 }
@@ -216,20 +235,22 @@ export function checkPath(property: string, path: string): void {
   }
 }
 
-/** Throws unless `name` is a plausible user or group name (or one of the tokens above, for groups). */
+/** Throws unless `name` is a plausible user or group name (or `@qemu` / `@primary:<user>`). */
 export function checkAccount(property: string, name: string): void {
-  if (name === QEMU_GROUP || (typeof name === "string" && name.startsWith("@primary:"))) return;
-  if (typeof name !== "string" || !SAFE_ACCOUNT.test(name)) {
+  if (name === QEMU_GROUP) return;
+  const account = typeof name === "string" && name.startsWith("@primary:") ? name.slice(9) : name;
+  if (typeof account !== "string" || !SAFE_ACCOUNT.test(account)) {
     throw new PkiError(
       property,
-      `${JSON.stringify(name)} is not a user or group name (lower-case letters, digits, _ and -; e.g. "root")`,
+      `${JSON.stringify(name)} is not a user or group name (lower-case letters, digits, _ and -; e.g. "root"; ` +
+        `or "@qemu", or "@primary:<user>")`,
     );
   }
 }
 
-/** Throws unless `mode` is an integer 0..0o7777. */
+/** Throws unless `mode` is an integer 0..0o777 (no setuid, setgid or sticky bits on credentials). */
 export function checkMode(property: string, mode: number): void {
-  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
     throw new PkiError(property, `${String(mode)} is not a file mode; give an octal number such as 0o640`);
   }
 }
@@ -270,17 +291,31 @@ function parentOf(path: string): string {
   return path.slice(0, path.lastIndexOf("/"));
 }
 
-/** Accumulates files and directories, merging identical requests and refusing conflicting ones. */
+type DirEntry = Omit<PlannedDir, "context"> & { from: string };
+type FileEntry = Omit<PlannedFile, "context"> & { from: string };
+
+/** The owner, group and mode an override sets (nothing else: the keys were checked). */
+function pick(o: PathOverride | undefined): PathOverride {
+  if (o === undefined) return {};
+  const { owner, group, mode } = o;
+  return Object.fromEntries(
+    Object.entries({ owner, group, mode }).filter(([, v]) => v !== undefined),
+  ) as PathOverride;
+}
+
+/**
+ * Accumulates files and directories, merging identical requests and refusing conflicting ones; `build`
+ * decides who writes each path (see {@link PathContext}) and refuses what would let a user other than
+ * root change a path root writes through.
+ */
 class PlanBuilder {
-  private dirs = new Map<string, PlannedDir & { from: string }>();
-  private files = new Map<string, PlannedFile & { from: string }>();
-  private users = new Set<string>();
+  private dirs = new Map<string, DirEntry>();
+  private files = new Map<string, FileEntry>();
 
   constructor(private readonly overrides: Record<string, PathOverride>) {}
 
-  dir(from: string, dir: PlannedDir): void {
-    const d = { ...dir, ...this.overrides[dir.path], from };
-    if (d.path.startsWith("~")) this.users.add(d.path.slice(1).split("/")[0]);
+  dir(from: string, dir: Omit<PlannedDir, "context">): void {
+    const d = { ...dir, ...pick(this.overrides[dir.path]), from };
     const seen = this.dirs.get(d.path);
     if (seen === undefined) {
       this.dirs.set(d.path, d);
@@ -300,9 +335,9 @@ class PlanBuilder {
     }
   }
 
-  file(from: string, file: Omit<PlannedFile, "sha256">): void {
+  file(from: string, file: Omit<PlannedFile, "sha256" | "context">): void {
     const content = asFile(file.content);
-    const f = { ...file, ...this.overrides[file.path], content, sha256: sha256Hex(content), from };
+    const f = { ...file, ...pick(this.overrides[file.path]), content, sha256: sha256Hex(content), from };
     const seen = this.files.get(f.path);
     if (seen === undefined) {
       this.files.set(f.path, f);
@@ -324,19 +359,106 @@ class PlanBuilder {
     }
   }
 
+  /** A PkiError naming the override of `x.path` when there is one, else the layout that asked for it. */
+  private refuse(x: { path: string; from: string }, message: string): PkiError {
+    return new PkiError(x.path in this.overrides ? `overrides[${JSON.stringify(x.path)}]` : x.from, message);
+  }
+
   build(): InstallPlan {
-    const dirs = [...this.dirs.values()]
-      .map(({ from: _from, ...d }) => d)
-      .sort((a, b) => a.path.split("/").length - b.path.split("/").length || a.path.localeCompare(b.path));
-    const files = [...this.files.values()].map(({ from: _from, ...f }) => f);
-    for (const f of files) {
-      if (!this.dirs.has(parentOf(f.path))) throw new Error(`internal: no directory planned for ${f.path}`);
+    // Every folder between a home and a planned ~user directory is planned too (the user creates it, 0700).
+    for (const d of [...this.dirs.values()]) {
+      if (!d.path.startsWith("~")) continue;
+      const parts = d.path.split("/");
+      const user = parts[0].slice(1);
+      for (let i = 2; i < parts.length; i++) {
+        const path = parts.slice(0, i).join("/");
+        if (!this.dirs.has(path)) {
+          this.dir(d.from, { path, owner: user, group: primaryGroupOf(user), mode: 0o700, managed: false });
+        }
+      }
     }
+    const entries = [...this.dirs.values()].sort(
+      (a, b) => a.path.split("/").length - b.path.split("/").length || a.path.localeCompare(b.path),
+    );
+    const planned = new Map<string, PlannedDir>();
+    const users = new Set<string>();
+    const writers = new Set<string>();
+    for (const d of entries) {
+      const { from, ...rest } = d;
+      void from;
+      if (d.mode & 0o022) {
+        throw this.refuse(
+          d,
+          `directory ${d.path} would be writable by group or others (${describe(d)}), who could then swap ` +
+            `the files in it; give a mode without group/other write, such as 0o755 or 0o750`,
+        );
+      }
+      const home = d.path.startsWith("~") ? d.path.slice(1).split("/")[0] : undefined;
+      if (home !== undefined) users.add(home);
+      const parent = planned.get(parentOf(d.path));
+      let context: PathContext;
+      if (home !== undefined && home !== ROOT) {
+        if (d.owner !== home || d.group !== primaryGroupOf(home)) {
+          throw this.refuse(
+            d,
+            `${d.path} is written by ${home} (never by root, in a directory ${home} controls), so it belongs to ` +
+              `${home} and ${home}'s primary group, not ${d.owner}:${d.group}`,
+          );
+        }
+        context = "user";
+      } else if (d.owner === ROOT) {
+        if (parent !== undefined && parent.context !== "root") {
+          throw this.refuse(
+            d,
+            `${d.path} belongs to root but lies in ${parent.path}, which ${parent.owner} can change; ` +
+              `root writes only below directories no other user can change`,
+          );
+        }
+        context = "root";
+      } else if (home === ROOT) {
+        throw this.refuse(d, `${d.path} lies in root's home: it must belong to root, not ${d.owner}`);
+      } else if (parent !== undefined && parent.context !== "root") {
+        if (parent.owner !== d.owner || d.group !== primaryGroupOf(d.owner)) {
+          throw this.refuse(
+            d,
+            `${d.path} lies in ${parent.path}, which ${parent.owner} writes: it must belong to ${parent.owner} ` +
+              `and ${parent.owner}'s primary group (${primaryGroupOf(parent.owner)}), not ${d.owner}:${d.group}`,
+          );
+        }
+        context = "user";
+      } else {
+        context = "top";
+      }
+      if (context !== "root") {
+        users.add(d.owner);
+        if (context === "user") writers.add(d.owner);
+      }
+      planned.set(d.path, { ...rest, context });
+    }
+    const files: PlannedFile[] = [...this.files.values()].map((f) => {
+      const { from, ...rest } = f;
+      void from;
+      const dir = planned.get(parentOf(f.path));
+      if (dir === undefined) throw new Error(`internal: no directory planned for ${f.path}`);
+      if (dir.context === "root") return { ...rest, context: "root" };
+      if (f.owner !== dir.owner || f.group !== primaryGroupOf(dir.owner)) {
+        throw this.refuse(
+          f,
+          `${f.path} is written by ${dir.owner}, who owns ${dir.path}: it belongs to ${dir.owner} and ` +
+            `${primaryGroupOf(dir.owner)}, not ${f.owner}:${f.group}`,
+        );
+      }
+      writers.add(dir.owner);
+      return { ...rest, context: "user" };
+    });
+    const dirs = [...planned.values()];
     const accounts = [...dirs, ...files].flatMap((x) => [x.owner, x.group]);
+    for (const a of accounts) if (a.startsWith("@primary:")) users.add(a.slice("@primary:".length));
     return {
       dirs,
       files,
-      users: [...this.users].sort(),
+      users: [...users].sort(),
+      writers: [...writers].sort(),
       usesQemuGroup: accounts.includes(QEMU_GROUP),
     };
   }
@@ -426,13 +548,6 @@ function libvirtUser(b: PlanBuilder, from: string, layout: LibvirtClientUserLayo
   const group = primaryGroupOf(user);
   const dir = userPath(user, layout.dir ?? "~/.pki/libvirt");
   checkPath(`${from}.dir`, dir);
-  if (dir.startsWith(`~${user}/`)) {
-    // Every folder between the home and the credentials belongs to the user, 0700.
-    const parts = dir.split("/");
-    for (let i = 2; i < parts.length; i++) {
-      b.dir(from, { path: parts.slice(0, i).join("/"), owner: user, group, mode: 0o700, managed: false });
-    }
-  }
   b.dir(from, { path: dir, owner: user, group, mode: 0o700, managed: true });
   const files: [string, string, "certificate" | "key" | "crl", string | undefined][] = [
     ["cacert.pem", "ca-cert", "certificate", layout.caCertPem],
@@ -553,8 +668,10 @@ function qemuPsk(b: PlanBuilder, from: string, layout: QemuPskLayout): void {
 
 function custom(b: PlanBuilder, from: string, layout: CustomLayout): void {
   checkPath(`${from}.dir`, layout.dir);
-  const dirOwner = layout.dirOwner ?? ROOT;
-  const dirGroup = layout.dirGroup ?? ROOT;
+  // Under ~user, or in a directory a user owns, the user writes the files: they default to that user.
+  const home = layout.dir.startsWith("~") ? layout.dir.slice(1).split("/")[0] : undefined;
+  const dirOwner = layout.dirOwner ?? home ?? ROOT;
+  const dirGroup = layout.dirGroup ?? (dirOwner === ROOT ? ROOT : primaryGroupOf(dirOwner));
   checkAccount(`${from}.dirOwner`, dirOwner);
   checkAccount(`${from}.dirGroup`, dirGroup);
   const dirMode = layout.dirMode ?? 0o755;
@@ -573,11 +690,14 @@ function custom(b: PlanBuilder, from: string, layout: CustomLayout): void {
     }
     if (typeof f.content !== "string")
       throw new PkiError(`${at}.content`, "is required: give the file's text");
+    if (f.content.includes("\0")) {
+      throw new PkiError(`${at}.content`, "holds a NUL byte: only text files can be installed");
+    }
     const secret = f.secret ?? false;
     const mode = f.mode ?? (secret ? 0o600 : 0o644);
     checkMode(`${at}.mode`, mode);
-    const owner = f.owner ?? ROOT;
-    const group = f.group ?? ROOT;
+    const owner = f.owner ?? dirOwner;
+    const group = f.group ?? (owner === dirOwner ? dirGroup : owner === ROOT ? ROOT : primaryGroupOf(owner));
     checkAccount(`${at}.owner`, owner);
     checkAccount(`${at}.group`, group);
     b.file(from, {
@@ -602,11 +722,28 @@ export function checkPlanOptions(options: PlanOptions, property = "overrides"): 
   ) {
     throw new PkiError("ownership", `"${String(options.ownership)}" is not "default" or "root-qemu"`);
   }
+  if (
+    options.overrides !== undefined &&
+    (options.overrides === null || typeof options.overrides !== "object")
+  ) {
+    throw new PkiError(property, "give an object of { [path]: { owner?, group?, mode? } }");
+  }
   for (const [path, o] of Object.entries(options.overrides ?? {})) {
-    checkPath(`${property}["${path}"]`, path);
-    if (o.owner !== undefined) checkAccount(`${property}["${path}"].owner`, o.owner);
-    if (o.group !== undefined) checkAccount(`${property}["${path}"].group`, o.group);
-    if (o.mode !== undefined) checkMode(`${property}["${path}"].mode`, o.mode);
+    checkPath(`${property}[${JSON.stringify(path)}]`, path);
+    if (o === null || typeof o !== "object" || Array.isArray(o)) {
+      throw new PkiError(`${property}[${JSON.stringify(path)}]`, "give an object { owner?, group?, mode? }");
+    }
+    const unknown = Object.keys(o).filter((k) => !OVERRIDE_KEYS.includes(k));
+    if (unknown.length > 0) {
+      throw new PkiError(
+        `${property}[${JSON.stringify(path)}]`,
+        `${unknown.map((k) => JSON.stringify(k)).join(", ")} ${unknown.length > 1 ? "are not settings" : "is not a setting"} of a path; give only owner, group and mode`,
+      );
+    }
+    const at = `${property}[${JSON.stringify(path)}]`;
+    if (o.owner !== undefined) checkAccount(`${at}.owner`, o.owner);
+    if (o.group !== undefined) checkAccount(`${at}.group`, o.group);
+    if (o.mode !== undefined) checkMode(`${at}.mode`, o.mode);
   }
 }
 

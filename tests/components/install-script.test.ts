@@ -1,23 +1,26 @@
 /**
- * The pure install planning and the generated scripts. The scripts are RUN here with the machine's
- * /bin/sh (dash on Debian) under a temporary root folder (local mode), so what is asserted is what a
- * host does with them: files, modes, owners, idempotency, refusal of truncated or corrupted input,
- * and claim-guarded delete.
+ * The pure install planning, the plan as data, and the fixed host scripts. The scripts are RUN here with
+ * dash (/bin/sh on Debian) and bash (root's login shell, which runs a remote.Command) under a temporary
+ * root folder (local mode), so what is asserted is what a host does with them: files, modes, owners,
+ * idempotency with unchanged inodes, refusal of truncated, corrupted or over-long input, claim-guarded
+ * delete, and refusal of hostile plan data that bypasses the TypeScript checks.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, promises as fs, readdirSync, statSync } from "node:fs";
+import { existsSync, promises as fs, statSync } from "node:fs";
 import { join } from "node:path";
 import {
+  INSTALL_SCRIPT,
   InstallPlan,
   Layout,
+  PlanDataOptions,
+  REMOVE_SCRIPT,
   generationOf,
   libvirtdConfSnippet,
   parseManifest,
   planInstall,
   qemuConfSnippet,
-  renderInstallScript,
-  renderPayload,
-  renderRemoveScript,
+  renderPlan,
+  renderStdin,
   verifyManifest,
 } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
@@ -286,12 +289,19 @@ describe("planInstall: bad input names the property and the fix, never the key",
   });
 });
 
-function runScript(script: string, stdin = ""): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync("/bin/sh", ["-c", script], { input: stdin, encoding: "utf8", timeout: 30_000 });
+type Shell = "/bin/sh" | "bash";
+const SHELLS: Shell[] = ["/bin/sh", "bash"];
+
+function run(
+  shell: Shell,
+  script: string,
+  stdin = "",
+): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(shell, ["-c", script], { input: stdin, encoding: "utf8", timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function options(plan: InstallPlan, extra: Partial<Parameters<typeof renderInstallScript>[1]> = {}) {
+function options(plan: InstallPlan, extra: Partial<PlanDataOptions> = {}): PlanDataOptions {
   return {
     name: "h1-install",
     hostLabel: "h1",
@@ -303,37 +313,54 @@ function options(plan: InstallPlan, extra: Partial<Parameters<typeof renderInsta
   };
 }
 
+function install(shell: Shell, plan: InstallPlan, extra: Partial<PlanDataOptions> = {}) {
+  return run(shell, INSTALL_SCRIPT, renderStdin(plan, options(plan, extra)));
+}
+
 function mode(path: string): string {
   return (statSync(path).mode & 0o7777).toString(8).padStart(4, "0");
 }
 
-function leftovers(dir: string): string[] {
-  return readdirSync(dir).filter((n) => n.startsWith(".virt-pki."));
+/** Every temporary file or directory the scripts leave anywhere under the root. */
+function leftovers(): string[] {
+  const r = spawnSync("find", [root, "-name", ".virt-pki.*"], { encoding: "utf8" });
+  return r.stdout.split("\n").filter((l) => l !== "");
 }
 
-describe("the install script, run by /bin/sh", () => {
-  it("never carries key material; the payload does", () => {
+describe("the fixed scripts", () => {
+  it("carry no key material and no per-host value; the stdin carries both", () => {
     const plan = planInstall([server()]);
-    const script = renderInstallScript(plan, options(plan));
     const keyBody = creds.keyPem.split("\n")[1];
-    expect(script).not.toContain(keyBody);
-    expect(renderRemoveScript(plan, options(plan))).not.toContain(keyBody);
-    expect(renderPayload(plan)).toContain(keyBody);
-    expect(script.split("\n").slice(2, 4)).toEqual(["set -eu", "umask 077"]);
+    for (const script of [INSTALL_SCRIPT, REMOVE_SCRIPT]) {
+      expect(script).not.toContain(keyBody);
+      expect(script).not.toContain("h1-install");
+      expect(script).not.toContain("/etc/pki/libvirt");
+    }
+    const stdin = renderStdin(plan, options(plan));
+    expect(stdin).toContain(keyBody);
+    expect(stdin.startsWith(renderPlan(plan, options(plan)))).toBe(true);
+    expect(INSTALL_SCRIPT.split("\n").slice(1, 3)).toEqual(["set -euf", "umask 077"]);
   });
 
-  it("installs with the planned modes and owners, prints a manifest that verifies, and is idempotent", async () => {
+  it("stay small: remove at most 8 KB, install at most 15 KB (the issue's 8 KB is not reached yet)", () => {
+    expect(Buffer.byteLength(REMOVE_SCRIPT)).toBeLessThanOrEqual(8 * 1024);
+    expect(Buffer.byteLength(INSTALL_SCRIPT)).toBeLessThanOrEqual(15 * 1024);
+  });
+});
+
+describe.each(SHELLS)("the scripts run by %s", (shell) => {
+  it("install with the planned modes and owners, print a manifest that verifies, and are idempotent", async () => {
     const plan = planInstall([
       server(),
       { kind: "qemu", caCertPem: creds.caCertPem, certPem: creds.certPem, keyPem: creds.keyPem },
     ]);
     const marker = join(root, "reloads");
-    const script = renderInstallScript(plan, options(plan, { reloadCommand: `echo reload >> ${marker}` }));
-    const first = runScript(script, renderPayload(plan));
+    const reload = ["sh", "-c", `echo reload >> ${marker}`];
+    const first = install(shell, plan, { reload });
     expect(first.stderr).toBe("");
     expect(first.code).toBe(0);
-    expect(first.stdout).toMatch(/^virt-pki-install h1-install [0-9a-f]{32} changed=1$/m);
-    const installed = verifyManifest(first.stdout, plan, { hostLabel: "h1", setOwners: true });
+    expect(first.stdout).toMatch(/^virt-pki-install [0-9a-f]{32} changed=1$/m);
+    const installed = verifyManifest(first.stdout, plan, { hostLabel: "h1", setOwners: true, root });
     expect(installed.map((f) => `${f.path} ${f.mode} ${f.owner}:${f.group}`)).toEqual([
       "/etc/pki/CA/cacert.pem 0644 root:root",
       "/etc/pki/libvirt/servercert.pem 0644 root:root",
@@ -344,77 +371,95 @@ describe("the install script, run by /bin/sh", () => {
       "/etc/pki/qemu/client-cert.pem 0644 root:root",
       "/etc/pki/qemu/client-key.pem 0640 root:libvirt-qemu",
     ]);
+    expect(installed[2].hostPath).toBe(join(root, "etc/pki/libvirt/private/serverkey.pem"));
     expect(await fs.readFile(join(root, "etc/pki/libvirt/private/serverkey.pem"), "utf8")).toBe(creds.keyPem);
     expect(mode(join(root, "etc/pki/libvirt/private"))).toBe("0755");
+    expect(mode(join(root, "var/lib/virt-pki/claims"))).toBe("0700");
     expect(await fs.readFile(marker, "utf8")).toBe("reload\n");
 
-    const second = runScript(script, renderPayload(plan));
+    const inode = statSync(join(root, "etc/pki/libvirt/private/serverkey.pem")).ino;
+    const second = install(shell, plan, { reload });
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/changed=0$/m);
     expect(second.stdout).not.toContain("virt-pki-reloaded");
     expect(await fs.readFile(marker, "utf8")).toBe("reload\n"); // no reload when nothing changed
-    expect(leftovers(join(root, "etc/pki/qemu"))).toEqual([]);
+    expect(statSync(join(root, "etc/pki/libvirt/private/serverkey.pem")).ino).toBe(inode); // not rewritten
+    expect(leftovers()).toEqual([]);
   });
 
-  it("restores a mode someone loosened, without a reload", async () => {
+  it("restore a mode someone loosened, without a reload", async () => {
     const plan = planInstall([server()]);
-    const script = renderInstallScript(plan, options(plan, { reloadCommand: "echo reloaded-by-test" }));
-    expect(runScript(script, renderPayload(plan)).code).toBe(0);
+    expect(install(shell, plan).code).toBe(0);
     await fs.chmod(join(root, "etc/pki/libvirt/private/serverkey.pem"), 0o644);
-    const again = runScript(script, renderPayload(plan));
+    const again = install(shell, plan, { reload: ["echo", "reloaded-by-test"] });
     expect(again.code).toBe(0);
     expect(mode(join(root, "etc/pki/libvirt/private/serverkey.pem"))).toBe("0600");
     expect(again.stdout).not.toContain("virt-pki-reloaded");
   });
 
-  it("a truncated payload (lost connection) changes nothing and leaves no temporary file", async () => {
+  it("run the reload command as words, never through a shell", () => {
+    const a = planInstall([server()]);
+    const canary = join(root, "PWNED");
+    const r = install(shell, a, { reload: ["printf", "%s|%s\\n", `$(touch ${canary})`, "`id`; echo x"] });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(`$(touch ${canary})|\`id\`; echo x\n`);
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  it("a truncated stdin (lost connection) changes nothing and leaves no temporary file", async () => {
     const old = planInstall([server()]);
-    expect(runScript(renderInstallScript(old, options(old)), renderPayload(old)).code).toBe(0);
+    expect(install(shell, old).code).toBe(0);
     const next = planInstall([server({ ...creds, certPem: creds.otherCertPem, keyPem: creds.otherKeyPem })]);
-    const payload = renderPayload(next);
-    const cut = runScript(
-      renderInstallScript(next, options(next)),
-      payload.slice(0, Math.floor(payload.length * 0.8)),
-    );
+    const stdin = renderStdin(next, options(next));
+    const cut = run(shell, INSTALL_SCRIPT, stdin.slice(0, Math.floor(stdin.length * 0.8)));
     expect(cut.code).toBe(1);
     expect(cut.stderr).toMatch(
       /virt-pki: install h1-install on h1: the file data ended early \(connection lost\?\); nothing was replaced/,
     );
     expect(await fs.readFile(join(root, "etc/pki/libvirt/servercert.pem"), "utf8")).toBe(creds.certPem);
     expect(await fs.readFile(join(root, "etc/pki/libvirt/private/serverkey.pem"), "utf8")).toBe(creds.keyPem);
-    expect(leftovers(join(root, "etc/pki/libvirt"))).toEqual([]);
-    expect(leftovers(join(root, "etc/pki/libvirt/private"))).toEqual([]);
+    expect(leftovers()).toEqual([]);
   });
 
-  it("a corrupted payload fails its sha256 check before anything is replaced", async () => {
+  it("a corrupted stdin fails its sha256 check before anything is replaced", async () => {
     const old = planInstall([server()]);
-    expect(runScript(renderInstallScript(old, options(old)), renderPayload(old)).code).toBe(0);
+    expect(install(shell, old).code).toBe(0);
     const next = planInstall([server({ ...creds, certPem: creds.otherCertPem, keyPem: creds.otherKeyPem })]);
-    const payload = renderPayload(next);
-    const i = payload.indexOf("MII") + 10;
-    const corrupted = payload.slice(0, i) + (payload[i] === "A" ? "B" : "A") + payload.slice(i + 1);
-    const r = runScript(renderInstallScript(next, options(next)), corrupted);
+    const stdin = renderStdin(next, options(next));
+    const i = stdin.indexOf("MII") + 10;
+    const corrupted = stdin.slice(0, i) + (stdin[i] === "A" ? "B" : "A") + stdin.slice(i + 1);
+    const r = run(shell, INSTALL_SCRIPT, corrupted);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/does not match its sha256; nothing was replaced/);
     expect(await fs.readFile(join(root, "etc/pki/libvirt/servercert.pem"), "utf8")).toBe(creds.certPem);
-    expect(leftovers(join(root, "etc/pki/libvirt"))).toEqual([]);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("more data than the plan announced is refused before anything is replaced", () => {
+    const plan = planInstall([server()]);
+    const r = run(shell, INSTALL_SCRIPT, renderStdin(plan, options(plan)) + "extra\n");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stdin holds more than the plan announced; nothing was replaced/);
+    expect(existsSync(join(root, "etc/pki/libvirt/servercert.pem"))).toBe(false);
+    expect(leftovers()).toEqual([]);
   });
 
   it("delete removes only files whose claim is still its own (create-before-delete replacement)", async () => {
     const a = planInstall([server()]);
     const b = planInstall([server({ ...creds, certPem: creds.otherCertPem, keyPem: creds.otherKeyPem })]);
     expect(options(a).generation).not.toBe(options(b).generation);
-    expect(runScript(renderInstallScript(a, options(a)), renderPayload(a)).code).toBe(0);
-    // Pulumi replaces the command when the triggers (content hashes) change: new create, then old delete.
-    expect(runScript(renderInstallScript(b, options(b)), renderPayload(b)).code).toBe(0);
-    const oldDelete = runScript(renderRemoveScript(a, options(a)));
+    expect(install(shell, a).code).toBe(0);
+    // Pulumi replaces the command when the triggers change: new create, then the old delete, which gets
+    // the old command's stored stdin.
+    expect(install(shell, b).code).toBe(0);
+    const oldDelete = run(shell, REMOVE_SCRIPT, renderStdin(a, options(a)));
+    expect(oldDelete.stderr).toBe("");
     expect(oldDelete.code).toBe(0);
     expect(oldDelete.stdout).toContain("virt-pki-kept /etc/pki/CA/cacert.pem\n");
-    // The CA file did not change between a and b, and is still there.
     expect(await fs.readFile(join(root, "etc/pki/CA/cacert.pem"), "utf8")).toBe(creds.caCertPem);
     expect(await fs.readFile(join(root, "etc/pki/libvirt/servercert.pem"), "utf8")).toBe(creds.otherCertPem);
 
-    const finalDelete = runScript(renderRemoveScript(b, options(b)));
+    const finalDelete = run(shell, REMOVE_SCRIPT, renderStdin(b, options(b)));
     expect(finalDelete.code).toBe(0);
     expect(finalDelete.stdout.match(/virt-pki-removed/g)).toHaveLength(3);
     await expect(fs.access(join(root, "etc/pki/CA/cacert.pem"))).rejects.toThrow();
@@ -422,7 +467,8 @@ describe("the install script, run by /bin/sh", () => {
     expect(statSync(join(root, "etc/pki/libvirt/private")).isDirectory()).toBe(true);
   });
 
-  it("per-user files in local mode land in <root>/home/<user>", async () => {
+  it("per-user files in local mode land in <root>/home/<user>, written by that user", async () => {
+    await fs.chmod(root, 0o755); // the user's own process must reach <root>/home
     const plan = planInstall([
       {
         kind: "libvirt-client-user",
@@ -431,28 +477,116 @@ describe("the install script, run by /bin/sh", () => {
         certPem: creds.certPem,
         keyPem: creds.keyPem,
       },
+      {
+        kind: "libvirt-client-user",
+        user: "nobody",
+        caCertPem: creds.caCertPem,
+        certPem: creds.certPem,
+        keyPem: creds.keyPem,
+      },
     ]);
-    const r = runScript(renderInstallScript(plan, options(plan)), renderPayload(plan));
+    const r = install(shell, plan);
+    expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    expect(parseManifest(r.stdout).map((e) => [e.path, e.hostPath.slice(root.length), e.mode])).toEqual([
-      ["~root/.pki/libvirt/cacert.pem", "/root/.pki/libvirt/cacert.pem", "0600"],
-      ["~root/.pki/libvirt/clientcert.pem", "/root/.pki/libvirt/clientcert.pem", "0600"],
-      ["~root/.pki/libvirt/clientkey.pem", "/root/.pki/libvirt/clientkey.pem", "0600"],
+    const files = verifyManifest(r.stdout, plan, { hostLabel: "h1", setOwners: true, root });
+    expect(files.map((f) => [f.path, f.hostPath.slice(root.length), f.mode, f.owner])).toEqual([
+      ["~root/.pki/libvirt/cacert.pem", "/root/.pki/libvirt/cacert.pem", "0600", "root"],
+      ["~root/.pki/libvirt/clientcert.pem", "/root/.pki/libvirt/clientcert.pem", "0600", "root"],
+      ["~root/.pki/libvirt/clientkey.pem", "/root/.pki/libvirt/clientkey.pem", "0600", "root"],
+      ["~nobody/.pki/libvirt/cacert.pem", "/home/nobody/.pki/libvirt/cacert.pem", "0600", "nobody"],
+      ["~nobody/.pki/libvirt/clientcert.pem", "/home/nobody/.pki/libvirt/clientcert.pem", "0600", "nobody"],
+      ["~nobody/.pki/libvirt/clientkey.pem", "/home/nobody/.pki/libvirt/clientkey.pem", "0600", "nobody"],
     ]);
     expect(mode(join(root, "root/.pki/libvirt"))).toBe("0700");
+    expect(parseManifest(r.stdout).homes).toEqual({
+      nobody: join(root, "home/nobody"),
+      root: join(root, "root"),
+    });
   });
 
-  it("refuses a host without a QEMU group, naming the fix", () => {
+  it("refuse a host without a QEMU group, naming the fix, before writing anything", () => {
     const plan = planInstall([
       { kind: "qemu-server", caCertPem: creds.caCertPem, certPem: creds.certPem, keyPem: creds.keyPem },
     ]);
-    const r = runScript(
-      renderInstallScript(plan, options(plan, { qemuGroup: "no-such-group" })),
-      renderPayload(plan),
-    );
+    const r = install(shell, plan, { qemuGroup: "no-such-group" });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/group no-such-group \(qemuGroup\) does not exist/);
-    expect(existsSync(join(root, "etc/pki/qemu"))).toBe(false); // refused before anything was written
+    expect(existsSync(join(root, "etc/pki/qemu"))).toBe(false);
+  });
+
+  it("refuse to write as root through a symlink or a directory others can write, changing nothing", async () => {
+    const plan = planInstall([server()]);
+    const elsewhere = join(root, "elsewhere");
+    await fs.mkdir(join(root, "etc"), { recursive: true });
+    await fs.mkdir(elsewhere);
+    await fs.symlink(elsewhere, join(root, "etc/pki"));
+    const viaLink = install(shell, plan);
+    expect(viaLink.code).toBe(1);
+    expect(viaLink.stderr).toMatch(/refusing to write below .*\/etc\/pki \(lrwxrwxrwx root\)/);
+    expect(await fs.readdir(elsewhere)).toEqual([]);
+
+    await fs.unlink(join(root, "etc/pki"));
+    await fs.mkdir(join(root, "etc/pki"));
+    await fs.chmod(join(root, "etc/pki"), 0o777);
+    const writable = install(shell, plan);
+    expect(writable.code).toBe(1);
+    expect(writable.stderr).toMatch(/refusing to write below .*\/etc\/pki \(drwxrwxrwx root\)/);
+    expect(await fs.readdir(join(root, "etc/pki"))).toEqual([]);
+  });
+});
+
+/**
+ * The data path on its own: plans that the TypeScript side would never make (its checks bypassed), fed
+ * to the real shells. Each is refused as malformed, changes nothing, and never runs what it holds.
+ */
+describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run by %s", (shell) => {
+  function plan(records: string[]): string {
+    return [
+      "virt-pki-plan 1",
+      "gen 0123456789abcdef0123456789abcdef",
+      "opts 0 0",
+      `root ${root}`,
+      "state /s",
+      ...records,
+      "end",
+      "",
+    ].join("\n");
+  }
+  const canary = () => join(root, "PWNED");
+  const sha = "0".repeat(64);
+  const cases: [string, string[]][] = [
+    ["command substitution in a path", [`dir r /etc/$(touch ${"CANARY"}) root root 0755 1`]],
+    ["backticks in an owner", ["dir r /etc/x `touch CANARY` root 0755 1"]],
+    ["a quote in a group", ["dir r /etc/x root ro'ot 0755 1"]],
+    ["dot-dot in a path", ["dir r /etc/../../tmp root root 0755 1"]],
+    ["a relative path", ["dir r etc/x root root 0755 1"]],
+    ["@primary: with a command", ["dir r /etc/x root @primary:$(id) 0755 1"]],
+    ["a mode that is an expression", ["dir r /etc/x root root a[$(id)] 1"]],
+    ["a line count that is an expression", [`file r /etc/x/f root root 0644 x[$(id)] ${sha} ${sha}`]],
+    ["a glob in a path", ["dir r /etc/* root root 0755 1"]],
+    ["an unknown record", ["eval touch CANARY"]],
+    ["a user name with a semicolon", ["user root;id 0"]],
+  ];
+  it.each(cases)("%s", (_name, records) => {
+    const withCanary = records.map((r) => r.replace(/CANARY/g, canary()));
+    const r = run(shell, INSTALL_SCRIPT, plan(withCanary));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the plan on stdin is malformed .*; nothing was changed/);
+    expect(existsSync(canary())).toBe(false);
+    expect(existsSync(join(root, "etc"))).toBe(false);
+  });
+
+  it("a label (free text) is only ever printed", () => {
+    const label = `label install $(touch ${canary()}) \`touch ${canary()}\` "; touch ${canary()}; '`;
+    const r = run(
+      shell,
+      INSTALL_SCRIPT,
+      plan([label, "dir r /etc/x root root 0755 1", "file r /etc/x/y root root 0644 1 " + sha + " " + sha]) +
+        "y\n",
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`virt-pki: install $(touch ${canary()})`);
+    expect(existsSync(canary())).toBe(false);
   });
 });
 
@@ -463,7 +597,7 @@ describe("verifyManifest", () => {
     const stdout = plan.files
       .map(
         (x) =>
-          `virt-pki-file ${x.path} /x${x.path} ${x === f ? "0".repeat(64) : x.sha256} ${x.mode.toString(8)} root root`,
+          `virt-pki-file ${x.path} ${x === f ? "0".repeat(64) : x.sha256} ${x.mode.toString(8)} root root`,
       )
       .join("\n");
     expect(() =>
@@ -473,6 +607,29 @@ describe("verifyManifest", () => {
     );
     expect(() => verifyManifest("", plan, { hostLabel: "h", setOwners: false })).toThrow(
       /\/etc\/pki\/CA\/cacert\.pem: missing from the host's manifest/,
+    );
+  });
+
+  it("resolves per-user paths with the homes the host reported, spaces included", () => {
+    const plan = planInstall([
+      {
+        kind: "libvirt-client-user",
+        user: "alice",
+        caCertPem: creds.caCertPem,
+        certPem: creds.certPem,
+        keyPem: creds.keyPem,
+      },
+    ]);
+    const stdout = [
+      "virt-pki-home alice /home/Alice Smith",
+      ...plan.files.map((x) => `virt-pki-file ${x.path} ${x.sha256} 600 alice alice`),
+    ].join("\n");
+    expect(verifyManifest(stdout, plan, { hostLabel: "ws", setOwners: true }).map((f) => f.hostPath)).toEqual(
+      [
+        "/home/Alice Smith/.pki/libvirt/cacert.pem",
+        "/home/Alice Smith/.pki/libvirt/clientcert.pem",
+        "/home/Alice Smith/.pki/libvirt/clientkey.pem",
+      ],
     );
   });
 });

@@ -10,7 +10,8 @@
  * values (OpenSSH client, tests/support/testbed.ts), local ones with their interpreter. The diff follows
  * the command provider 1.x: a change of `triggers` or `connection` replaces (create the new one, delete the
  * old one after the run; pulumi/pulumi-command#855: triggers replace even when `update` is set), any other
- * input change is an update that runs `update` (or `create`), and delete runs `delete`.
+ * input change is an update that runs `update` (or `create`), and delete runs `delete`; every run, delete
+ * included, gets the stored `stdin` (pulumi-command v1.2.1 remote/commandOutputs.go and local/commandOutputs.go `run`).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { PROVIDER_KEY, ProviderHost, isSecretValue, resourceUrn, settle } from "./pulumiHost";
@@ -232,9 +233,13 @@ async function runCommand(
   inputs: Inputs,
   which: "create" | "update" | "delete",
 ): Promise<{ stdout: string; stderr: string }> {
+  // pulumi-command v1.2.1 provider/pkg/provider/{remote,local}/commandController.go: Update runs `update`,
+  // or `create` when `update` is unset; Delete runs the stored `delete`.
   const text = (which === "update" ? (inputs.update ?? inputs.create) : inputs[which]) as string | undefined;
   if (text === undefined || text === "") return { stdout: "", stderr: "" };
-  const stdin = which === "delete" ? undefined : (inputs.stdin as string | undefined);
+  // Every run feeds the stored stdin, delete included: Delete calls run() on the stored state, and run()
+  // sets the session's (remote/commandOutputs.go) or process's (local/commandOutputs.go) stdin from it.
+  const stdin = inputs.stdin as string | undefined;
   const r =
     type === "command:remote:Command"
       ? await runRemoteCommand(inputs.connection as RemoteConnection, text, stdin, {

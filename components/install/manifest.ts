@@ -1,0 +1,130 @@
+/**
+ * What a host reports after an install, and the check of that report against the plan. The install script
+ * prints, on stdout:
+ * ```
+ * virt-pki-install <generation> changed=<0|1>
+ * virt-pki-home <user> <home directory>        (one per user the plan names; the home may hold spaces)
+ * virt-pki-file <planned path> <sha256> <mode> <owner> <group>
+ * virt-pki-reloaded                            (when the reload command ran)
+ * ```
+ * Pure.
+ */
+import { InstallPlan, QEMU_GROUP } from "./layouts";
+import { modeString } from "./planData";
+
+/** Prefix of manifest lines on stdout. */
+export const MANIFEST_FILE = "virt-pki-file";
+/** Prefix of the summary line on stdout. */
+export const MANIFEST_INSTALL = "virt-pki-install";
+/** Prefix of the lines that give users' home directories. */
+export const MANIFEST_HOME = "virt-pki-home";
+
+/** One manifest line, as the host reported it. */
+export interface ManifestEntry {
+  /** The planned path (`~user/...` for per-user files). */
+  path: string;
+  sha256: string;
+  /** Octal, 4 digits. */
+  mode: string;
+  owner: string;
+  group: string;
+}
+
+/** The manifest of an install script's stdout. */
+export interface Manifest {
+  files: ManifestEntry[];
+  /** Home directories by user. */
+  homes: Record<string, string>;
+  /** Whether any file's content changed (from the `virt-pki-install` line), if reported. */
+  changed?: boolean;
+}
+
+/** Parses the manifest lines of an install script's stdout (other lines are ignored). */
+export function parseManifest(stdout: string): Manifest {
+  const manifest: Manifest = { files: [], homes: {} };
+  for (const line of stdout.split("\n")) {
+    const parts = line.split(" ");
+    if (parts[0] === MANIFEST_FILE && parts.length === 6) {
+      const [, path, sha256, m, owner, group] = parts;
+      manifest.files.push({ path, sha256, mode: m.padStart(4, "0"), owner, group });
+    } else if (parts[0] === MANIFEST_HOME && parts.length >= 3) {
+      manifest.homes[parts[1]] = parts.slice(2).join(" ");
+    } else if (parts[0] === MANIFEST_INSTALL && parts.length === 3) {
+      manifest.changed = parts[2] === "changed=1";
+    }
+  }
+  return manifest;
+}
+
+/** The path of a planned file on the host: `~user/x` under that user's home, others under the local root. */
+export function hostPathOf(path: string, homes: Record<string, string>, root = ""): string {
+  if (!path.startsWith("~")) return root + path;
+  const slash = path.indexOf("/");
+  const user = path.slice(1, slash);
+  return `${homes[user] ?? `~${user}`}${path.slice(slash)}`;
+}
+
+/** What one installed file looks like, as checked against the host's manifest. */
+export interface InstalledFile {
+  /** The planned path (`~user/...` for per-user files). */
+  path: string;
+  /** The path on the host (home and local root resolved). */
+  hostPath: string;
+  /** What it holds, e.g. `server-key`. */
+  role: string;
+  sha256: string;
+  /** Octal, 4 digits. */
+  mode: string;
+  owner: string;
+  group: string;
+}
+
+/**
+ * Checks the host's manifest against the plan: every file present with the content hash and mode
+ * sent and (with `setOwners`) the planned owner and group. Throws naming the host and the file.
+ */
+export function verifyManifest(
+  stdout: string,
+  plan: InstallPlan,
+  opts: { hostLabel: string; setOwners: boolean; qemuGroup?: string; root?: string },
+): InstalledFile[] {
+  const manifest = parseManifest(stdout);
+  const entries = new Map(manifest.files.map((e) => [e.path, e]));
+  const problems: string[] = [];
+  const installed: InstalledFile[] = [];
+  for (const f of plan.files) {
+    const e = entries.get(f.path);
+    if (e === undefined) {
+      problems.push(`${f.path}: missing from the host's manifest`);
+      continue;
+    }
+    if (e.sha256 !== f.sha256) problems.push(`${f.path}: sha256 ${e.sha256} on the host, ${f.sha256} sent`);
+    if (e.mode !== modeString(f.mode))
+      problems.push(`${f.path}: mode ${e.mode} on the host, ${modeString(f.mode)} planned`);
+    if (opts.setOwners) {
+      const ok = (want: string, got: string): boolean =>
+        want === QEMU_GROUP
+          ? opts.qemuGroup !== undefined
+            ? got === opts.qemuGroup
+            : got === "qemu" || got === "libvirt-qemu"
+          : want.startsWith("@primary:")
+            ? got !== ""
+            : got === want;
+      if (!ok(f.owner, e.owner)) problems.push(`${f.path}: owner ${e.owner} on the host, ${f.owner} planned`);
+      if (!ok(f.group, e.group)) problems.push(`${f.path}: group ${e.group} on the host, ${f.group} planned`);
+    }
+    installed.push({
+      path: f.path,
+      hostPath: hostPathOf(f.path, manifest.homes, opts.root),
+      role: f.role,
+      sha256: e.sha256,
+      mode: e.mode,
+      owner: e.owner,
+      group: e.group,
+    });
+  }
+  if (problems.length) {
+    throw new Error(`install on ${opts.hostLabel} does not match what was sent:\n  ${problems.join("\n  ")}`);
+  }
+  return installed;
+}

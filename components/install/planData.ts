@@ -1,0 +1,233 @@
+/**
+ * The install plan as data: the text the fixed host scripts ({@link INSTALL_SCRIPT}, {@link REMOVE_SCRIPT})
+ * read from stdin with `read`, followed by the files' contents. Everything that differs between hosts
+ * and plans is here, never in the scripts, so no value of a program ever reaches the shell as code.
+ *
+ * Format 1, one record a line, fields separated by one space:
+ * ```
+ * virt-pki-plan 1
+ * label <free text for messages>
+ * gen <generation, 32 hex>
+ * opts <setOwners 0|1> <selinux 0|1>
+ * root <local root>                      (local installs only)
+ * state <state directory>
+ * qemu <group, or - to detect>           (when owners are set and a path has the QEMU group)
+ * reload <word>                          (one per word of the reload command)
+ * user <name> <switch 0|1>               (switch: the user's own process writes the user's paths)
+ * dir <r|t|u> <path> <owner> <group> <mode> <managed 0|1>
+ * file <r|u> <path> <owner> <group> <mode> <lines> <sha256> <claim>
+ * end
+ * ```
+ * then each file's content, in the order of the file records. `label` and `reload` hold any text
+ * without control characters; every other field is made of `A-Za-z0-9._@+/~:-`, which the scripts check
+ * again. Pure.
+ */
+import { PkiError } from "../../provider/pki/errors";
+import { INSTALL_SCRIPT, REMOVE_SCRIPT } from "./hostScripts";
+import {
+  InstallPlan,
+  Layout,
+  Ownership,
+  PathContext,
+  PathOverride,
+  PlannedFile,
+  planInstall,
+  sha256Hex,
+} from "./layouts";
+
+/** Options of {@link renderStdin}: what else the host scripts need besides the plan. */
+export interface PlanDataOptions {
+  /** Install name, for messages. */
+  name: string;
+  /** What to call the host in messages, e.g. `compute1 (192.0.2.10)`. */
+  hostLabel: string;
+  /** Generation of this install (see {@link generationOf}). */
+  generation: string;
+  /** Local mode: every path is placed under this absolute folder, homes are `<root>/home/<user>`. */
+  root?: string;
+  /** chown files and directories to their planned owners. */
+  setOwners: boolean;
+  /** Label files with SELinux `cert_t` (restorecon) when the host has SELinux enabled. */
+  selinux: boolean;
+  /** Group QEMU runs as; detected on the host (`qemu`, then `libvirt-qemu`) when absent. */
+  qemuGroup?: string;
+  /** The command run after files changed, as words (see {@link reloadArgv}). @default none */
+  reload?: readonly string[];
+  /** Where claims are kept. @default "/var/lib/virt-pki" */
+  stateDir?: string;
+}
+
+/** Default folder of the claims that make delete remove only what this install wrote last. */
+export const DEFAULT_STATE_DIR = "/var/lib/virt-pki";
+
+/**
+ * The generation of an install: a digest of its name, its target and every file's path, content hash,
+ * owner, group and mode. A claim carries it, so deleting an older generation (Pulumi replaces the
+ * command when its triggers change, creating the new one first) keeps files a newer one wrote.
+ */
+export function generationOf(name: string, target: string, plan: InstallPlan): string {
+  const files = plan.files.map((f) => [f.path, f.sha256, f.owner, f.group, f.mode]);
+  return sha256Hex(JSON.stringify({ name, target, files })).slice(0, 32);
+}
+
+/** The name of the claim file of `path` in `<stateDir>/claims`. */
+export function claimOf(path: string): string {
+  return sha256Hex(path);
+}
+
+/** Octal, 4 digits. */
+export function modeString(mode: number): string {
+  return mode.toString(8).padStart(4, "0");
+}
+
+const FIELD = /^[A-Za-z0-9._@+/~:-]+$/;
+const CONTROL = /[\x00-\x1f\x7f]/; // eslint-disable-line no-control-regex
+
+/** One structured field: checked here as the last line of defence (the scripts check it once more). */
+function field(value: string): string {
+  if (!FIELD.test(value)) throw new Error(`internal: ${JSON.stringify(value)} cannot be a plan field`);
+  return value;
+}
+
+/**
+ * A reload command as words. An array is taken as it is (each word passed as one argument, never through
+ * a shell). A string is split at spaces when it holds only plain words; anything a shell would interpret
+ * (quotes, `$`, `;`, `|`, `&`, redirections, globs, ...) is refused with the fix, since the host runs the
+ * words without a shell: write `["sh", "-c", "..."]` to ask for one.
+ */
+export function reloadArgv(value: string | readonly string[], property = "reloadCommand"): string[] {
+  if (typeof value === "string") {
+    const words = value
+      .trim()
+      .split(/ +/)
+      .filter((w) => w !== "");
+    const bad = words.find((w) => !/^[A-Za-z0-9_./:=@%+,-]+$/.test(w));
+    if (words.length === 0 || bad !== undefined) {
+      throw new PkiError(
+        property,
+        `${JSON.stringify(value)} is not a plain command (${words.length ? `"${bad}" has characters a shell would interpret` : "it is empty"}); ` +
+          `give its words, e.g. ["systemctl", "reload", "libvirtd"], or ["sh", "-c", "..."] to run a shell on the host`,
+      );
+    }
+    return words;
+  }
+  if (!Array.isArray(value) || value.length === 0 || value.some((w) => typeof w !== "string")) {
+    throw new PkiError(property, 'give the command as words, e.g. ["systemctl", "reload", "libvirtd"]');
+  }
+  value.forEach((w, i) => {
+    if (w === "" || CONTROL.test(w)) {
+      throw new PkiError(`${property}[${i}]`, "is empty or holds a control character (newline, tab, ...)");
+    }
+  });
+  return [...value];
+}
+
+const CONTEXT: Record<PathContext, string> = { root: "r", top: "t", user: "u" };
+
+/** Plan files in the order the scripts get them: grouped by who writes them, owner, group and mode. */
+export function payloadOrder(plan: InstallPlan): PlannedFile[] {
+  const key = (f: PlannedFile) => `${f.context}\0${f.owner}\0${f.group}\0${modeString(f.mode)}`;
+  return plan.files
+    .map((f, i) => ({ f, i }))
+    .sort((a, b) => (key(a.f) < key(b.f) ? -1 : key(a.f) > key(b.f) ? 1 : a.i - b.i))
+    .map(({ f }) => f);
+}
+
+/** The plan records (up to and including `end`), without the files' contents. Not secret. */
+export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
+  const label = `${opts.name} on ${opts.hostLabel}`.replace(/[\x00-\x1f\x7f]/g, "?"); // eslint-disable-line no-control-regex
+  const lines = [
+    "virt-pki-plan 1",
+    `label install ${label}`,
+    `gen ${field(opts.generation)}`,
+    `opts ${opts.setOwners ? 1 : 0} ${opts.selinux ? 1 : 0}`,
+  ];
+  if (opts.root !== undefined) lines.push(`root ${field(opts.root)}`);
+  lines.push(`state ${field(opts.stateDir ?? DEFAULT_STATE_DIR)}`);
+  if (opts.setOwners && plan.usesQemuGroup) lines.push(`qemu ${field(opts.qemuGroup ?? "-")}`);
+  for (const word of opts.reload ?? []) {
+    if (CONTROL.test(word)) throw new Error("internal: a reload word holds a control character");
+    lines.push(`reload ${word}`);
+  }
+  // A user's own process writes the user's paths, except in a staging tree without owners (local mode).
+  const switching = opts.root === undefined || opts.setOwners;
+  for (const user of plan.users) {
+    lines.push(`user ${field(user)} ${switching && plan.writers.includes(user) ? 1 : 0}`);
+  }
+  for (const d of plan.dirs) {
+    const fields = [CONTEXT[d.context], d.path, d.owner, d.group, modeString(d.mode), d.managed ? "1" : "0"];
+    lines.push(`dir ${fields.map(field).join(" ")}`);
+  }
+  for (const f of payloadOrder(plan)) {
+    const count = String(f.content.split("\n").length - 1);
+    const fields = [
+      CONTEXT[f.context],
+      f.path,
+      f.owner,
+      f.group,
+      modeString(f.mode),
+      count,
+      f.sha256,
+      claimOf(f.path),
+    ];
+    lines.push(`file ${fields.map(field).join(" ")}`);
+  }
+  lines.push("end");
+  return lines.join("\n") + "\n";
+}
+
+/** The whole stdin of the host scripts: the plan records, then every file's content. Secret. */
+export function renderStdin(plan: InstallPlan, opts: PlanDataOptions): string {
+  return (
+    renderPlan(plan, opts) +
+    payloadOrder(plan)
+      .map((f) => f.content)
+      .join("")
+  );
+}
+
+/** What `pulumi preview` shows of an install: one line per file, `path sha256-prefix owner:group mode`. */
+export function triggersOf(plan: InstallPlan): string[] {
+  return plan.files.map(
+    (f) => `${f.path} ${f.sha256.slice(0, 12)} ${f.owner}:${f.group} ${modeString(f.mode)}`,
+  );
+}
+
+/** Everything of one install, resolved (see `HostCredentialInstallArgs` for the fields). */
+export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" | "reload"> {
+  /** `user@host:port` or `local:<root>`: part of the generation. */
+  target: string;
+  layouts: readonly Layout[];
+  ownership?: Ownership;
+  overrides?: Record<string, PathOverride>;
+  reloadCommand?: string | readonly string[];
+  keepOnDelete?: boolean;
+}
+
+/** What an install hands to `@pulumi/command`: the fixed scripts, and this install's data. */
+export interface InstallCommand {
+  plan: InstallPlan;
+  generation: string;
+  /** Always {@link INSTALL_SCRIPT}. */
+  create: string;
+  /** {@link REMOVE_SCRIPT}, or none with `keepOnDelete`. */
+  delete?: string;
+  /** The plan and the files' contents (secret). */
+  stdin: string;
+  triggers: string[];
+}
+
+/** The command of one install, from resolved values. Throws {@link PkiError} naming the property. */
+export function installCommand(a: InstallCommandArgs): InstallCommand {
+  const plan = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
+  const generation = generationOf(a.name, a.target, plan);
+  const reload = a.reloadCommand === undefined ? undefined : reloadArgv(a.reloadCommand);
+  return {
+    plan,
+    generation,
+    create: INSTALL_SCRIPT,
+    delete: a.keepOnDelete ? undefined : REMOVE_SCRIPT,
+    stdin: renderStdin(plan, { ...a, generation, reload }),
+    triggers: triggersOf(plan),
+  };
+}
