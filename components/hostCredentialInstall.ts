@@ -20,14 +20,13 @@ import {
   QemuLayout,
   QemuPskLayout,
   REMOVE_SCRIPT,
-  checkAccount,
-  checkPath,
+  checkInstallOptions,
   checkLayoutShape,
+  checkPlanShape,
   checkPlanOptions,
   installCommand,
   libvirtdConfSnippet,
   qemuConfSnippet,
-  reloadArgv,
   verifyManifest,
 } from "./install";
 
@@ -189,17 +188,6 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
   }
 }
 
-/** An absolute folder on the machine running Pulumi or the host: no `~`, `.` or `..`. */
-function checkFolder(property: string, value: unknown): void {
-  if (typeof value !== "string" || value.startsWith("~")) {
-    throw new PkiError(
-      property,
-      `${JSON.stringify(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
-    );
-  }
-  checkPath(property, value);
-}
-
 /** Preview-time checks of everything that does not depend on certificate content. */
 function checkArgs(args: HostCredentialInstallArgs): void {
   if ((args.connection === undefined) === (args.root === undefined)) {
@@ -210,16 +198,7 @@ function checkArgs(args: HostCredentialInstallArgs): void {
         : "give connection or root, not both",
     );
   }
-  if (args.root !== undefined) checkFolder("root", args.root);
-  if (args.qemuGroup !== undefined) {
-    checkAccount("qemuGroup", args.qemuGroup);
-    if (args.qemuGroup.startsWith("@"))
-      throw new PkiError("qemuGroup", 'give the group\'s name, e.g. "qemu"');
-  }
-  if (args.stateDir !== undefined) checkFolder("stateDir", args.stateDir);
-  if (typeof args.reloadCommand === "string" || Array.isArray(args.reloadCommand)) {
-    reloadArgv(args.reloadCommand as string | string[]);
-  }
+  checkInstallOptions(args);
   checkPlanOptions({ ownership: args.ownership, overrides: args.overrides });
   if (!Array.isArray(args.layouts) || args.layouts.length === 0) {
     throw new PkiError(
@@ -230,4 +209,11 @@ function checkArgs(args: HostCredentialInstallArgs): void {
   args.layouts.forEach((l, i) => {
     if (!pulumi.Output.isInstance(l)) checkLayoutShape(l as Record<string, unknown>, `layouts[${i}]`);
   });
+  // Paths, owners and modes known now are planned now (with placeholder credentials): their errors show
+  // in the preview instead of failing the deployment later.
+  checkPlanShape(
+    args.layouts,
+    { ownership: args.ownership, overrides: args.overrides },
+    (v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise),
+  );
 }

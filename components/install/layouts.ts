@@ -820,3 +820,48 @@ export function planInstall(layouts: readonly Layout[], options: PlanOptions = {
   });
   return b.build();
 }
+
+/** Placeholders for credential fields, so that a layout's shape can be planned before its content exists. */
+const PLACEHOLDER: Record<string, string> = {
+  caCertPem: "-----BEGIN CERTIFICATE-----\n",
+  certPem: "-----BEGIN CERTIFICATE-----\n",
+  clientCertPem: "-----BEGIN CERTIFICATE-----\n",
+  keyPem: "-----BEGIN PRIVATE KEY-----\n",
+  clientKeyPem: "-----BEGIN PRIVATE KEY-----\n",
+  crlPem: "-----BEGIN X509 CRL-----\n",
+  dhParamsPem: "-----BEGIN DH PARAMETERS-----\n",
+  keysPsk: "user:00\n",
+};
+
+/**
+ * Plans the layouts with placeholder credentials when everything but the credentials is already known
+ * (plain values, not outputs), so that every check of {@link planInstall} on paths, owners, groups and
+ * modes fails at preview time, naming the property. Layouts whose shape is not known yet are skipped.
+ */
+export function checkPlanShape(
+  layouts: readonly unknown[],
+  options: PlanOptions,
+  isKnown: (value: unknown) => boolean,
+): void {
+  const skeletons: Layout[] = [];
+  for (const l of layouts) {
+    if (!isKnown(l) || l === null || typeof l !== "object") return;
+    const skeleton: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(l)) {
+      if (k in PLACEHOLDER) {
+        if (v !== undefined) skeleton[k] = PLACEHOLDER[k];
+      } else if (k === "files" && Array.isArray(v)) {
+        if (!v.every((f) => isKnown(f) && f !== null && typeof f === "object")) return;
+        const files = v.map((f: Record<string, unknown>) => ({ ...f, content: "x" }));
+        if (files.some((f) => Object.entries(f).some(([fk, fv]) => fk !== "content" && !isKnown(fv)))) return;
+        skeleton.files = files;
+      } else if (!isKnown(v)) {
+        return;
+      } else {
+        skeleton[k] = v;
+      }
+    }
+    skeletons.push(skeleton as unknown as Layout);
+  }
+  planInstall(skeletons, options);
+}

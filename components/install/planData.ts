@@ -31,6 +31,8 @@ import {
   PathContext,
   PathOverride,
   PlannedFile,
+  checkAccount,
+  checkPath,
   planInstall,
   sha256Hex,
 } from "./layouts";
@@ -217,8 +219,37 @@ export interface InstallCommand {
   triggers: string[];
 }
 
+/** An absolute folder on the machine running Pulumi or on the host: no `~`, `.` or `..`. */
+function checkFolder(property: string, value: unknown): void {
+  if (typeof value !== "string" || value.startsWith("~")) {
+    throw new PkiError(
+      property,
+      `${JSON.stringify(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
+    );
+  }
+  checkPath(property, value);
+}
+
+/** Checks the options of an install that are not layouts (`root`, `stateDir`, `qemuGroup`, `reloadCommand`). */
+export function checkInstallOptions(a: {
+  root?: unknown;
+  stateDir?: unknown;
+  qemuGroup?: unknown;
+  reloadCommand?: unknown;
+}): void {
+  if (a.root !== undefined) checkFolder("root", a.root);
+  if (a.stateDir !== undefined) checkFolder("stateDir", a.stateDir);
+  if (a.qemuGroup !== undefined) {
+    checkAccount("qemuGroup", a.qemuGroup as string);
+    if ((a.qemuGroup as string).startsWith("@"))
+      throw new PkiError("qemuGroup", 'give the group\'s name, e.g. "qemu"');
+  }
+  if (typeof a.reloadCommand === "string" || Array.isArray(a.reloadCommand)) reloadArgv(a.reloadCommand);
+}
+
 /** The command of one install, from resolved values. Throws {@link PkiError} naming the property. */
 export function installCommand(a: InstallCommandArgs): InstallCommand {
+  checkInstallOptions(a);
   const plan = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
   const generation = generationOf(a.name, a.target, plan);
   const reload = a.reloadCommand === undefined ? undefined : reloadArgv(a.reloadCommand);

@@ -5,7 +5,16 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { HostCredentialInstall } from "../../components";
-import { renderPayload, planInstall } from "../../components/install";
+import {
+  INSTALL_SCRIPT,
+  REMOVE_SCRIPT,
+  generationOf,
+  installCommand,
+  planInstall,
+  renderStdin,
+  triggersOf,
+} from "../../components/install";
+import { PkiError } from "../../provider/pki/errors";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
 import { CapturedResource, captureResources, isSecretValue } from "../support/pulumiHost";
 
@@ -38,13 +47,14 @@ async function commandOf(program: () => void): Promise<CapturedResource> {
 }
 
 describe("HostCredentialInstall over SSH", () => {
-  it("registers one remote Command: scripts in clear without key material, the payload as secret stdin", async () => {
+  it("registers one remote Command: the fixed scripts, the plan and files as secret stdin, no update", async () => {
     let outputs: pulumi.Output<unknown>[] = [];
     const cmd = await commandOf(() => {
       const install = new HostCredentialInstall("h1", {
         connection,
         layouts: [serverLayout()],
         reloadCommand: "systemctl reload libvirtd",
+        hostLabel: "h1 (127.0.0.21)",
         tlsAllowedDnList: ["C=GB,CN=client1"],
       });
       outputs = [install.libvirtdConf, install.files];
@@ -55,20 +65,34 @@ describe("HostCredentialInstall over SSH", () => {
     // The command SDK makes the connection secret itself (it may hold a key or password).
     expect(isSecretValue(inputs.connection)).toBe(true);
     expect((inputs.connection as { value: unknown }).value).toMatchObject(connection);
-    expect(typeof inputs.create).toBe("string");
-    expect(inputs.update).toBe(inputs.create);
-    expect(inputs.delete).toMatch(/virt-pki-removed/);
+    expect(inputs.create).toBe(INSTALL_SCRIPT);
+    expect(inputs.delete).toBe(REMOVE_SCRIPT);
+    expect("update" in inputs).toBe(false); // unset: the provider runs create on update
     const keyBody = leaf.keyPem.split("\n")[1];
     for (const k of ["create", "update", "delete"]) expect(String(inputs[k])).not.toContain(keyBody);
     expect(isSecretValue(inputs.stdin)).toBe(true);
     const plan = planInstall([{ ...serverLayout(), keyPem: leaf.keyPem }]);
-    expect((inputs.stdin as { value: string }).value).toBe(renderPayload(plan));
-    expect(inputs.triggers).toEqual(plan.files.map((f) => `${f.path} ${f.sha256}`));
+    const generation = generationOf("h1", "root@127.0.0.21:2222", plan);
+    expect((inputs.stdin as { value: string }).value).toBe(
+      renderStdin(plan, {
+        name: "h1",
+        hostLabel: "h1 (127.0.0.21)",
+        generation,
+        setOwners: true,
+        selinux: true,
+        reload: ["systemctl", "reload", "libvirtd"],
+      }),
+    );
+    expect(inputs.triggers).toEqual(triggersOf(plan));
+    expect(inputs.triggers).toEqual([
+      `/etc/pki/CA/cacert.pem ${plan.files[0].sha256.slice(0, 12)} root:root 0644`,
+      `/etc/pki/libvirt/servercert.pem ${plan.files[1].sha256.slice(0, 12)} root:root 0644`,
+      `/etc/pki/libvirt/private/serverkey.pem ${plan.files[2].sha256.slice(0, 12)} root:root 0600`,
+    ]);
     expect(inputs.logging).toBe("stdout");
     expect(inputs.addPreviousOutputInEnv).toBe(false);
     expect(cmd.options?.additionalSecretOutputs).toContain("stdin");
     expect(cmd.options?.parent).toMatch(/virt-pki:index:HostCredentialInstall::h1$/);
-    expect(String(inputs.create)).toContain("sh -c 'systemctl reload libvirtd'");
     const [conf, files] = await Promise.all(outputs.map((o) => new Promise((r) => o.apply(r))));
     expect(conf).toContain('tls_allowed_dn_list = ["C=GB,CN=client1"]');
     expect((files as { path: string }[]).map((f) => f.path)).toEqual([
@@ -93,7 +117,7 @@ describe("HostCredentialInstall over SSH", () => {
       new HostCredentialInstall("h1", { connection, layouts: [serverLayout()] });
     });
     expect(again.inputs.triggers).toEqual(first.inputs.triggers);
-    expect(again.inputs.create).toBe(first.inputs.create);
+    expect(again.inputs.create).toBe(INSTALL_SCRIPT);
     const renewed = await issueCertificate({
       issuer: ca,
       subject: { commonName: "h1.test" },
@@ -116,9 +140,10 @@ describe("HostCredentialInstall locally under a root folder", () => {
     });
     expect(cmd.type).toBe("command:local:Command");
     expect(cmd.inputs.interpreter).toEqual(["/bin/sh", "-c"]);
-    expect(cmd.inputs.create).toContain("root='/tmp/staging/compute1'");
-    expect(cmd.inputs.create).not.toContain("chown");
-    expect(cmd.inputs.create).not.toContain("restorecon");
+    expect(cmd.inputs.create).toBe(INSTALL_SCRIPT);
+    const stdin = (cmd.inputs.stdin as { value: string }).value;
+    expect(stdin).toContain("\nroot /tmp/staging/compute1\n");
+    expect(stdin).toContain("\nopts 0 0\n"); // no chown, no SELinux
   });
 });
 
@@ -169,6 +194,113 @@ describe("HostCredentialInstall: bad input fails at construction (preview), nami
       /^overrides\["\/etc\/pki\/CA\/cacert\.pem"\]\.owner: "Root User" is not a user or group name/,
     ],
     [
+      "an owner with a command substitution",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          overrides: { "/etc/pki/CA/cacert.pem": { group: "@primary:$(id>/root/PWNED)" } },
+        }),
+      /^overrides\["\/etc\/pki\/CA\/cacert\.pem"\]\.group: "@primary:\$\(id>\/root\/PWNED\)" is not a user or group name/,
+    ],
+    [
+      "backticks and quotes in a custom file's owner",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [
+            { kind: "custom", dir: "/etc/app", files: [{ name: "a", content: "x", owner: "`id`'\"" }] },
+          ],
+        }),
+      /^layouts\[0\]\.files\[0\]\.owner: /,
+    ],
+    [
+      "a newline in a custom dirGroup",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [
+            { kind: "custom", dir: "/etc/app", dirGroup: "root\nid", files: [{ name: "a", content: "x" }] },
+          ],
+        }),
+      /^layouts\[0\]\.dirGroup: /,
+    ],
+    [
+      "an override with a key that is not owner, group or mode",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          overrides: { "/etc/pki/CA/cacert.pem": { mode: 0o644, path: '/tmp/x"; id; "' } as never },
+        }),
+      /^overrides\["\/etc\/pki\/CA\/cacert\.pem"\]: "path" is not a setting of a path; give only owner, group and mode/,
+    ],
+    [
+      "dot-dot in stateDir",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          stateDir: "/var/lib/../../tmp/x",
+        }),
+      /^stateDir: .*contains "\." or "\.\."/,
+    ],
+    [
+      "dot-dot in root",
+      () => new HostCredentialInstall("x", { root: "/tmp/stage/../../etc", layouts: [serverLayout()] }),
+      /^root: .*contains "\." or "\.\."/,
+    ],
+    [
+      "dot-dot in a user layout's dir",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [
+            {
+              kind: "libvirt-client-user",
+              user: "alice",
+              dir: "~/../root/.pki",
+              caCertPem: "",
+              certPem: "",
+              keyPem: "",
+            },
+          ],
+        }),
+      /^layouts\[0\]\.dir: .*contains "\." or "\.\."/,
+    ],
+    [
+      "a reload command with shell syntax",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          reloadCommand: "systemctl reload libvirtd; curl x | sh",
+        }),
+      /^reloadCommand: .*"libvirtd;" has characters a shell would interpret.*\["sh", "-c", "\.\.\."\]/,
+    ],
+    [
+      "a group-writable directory",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [
+            { kind: "custom", dir: "/etc/app", dirMode: 0o775, files: [{ name: "a", content: "x" }] },
+          ],
+        }),
+      /^layouts\[0\]: directory \/etc\/app would be writable by group or others/,
+    ],
+    [
+      "a file under ~user that root would own",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [
+            { kind: "custom", dir: "~alice/tls", files: [{ name: "a", content: "x", owner: "root" }] },
+          ],
+        }),
+      /^layouts\[0\]: ~alice\/tls\/a is written by alice, who owns ~alice\/tls: it belongs to alice/,
+    ],
+    [
       "bad qemuGroup",
       () => new HostCredentialInstall("x", { connection, layouts: [serverLayout()], qemuGroup: "q m" }),
       /^qemuGroup:/,
@@ -176,5 +308,130 @@ describe("HostCredentialInstall: bad input fails at construction (preview), nami
   ];
   it.each(cases)("%s", async (_name, make, message) => {
     await expect(captureResources(make)).rejects.toThrow(message);
+  });
+});
+
+/**
+ * Fuzz: random printable strings (quotes, `$(...)`, backticks, newlines, `..`, globs, spaces) in every string
+ * field of every layout kind and of the install's options. Whatever the values, the shell code handed to
+ * the command is byte for byte the fixed text: either the values are refused with a PkiError naming a
+ * property, or they become data records that match the plan grammar (the scripts read nothing else).
+ */
+describe("fuzz: no value reaches the shell code", () => {
+  const ALPHABET = [..."abcz09._-@+/~:$()`'\"\\;|&<>*?[] \n\t{}#!=%^,"];
+  let seed = 20261124;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)];
+  const nasty = (): string => {
+    const fixed = [
+      "root",
+      "alice",
+      "/etc/pki/x",
+      "~alice/.pki/x",
+      "$(id>/tmp/PWNED)",
+      "`id`",
+      "a\nb",
+      "..",
+      "/etc/../tmp",
+      "*",
+      "@primary:root",
+      "@qemu",
+      "x y",
+      "",
+    ];
+    if (rand(3) === 0) return pick(fixed);
+    return Array.from({ length: 1 + rand(12) }, () => pick(ALPHABET)).join("");
+  };
+  const RECORD =
+    /^(virt-pki-plan 1|label [^\x00-\x1f\x7f]*|reload [^\x00-\x1f\x7f]+|end|(gen|opts|root|state|qemu|user|dir|file)( [A-Za-z0-9._@+/~:-]+)+)$/;
+
+  function randomLayout(): Record<string, unknown> {
+    const kind = pick([
+      "libvirt-server",
+      "libvirt-client",
+      "libvirt-client-user",
+      "qemu-server",
+      "qemu-client",
+      "qemu",
+      "qemu-psk",
+      "custom",
+    ]);
+    const pem = { caCertPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
+    const maybe = (v: string) => (rand(2) ? v : undefined);
+    switch (kind) {
+      case "libvirt-client-user":
+        return {
+          kind,
+          user: rand(2) ? "alice" : nasty(),
+          dir: maybe(rand(2) ? "~/" + nasty() : nasty()),
+          ...pem,
+        };
+      case "qemu-server":
+      case "qemu-client":
+      case "qemu":
+        return { kind, service: maybe(rand(2) ? "vnc" : nasty()), dir: maybe(nasty()), ...pem };
+      case "qemu-psk":
+        return { kind, dir: maybe(nasty()), keysPsk: rand(2) ? "qemu:00ff\n" : nasty() };
+      case "custom":
+        return {
+          kind,
+          dir: rand(2) ? "/etc/app" : nasty(),
+          dirOwner: maybe(nasty()),
+          dirGroup: maybe(nasty()),
+          files: [
+            {
+              name: rand(2) ? "a.pem" : nasty(),
+              content: nasty(),
+              owner: maybe(nasty()),
+              group: maybe(nasty()),
+            },
+          ],
+        };
+      default:
+        return { kind, ...pem };
+    }
+  }
+
+  it("400 random installs: the scripts are the fixed texts, or a PkiError names the property", () => {
+    let accepted = 0;
+    for (let i = 0; i < 400; i++) {
+      const args = {
+        name: nasty(),
+        hostLabel: nasty(),
+        target: nasty(),
+        layouts: [randomLayout(), ...(rand(2) ? [randomLayout()] : [])] as never,
+        overrides:
+          rand(3) === 0
+            ? { [rand(2) ? "/etc/pki/CA/cacert.pem" : nasty()]: { owner: nasty(), mode: 0o600 } }
+            : undefined,
+        root: rand(3) === 0 ? nasty() : undefined,
+        setOwners: rand(2) === 0,
+        selinux: rand(2) === 0,
+        qemuGroup: rand(3) === 0 ? nasty() : undefined,
+        reloadCommand: rand(3) === 0 ? (rand(2) ? nasty() : [nasty(), nasty()]) : undefined,
+        stateDir: rand(3) === 0 ? nasty() : undefined,
+      };
+      let cmd;
+      try {
+        // What HostCredentialInstall checks at construction, then what it computes from resolved values.
+        if (args.root !== undefined && (args.root.startsWith("~") || !args.root.startsWith("/"))) continue;
+        cmd = installCommand(args);
+      } catch (e) {
+        expect(e).toBeInstanceOf(PkiError);
+        expect((e as Error).message).toMatch(
+          /^(layouts|overrides|root|stateDir|qemuGroup|reloadCommand)[[.:]/,
+        );
+        continue;
+      }
+      accepted++;
+      expect(cmd.create).toBe(INSTALL_SCRIPT);
+      expect(cmd.delete).toBe(REMOVE_SCRIPT);
+      const planText = cmd.stdin.slice(0, cmd.stdin.indexOf("\nend\n") + 4);
+      for (const record of planText.split("\n")) expect(record).toMatch(RECORD);
+    }
+    expect(accepted).toBeGreaterThan(40); // the generator also produces valid installs
   });
 });

@@ -3,6 +3,7 @@
  * host's install holds, and the preview-time errors for bad fleet input.
  */
 import { VirtualizationPki, VirtualizationPkiArgs } from "../../components";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { up } from "../support/engine";
 import { removeDir, tempDir } from "../support/programs";
@@ -77,11 +78,13 @@ test("children are named after the component; each host gets its certificate and
       "etc/pki/qemu-psk/keys.psk",
       "etc/pki/CA/cacrl.pem",
     ]) {
-      expect(String(files.outputs.stdout)).toContain(join(staging, "compute2", path));
+      expect(String(files.outputs.stdout)).toContain(`virt-pki-file /${path} `);
+      expect(existsSync(join(staging, "compute2", path))).toBe(true);
     }
     expect(String(files.outputs.stdout)).toMatch(/changed=1/);
     const admin = Object.values(r.state).find((s) => s.name === "prod-client-admin-files")!;
-    expect(String(admin.outputs.stdout)).toContain("/tmp/ws/etc/pki/libvirt/private/clientkey.pem");
+    expect(String(admin.outputs.stdout)).toContain("virt-pki-file /etc/pki/libvirt/private/clientkey.pem ");
+    expect(existsSync("/tmp/ws/etc/pki/libvirt/private/clientkey.pem")).toBe(true);
   } finally {
     await host.stop();
     await removeDir(staging);
