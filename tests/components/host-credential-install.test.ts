@@ -345,8 +345,11 @@ describe("fuzz: no value reaches the shell code", () => {
     if (rand(3) === 0) return pick(fixed);
     return Array.from({ length: 1 + rand(12) }, () => pick(ALPHABET)).join("");
   };
-  const RECORD =
-    /^(virt-pki-plan 1|label [^\x00-\x1f\x7f]*|reload [^\x00-\x1f\x7f]+|end|(gen|opts|root|state|qemu|user|dir|file)( [A-Za-z0-9._@+/~:-]+)+)$/;
+  // The grammar: free text without control characters in label and reload, safe fields elsewhere.
+  const RECORD = new RegExp(
+    "^(virt-pki-plan 1|label [^\\x00-\\x1f\\x7f]*|reload [^\\x00-\\x1f\\x7f]+|end|" +
+      "(gen|opts|root|state|qemu|user|dir|file)( [A-Za-z0-9._@+/~:-]+)+)$",
+  );
 
   function randomLayout(): Record<string, unknown> {
     const kind = pick([
