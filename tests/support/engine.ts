@@ -95,8 +95,12 @@ export async function up(
               replaced,
             );
           } catch (e) {
+            // A failed step fails the whole deployment (pulumi v3.248.0 pkg/resource/deploy/
+            // deployment_executor.go Execute: stepExecutorError -> "step executor errored"): `up` rejects
+            // with it below. The program's pending outputs then no longer matter (the engine ends the
+            // program), so the SDK gets no rejection to leak from every output of this resource.
             errors.push(e);
-            throw e;
+            return { id: "", state: {} };
           }
         }
         if (!args.type.startsWith("pulumi-nodejs:dynamic"))

@@ -78,6 +78,11 @@ export interface TestBedOptions {
    * key in `.ssh/authorized_keys`.
    */
   users?: readonly string[];
+  /**
+   * Home directories other than `/home/U` for some of `users` (absolute, under `/home`, spaces allowed);
+   * a user whose home differs is moved there machine-wide (`usermod -d`). @default /home/U
+   */
+  homes?: Readonly<Record<string, string>>;
   /** Bound on waiting for each host's sshd to accept an `ssh ... true`. @default 15 s */
   startTimeoutMs?: number;
 }
@@ -659,14 +664,17 @@ class RunningBed implements TestBed {
 }
 
 /** Creates missing users machine-wide and unlocks locked ones (see {@link TestBedOptions.users}). */
-async function ensureUsers(users: readonly string[]): Promise<void> {
+async function ensureUsers(users: readonly string[], homes: Readonly<Record<string, string>>): Promise<void> {
   for (const user of users) {
+    const home = homes[user] ?? `/home/${user}`;
     // useradd fails while another process holds the passwd lock (e.g. a concurrent test adding the same user).
     for (let attempt = 1; (await run("getent", ["passwd", user])).code !== 0; attempt++) {
-      const r = await run("useradd", ["-M", "-d", `/home/${user}`, "-s", "/bin/sh", "-p", "*", user]);
+      const r = await run("useradd", ["-M", "-d", home, "-s", "/bin/sh", "-p", "*", user]);
       if (r.code !== 0 && attempt >= 5) throw new Error(`useradd ${user} failed: ${r.stderr}`);
       if (r.code !== 0) await sleep(200);
     }
+    const entry = (await run("getent", ["passwd", user])).stdout.trim().split(":");
+    if (entry[5] !== home) await runOrThrow("usermod", ["-d", home, user]);
     const shadow = await run("getent", ["shadow", user]);
     if (shadow.code === 0 && shadow.stdout.split(":")[1]?.startsWith("!")) {
       await runOrThrow("usermod", ["-p", "*", user]);
@@ -689,6 +697,7 @@ interface BedFiles {
   hostsPath: string;
   knownHostsPath: string;
   users: readonly string[];
+  homes: Readonly<Record<string, string>>;
 }
 
 async function startHostOnce(
@@ -742,12 +751,15 @@ async function startHostOnce(
     "mkdir -m 0700 /root/.ssh",
     `cp ${keys} /root/.ssh/authorized_keys`,
     "chmod 0600 /root/.ssh/authorized_keys",
-    ...files.users.flatMap((u) => [
-      `mkdir -m 0700 /home/${u} /home/${u}/.ssh`,
-      `cp ${keys} /home/${u}/.ssh/authorized_keys`,
-      `chmod 0600 /home/${u}/.ssh/authorized_keys`,
-      `chown -R ${u}: /home/${u}`,
-    ]),
+    ...files.users.flatMap((u) => {
+      const home = shQuote(files.homes[u] ?? `/home/${u}`);
+      return [
+        `mkdir -m 0700 ${home} ${home}/.ssh`,
+        `cp ${keys} ${home}/.ssh/authorized_keys`,
+        `chmod 0600 ${home}/.ssh/authorized_keys`,
+        `chown -R ${u}: ${home}`,
+      ];
+    }),
     `exec ${SSHD} -D -e -f ${shQuote(confPath)}`,
   ].join("\n");
   const child = spawn(
@@ -855,7 +867,13 @@ export async function startTestBed(opts: TestBedOptions): Promise<TestBed> {
   const users = [...(opts.users ?? [])];
   users.forEach(assertUser);
   if (users.includes("root")) throw new Error("startTestBed: root is always a login user");
-  await ensureUsers(users);
+  const homes = opts.homes ?? {};
+  for (const [u, home] of Object.entries(homes)) {
+    if (!users.includes(u) || !/^\/home\/[A-Za-z0-9 ._-]+$/.test(home)) {
+      throw new Error(`startTestBed: bad home ${JSON.stringify(home)} for ${u}`);
+    }
+  }
+  await ensureUsers(users, homes);
 
   const dir = await tempDir("virt-pki-testbed-");
   let bed: RunningBed | undefined;
@@ -880,6 +898,7 @@ export async function startTestBed(opts: TestBedOptions): Promise<TestBed> {
       hostsPath: written.hosts,
       knownHostsPath,
       users,
+      homes,
     };
     bed = new RunningBed(dir, privateKey, privateKeyPath, publicKey, knownHostsPath, users);
     liveBeds.add(bed);

@@ -207,8 +207,9 @@ while IFS= read -r u; do # each user's part: directories and files, received and
   rd=$r
   records "$u" "$files"
   [ -f "$stage/$u" ] || : >"$stage/$u"
-  pend=$pend$u$nl
+  # A failed prepare cleans up after itself; a later failure aborts the ones that succeeded.
   out=$(asuser "$u" prepare "$sfx" "$rd$r" <"$stage/$u") || exit 1
+  pend=$pend$u$nl
   case $out in *changed*) changed=1 ;; esac
 done <<EOF
 $ulist
