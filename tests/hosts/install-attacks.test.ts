@@ -176,12 +176,23 @@ describe("values made to break out of the shell", () => {
     expect(await host.exists("/etc/pki/CA")).toBe(false);
   });
 
-  it("a host label with a newline, quotes and $(...) is only ever printed", async () => {
-    const out: { install?: HostCredentialInstall } = {};
+  it("a resource name and a host label with newlines, quotes and $(...) are only ever printed", async () => {
+    const name = "h1\ntouch /root/PWNED0\n#";
     const label = `h1\n"; touch /root/PWNED1; "$(touch /root/PWNED2)\`touch /root/PWNED3\`'`;
-    const r = await up(program([{ kind: "libvirt-client", ...identity() }], out, label), NO_DYNAMIC, {});
+    const r = await up(
+      () => {
+        new HostCredentialInstall(name, {
+          connection: host.connection,
+          hostLabel: label,
+          layouts: [{ kind: "libvirt-client", ...identity() }],
+        });
+      },
+      NO_DYNAMIC,
+      {},
+    );
     expect(r.plan.map((s) => s.op)).toEqual(["create"]);
-    for (const f of ["PWNED1", "PWNED2", "PWNED3"]) expect(await host.exists(`/root/${f}`)).toBe(false);
+    for (const f of ["PWNED0", "PWNED1", "PWNED2", "PWNED3"])
+      expect(await host.exists(`/root/${f}`)).toBe(false);
     expect(await host.readFile("/etc/pki/libvirt/private/clientkey.pem")).toBe(creds.keyPem);
   });
 });
