@@ -16,7 +16,7 @@ import { join } from "path";
  * A script file's text without comment lines, blank lines and indentation. Lines between
  * `# >>> install` and `# <<< install` (or `remove`) are kept only in that script's text.
  */
-function compact(file: string, what: "install" | "remove"): string {
+function compact(file: string, what: "install" | "remove", full = false): string {
   const text = readFileSync(join(__dirname, "sh", file), "utf8");
   let keep = true;
   const lines: string[] = [];
@@ -24,24 +24,31 @@ function compact(file: string, what: "install" | "remove"): string {
     const line = raw.replace(/^[ \t]+/, "");
     const marker = /^# (>>>|<<<) (install|remove)$/.exec(line);
     if (marker) keep = marker[1] === "<<<" || marker[2] === what;
+    else if (keep && full) lines.push(raw);
     else if (keep && line !== "" && !line.startsWith("#")) lines.push(line);
   }
   return lines.join("\n");
 }
 
-function assemble(what: "install" | "remove"): string {
-  const user = compact("user.sh", what);
+/**
+ * The install or remove script. `full`: with the comments and indentation of the `sh/` files (what
+ * shellcheck reads in the tests); otherwise as shipped.
+ */
+export function scriptText(what: "install" | "remove", full = false): string {
+  const user = compact("user.sh", what, full);
   if (user.includes("'")) throw new Error("internal: sh/user.sh must not contain a single quote");
   return [
     `# pulumi-virt-pki ${what} (plan format 1): what to ${what} arrives on stdin as data, never as code.`,
-    compact("common.sh", what),
-    `ustep='${user}'`,
-    compact(`${what}.sh`, what),
+    compact("common.sh", what, full),
+    `ustep='
+${user}
+'`,
+    compact(`${what}.sh`, what, full),
     "",
   ].join("\n");
 }
 
 /** The install script (`create`): reads the plan and the files from stdin. */
-export const INSTALL_SCRIPT: string = assemble("install");
+export const INSTALL_SCRIPT: string = scriptText("install");
 /** The remove script (`delete`): reads the plan from stdin (delete gets the stored stdin too). */
-export const REMOVE_SCRIPT: string = assemble("remove");
+export const REMOVE_SCRIPT: string = scriptText("remove");

@@ -1,3 +1,4 @@
+# shellcheck disable=SC2034 # some plan fields (opts, qemu) are read only by the install part
 # pulumi-virt-pki host script. This text is the same for every host and every plan: what to do (paths,
 # owners, modes, hashes, users, generation, reload) arrives on stdin as a plan that is only ever read with
 # `read` and used as quoted arguments, never run; the files' contents follow it.

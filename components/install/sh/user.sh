@@ -48,7 +48,7 @@ cleanup() {
 }
 # Every directory of the records is checked (not a symbolic link); the temporary directories: $tds.
 tds=""
-while IFS=" " read -r p g m a b c; do
+while IFS=" " read -r p _ m a b _; do
   [ -n "$p" ] || continue
   hostp "$p"
   if [ -z "$b" ]; then
@@ -71,7 +71,7 @@ abort)
 # >>> remove
 remove)
   set --
-  while IFS=" " read -r p g m a b c; do
+  while IFS=" " read -r p _ m a b _; do
     [ -n "$b" ] || continue
     hostp "$p"
     set -- "$@" "$hp"
@@ -87,7 +87,7 @@ prepare)
   trap cleanup EXIT
   trap "exit 129" HUP
   trap "exit 143" TERM
-  while IFS=" " read -r p g m a b c; do
+  while IFS=" " read -r p _ m a b _; do
     [ -n "$p" ] && [ -z "$b" ] || continue
     hostp "$p"
     if [ ! -e "$hp" ]; then
@@ -101,7 +101,7 @@ EOF
   flush
   [ $# = 0 ] || mkdir -- "$@" 2>/dev/null || { rm -rf -- "$@" && mkdir -- "$@"; } || fail "cannot create $*"
   set --
-  while IFS=" " read -r p g m a b c <&3; do
+  while IFS=" " read -r p _ m a b _ <&3; do
     [ -n "$b" ] || continue
     hostp "$p"
     t=${hp%/*}/$sfx/${hp##*/}
@@ -119,7 +119,7 @@ EOF
   sums=$nl
   [ $# = 0 ] || sums=$nl$(sha256sum -- "$@")$nl
   set --
-  while IFS=" " read -r p g m a b c; do
+  while IFS=" " read -r p _ m a b _; do
     [ -n "$b" ] || continue
     hostp "$p"
     t=${hp%/*}/$sfx/${hp##*/}
@@ -140,7 +140,7 @@ EOF
   ;;
 commit)
   moves=""
-  while IFS=" " read -r p g m a b c; do
+  while IFS=" " read -r p _ m a b _; do
     [ -n "$b" ] || continue
     hostp "$p"
     t=${hp%/*}/$sfx/${hp##*/}
@@ -164,7 +164,7 @@ EOF
   # shellcheck disable=SC2086 # one path a line
   rm -rf -- $tds
   set --
-  while IFS=" " read -r p g m a b c; do
+  while IFS=" " read -r p _ m a b _; do
     [ -n "$b" ] || continue
     hostp "$p"
     set -- "$@" "$hp"
@@ -176,7 +176,7 @@ EOF
   fi
   sums=$nl$(sha256sum -- "$@")$nl
   stats=$nl$(stat -c "%a %U %G %n" -- "$@")$nl
-  while IFS=" " read -r p g m a b c; do
+  while IFS=" " read -r p _ m a b _; do
     [ -n "$b" ] || continue
     hostp "$p"
     s=${sums%%"  $hp$nl"*}

@@ -1,0 +1,44 @@
+/**
+ * shellcheck (a real static checker for POSIX sh) reads the host scripts as they are assembled, with
+ * their comments and directives, and the user part alone: no warning or error is allowed.
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { INSTALL_SCRIPT, REMOVE_SCRIPT, scriptText } from "../../components/install";
+
+function shellcheck(text: string): { code: number | null; output: string } {
+  const r = spawnSync("shellcheck", ["--shell=sh", "--severity=warning", "-"], {
+    input: text,
+    encoding: "utf8",
+  });
+  if (r.error)
+    throw new Error(
+      `shellcheck could not run (is it installed? .ci/install-system-packages installs it): ${r.error.message}`,
+    );
+  return { code: r.status, output: r.stdout + r.stderr };
+}
+
+describe("shellcheck", () => {
+  it.each(["install", "remove"] as const)("the %s script has no warning", (what) => {
+    const r = shellcheck(scriptText(what, true));
+    expect(r.output).toBe("");
+    expect(r.code).toBe(0);
+  });
+
+  it("the part that runs as the user has no warning", () => {
+    const r = shellcheck(readFileSync(join(__dirname, "../../components/install/sh/user.sh"), "utf8"));
+    expect(r.output).toBe("");
+    expect(r.code).toBe(0);
+  });
+
+  it("what ships is the checked text without comments and indentation", () => {
+    const strip = (t: string) =>
+      t
+        .split("\n")
+        .map((l) => l.replace(/^[ \t]+/, ""))
+        .filter((l) => l !== "" && !l.startsWith("#"));
+    expect(strip(INSTALL_SCRIPT)).toEqual(strip(scriptText("install", true)));
+    expect(strip(REMOVE_SCRIPT)).toEqual(strip(scriptText("remove", true)));
+  });
+});
