@@ -3,31 +3,25 @@
  * {@link INSTALL_SCRIPT} (the command's `create`) and {@link REMOVE_SCRIPT} (its `delete`). Both read the
  * plan from stdin (see `planData.ts`) and never run any part of it.
  *
- * The code lives in `sh/*.sh` (POSIX sh, checked by shellcheck in the tests): `common.sh` reads and checks
- * the plan, `install.sh` / `remove.sh` do the work as root, and `user.sh` is the part that runs as the user
- * who owns per-user files; it travels inside the others as the single-quoted value of `ustep`. What ships
- * is those files without comment lines and indentation (no here-document body is indented), to keep
- * state and previews small.
+ * The code lives in `sh/*.sh` (POSIX sh, checked by shellcheck in the tests): `prologue.sh` is shared,
+ * `install.sh` reads and checks the plan and runs `files.sh`, the file engine, as root for root's files and
+ * as each user for the user's (it travels inside the install text as the single-quoted value of `fx`);
+ * `remove.sh` removes what this generation still claims on the host. What ships is those files without
+ * comment lines and indentation (no here-document body is indented), to keep state and previews small.
  */
 import { readFileSync } from "fs";
 import { join } from "path";
 
-/**
- * A script file's text without comment lines, blank lines and indentation. Lines between
- * `# >>> install` and `# <<< install` (or `remove`) are kept only in that script's text.
- */
-function compact(file: string, what: "install" | "remove", full = false): string {
-  const text = readFileSync(join(__dirname, "sh", file), "utf8");
-  let keep = true;
-  const lines: string[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.replace(/^[ \t]+/, "");
-    const marker = /^# (>>>|<<<) (install|remove)$/.exec(line);
-    if (marker) keep = marker[1] === "<<<" || marker[2] === what;
-    else if (keep && full) lines.push(raw);
-    else if (keep && line !== "" && !line.startsWith("#")) lines.push(line);
-  }
-  return lines.join("\n");
+/** A script file's text; without comment lines, blank lines and indentation unless `full`. */
+function text(file: string, full: boolean): string {
+  const lines = readFileSync(join(__dirname, "sh", file), "utf8")
+    .replace(/\n$/, "")
+    .split("\n");
+  if (full) return lines.join("\n");
+  return lines
+    .map((l) => l.replace(/^[ \t]+/, ""))
+    .filter((l) => l !== "" && !l.startsWith("#"))
+    .join("\n");
 }
 
 /**
@@ -35,17 +29,17 @@ function compact(file: string, what: "install" | "remove", full = false): string
  * shellcheck reads in the tests); otherwise as shipped.
  */
 export function scriptText(what: "install" | "remove", full = false): string {
-  const user = compact("user.sh", what, full);
-  if (user.includes("'")) throw new Error("internal: sh/user.sh must not contain a single quote");
-  return [
+  const parts = [
     `# pulumi-virt-pki ${what} (plan format 1): what to ${what} arrives on stdin as data, never as code.`,
-    compact("common.sh", what, full),
-    `ustep='
-${user}
-'`,
-    compact(`${what}.sh`, what, full),
-    "",
-  ].join("\n");
+    text("prologue.sh", full),
+  ];
+  if (what === "install") {
+    const engine = text("files.sh", full);
+    if (engine.includes("'")) throw new Error("internal: sh/files.sh must not contain a single quote");
+    parts.push(`fx='\n${engine}\n'`);
+  }
+  parts.push(text(`${what}.sh`, full), "");
+  return parts.join("\n");
 }
 
 /** The install script (`create`): reads the plan and the files from stdin. */

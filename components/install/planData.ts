@@ -5,7 +5,7 @@
  *
  * Format 1, one record a line, fields separated by one space:
  * ```
- * virt-pki-plan 1
+ * virt-pki-plan 1 <bytes of the records that follow, up to and including "end\n">
  * label <free text for messages>
  * gen <generation, 32 hex>
  * opts <setOwners 0|1> <selinux 0|1>
@@ -13,14 +13,18 @@
  * state <state directory>
  * qemu <group, or - to detect>           (when owners are set and a path has the QEMU group)
  * reload <word>                          (one per word of the reload command)
- * user <name> <switch 0|1>               (switch: the user's own process writes the user's paths)
- * dir <r|t|u> <path> <owner> <group> <mode> <managed 0|1>
- * file <r|u> <path> <owner> <group> <mode> <lines> <sha256> <claim>
+ * part root 0 <bytes>                    (what root writes: every directory root writes in, with all
+ * d <path> <owner> <group> <mode> <managed 0|1>      its ancestors and the state directory, a user's top
+ * f <path> <owner> <group> <mode> <lines> <sha256> <claim>   directory, and root's files; claim: the
+ *                                                             sha256 of the path, its claim file's name)
+ * part <user> <switch 0|1> <bytes>       (what a user writes, as that user when switch is 1; bytes: of
+ *                                         the part's files, which follow root's on stdin)
+ * d ... / f ...
  * end
  * ```
- * then each file's content, in the order of the file records. `label` and `reload` hold any text
- * without control characters; every other field is made of `A-Za-z0-9._@+/~:-`, which the scripts check
- * again. Pure.
+ * then each file's content, in the order of the `f` records. `label` and `reload` hold any text without
+ * control characters; every other field is made of `A-Za-z0-9._@+/~:-`, which the scripts check again.
+ * Pure.
  */
 import { PkiError } from "../../provider/pki/errors";
 import { INSTALL_SCRIPT, REMOVE_SCRIPT } from "./hostScripts";
@@ -28,8 +32,8 @@ import {
   InstallPlan,
   Layout,
   Ownership,
-  PathContext,
   PathOverride,
+  PlannedDir,
   PlannedFile,
   checkAccount,
   checkPath,
@@ -70,11 +74,6 @@ export const DEFAULT_STATE_DIR = "/var/lib/virt-pki";
 export function generationOf(name: string, target: string, plan: InstallPlan): string {
   const files = plan.files.map((f) => [f.path, f.sha256, f.owner, f.group, f.mode]);
   return sha256Hex(JSON.stringify({ name, target, files })).slice(0, 32);
-}
-
-/** The name of the claim file of `path` in `<stateDir>/claims`. */
-export function claimOf(path: string): string {
-  return sha256Hex(path);
 }
 
 /** Octal, 4 digits. */
@@ -124,28 +123,81 @@ export function reloadArgv(value: string | readonly string[], property = "reload
   return [...value];
 }
 
-const CONTEXT: Record<PathContext, string> = { root: "r", top: "t", user: "u" };
+/** The parts of a plan: root's (always first), then one per user whose own process writes its paths. */
+function partsOf(
+  plan: InstallPlan,
+  stateDir: string,
+): { writer: string; dirs: PlannedDir[]; files: PlannedFile[] }[] {
+  const key = (f: PlannedFile) => `${f.owner}\0${f.group}\0${modeString(f.mode)}`;
+  const sorted = (files: PlannedFile[]) =>
+    files
+      .map((f, i) => ({ f, i }))
+      .sort((a, b) => (key(a.f) < key(b.f) ? -1 : key(a.f) > key(b.f) ? 1 : a.i - b.i))
+      .map(({ f }) => f);
+  const rootDirs = withAncestors(plan, stateDir);
+  const parts = [
+    { writer: "root", dirs: rootDirs, files: sorted(plan.files.filter((f) => f.context === "root")) },
+  ];
+  for (const user of plan.writers) {
+    const userDir = (path: string) => plan.dirs.find((d) => d.path === path);
+    parts.push({
+      writer: user,
+      dirs: plan.dirs.filter((d) => d.context === "user" && d.owner === user),
+      files: sorted(
+        plan.files.filter(
+          (f) => f.context === "user" && userDir(f.path.slice(0, f.path.lastIndexOf("/")))?.owner === user,
+        ),
+      ),
+    });
+  }
+  return parts;
+}
 
-/** Plan files in the order the scripts get them: grouped by who writes them, owner, group and mode. */
-export function payloadOrder(plan: InstallPlan): PlannedFile[] {
-  const key = (f: PlannedFile) => `${f.context}\0${f.owner}\0${f.group}\0${modeString(f.mode)}`;
-  return plan.files
-    .map((f, i) => ({ f, i }))
-    .sort((a, b) => (key(a.f) < key(b.f) ? -1 : key(a.f) > key(b.f) ? 1 : a.i - b.i))
-    .map(({ f }) => f);
+/** Plan files in the order the scripts get them: root's part, then each user's; by owner, group and mode. */
+export function payloadOrder(plan: InstallPlan, stateDir = DEFAULT_STATE_DIR): PlannedFile[] {
+  return partsOf(plan, stateDir).flatMap((p) => p.files);
+}
+
+/**
+ * The directories root writes in, parents first: the plan's (all but the users' own), every ancestor of
+ * them and the state directory with its `claims` (unmanaged root:root 0755 when not planned; `claims` 0700),
+ * which the host checks before root writes anything and creates when missing.
+ */
+function withAncestors(plan: InstallPlan, stateDir: string): PlannedDir[] {
+  const byPath = new Map(plan.dirs.filter((d) => d.context !== "user").map((d) => [d.path, d]));
+  const extra = (path: string, mode: number, managed: boolean): PlannedDir => ({
+    path,
+    owner: "root",
+    group: "root",
+    mode,
+    managed,
+    context: "root",
+  });
+  const claims = `${stateDir}/claims`;
+  for (const path of [...byPath.keys(), claims]) {
+    if (path.startsWith("~")) continue; // the home itself is checked on the host
+    const parts = path.split("/");
+    for (let i = 2; i <= parts.length; i++) {
+      const p = parts.slice(0, i).join("/");
+      if (!byPath.has(p)) byPath.set(p, p === claims ? extra(p, 0o700, true) : extra(p, 0o755, false));
+    }
+  }
+  return [...byPath.values()].sort(
+    (a, b) => a.path.split("/").length - b.path.split("/").length || a.path.localeCompare(b.path),
+  );
 }
 
 /** The plan records (up to and including `end`), without the files' contents. Not secret. */
 export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
   const label = `${opts.name} on ${opts.hostLabel}`.replace(/[\x00-\x1f\x7f]/g, "?"); // eslint-disable-line no-control-regex
   const lines = [
-    "virt-pki-plan 1",
     `label install ${label}`,
     `gen ${field(opts.generation)}`,
     `opts ${opts.setOwners ? 1 : 0} ${opts.selinux ? 1 : 0}`,
   ];
   if (opts.root !== undefined) lines.push(`root ${field(opts.root)}`);
-  lines.push(`state ${field(opts.stateDir ?? DEFAULT_STATE_DIR)}`);
+  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  lines.push(`state ${field(stateDir)}`);
   if (opts.setOwners && plan.usesQemuGroup) lines.push(`qemu ${field(opts.qemuGroup ?? "-")}`);
   for (const word of opts.reload ?? []) {
     if (CONTROL.test(word)) throw new Error("internal: a reload word holds a control character");
@@ -153,29 +205,23 @@ export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
   }
   // A user's own process writes the user's paths, except in a staging tree without owners (local mode).
   const switching = opts.root === undefined || opts.setOwners;
-  for (const user of plan.users) {
-    lines.push(`user ${field(user)} ${switching && plan.writers.includes(user) ? 1 : 0}`);
-  }
-  for (const d of plan.dirs) {
-    const fields = [CONTEXT[d.context], d.path, d.owner, d.group, modeString(d.mode), d.managed ? "1" : "0"];
-    lines.push(`dir ${fields.map(field).join(" ")}`);
-  }
-  for (const f of payloadOrder(plan)) {
-    const count = String(f.content.split("\n").length - 1);
-    const fields = [
-      CONTEXT[f.context],
-      f.path,
-      f.owner,
-      f.group,
-      modeString(f.mode),
-      count,
-      f.sha256,
-      claimOf(f.path),
-    ];
-    lines.push(`file ${fields.map(field).join(" ")}`);
+  for (const part of partsOf(plan, stateDir)) {
+    const bytes = part.files.reduce((n, f) => n + Buffer.byteLength(f.content, "utf8"), 0);
+    lines.push(`part ${field(part.writer)} ${part.writer !== "root" && switching ? 1 : 0} ${bytes}`);
+    for (const d of part.dirs) {
+      lines.push(
+        `d ${[d.path, d.owner, d.group, modeString(d.mode), d.managed ? "1" : "0"].map(field).join(" ")}`,
+      );
+    }
+    for (const f of part.files) {
+      const count = String(f.content.split("\n").length - 1);
+      const fields = [f.path, f.owner, f.group, modeString(f.mode), count, f.sha256, sha256Hex(f.path)];
+      lines.push(`f ${fields.map(field).join(" ")}`);
+    }
   }
   lines.push("end");
-  return lines.join("\n") + "\n";
+  const records = lines.join("\n") + "\n";
+  return `virt-pki-plan 1 ${Buffer.byteLength(records, "utf8")}\n${records}`;
 }
 
 /** The whole stdin of the host scripts: the plan records, then every file's content. Secret. */

@@ -122,6 +122,7 @@ function remoteInstall(id: Identity): Promise<Inputs> {
 
 /** Runs `cmd` with `shell -c` and the command's stdin; throws on failure. */
 function runOnce(shell: string, cmd: Inputs): string {
+  // spawnSync's input is a pipe, as a command's stdin is.
   const r = spawnSync(shell, ["-c", String(cmd.create)], { input: String(cmd.stdin), encoding: "utf8" });
   if (r.status !== 0) throw new Error(`install failed (${shell}): ${r.stderr}`);
   return r.stdout;
@@ -155,13 +156,13 @@ function cpuPerInstall(shell: string, a: Inputs, b: Inputs | undefined, dir: str
     `TIMEFORMAT="%3U %3S"; d=${JSON.stringify(dir)}; ` +
     `time { i=0; while [ $i -lt ${runs} ]; do ` +
     `if [ $((i % 2)) = 0 ]; then x=a; else x=b; fi; ` +
-    `${shell} -c "$(cat "$d/$x.sh")" < "$d/$x.in" > /dev/null || exit 1; i=$((i+1)); done; }`;
+    `cat "$d/$x.in" | ${shell} -c "$(cat "$d/$x.sh")" > /dev/null || exit 1; i=$((i+1)); done; }`;
   // The loop itself (cat of the script, the test) is measured alone and subtracted.
   const bare =
     `TIMEFORMAT="%3U %3S"; d=${JSON.stringify(dir)}; ` +
     `time { i=0; while [ $i -lt ${runs} ]; do ` +
     `if [ $((i % 2)) = 0 ]; then x=a; else x=b; fi; ` +
-    `true "$(cat "$d/$x.sh")" < "$d/$x.in" > /dev/null || exit 1; i=$((i+1)); done; }`;
+    `true "$(cat "$d/$x.sh")"; cat "$d/$x.in" > /dev/null || exit 1; i=$((i+1)); done; }`;
   const seconds = (script: string): number => {
     const r = spawnSync("bash", ["-c", script], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`cpu loop failed: ${r.stderr}`);

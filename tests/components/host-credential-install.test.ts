@@ -347,8 +347,8 @@ describe("fuzz: no value reaches the shell code", () => {
   };
   // The grammar: free text without control characters in label and reload, safe fields elsewhere.
   const RECORD = new RegExp(
-    "^(virt-pki-plan 1|label [^\\x00-\\x1f\\x7f]*|reload [^\\x00-\\x1f\\x7f]+|end|" +
-      "(gen|opts|root|state|qemu|user|dir|file)( [A-Za-z0-9._@+/~:-]+)+)$",
+    "^(virt-pki-plan 1 [0-9]+|label [^\\x00-\\x1f\\x7f]*|reload [^\\x00-\\x1f\\x7f]+|end|" +
+      "(gen|opts|root|state|qemu|part|d|f)( [A-Za-z0-9._@+/~:-]+)+)$",
   );
 
   function randomLayout(): Record<string, unknown> {

@@ -26,8 +26,8 @@ describe("shellcheck", () => {
     expect(r.code).toBe(0);
   });
 
-  it("the part that runs as the user has no warning", () => {
-    const r = shellcheck(readFileSync(join(__dirname, "../../components/install/sh/user.sh"), "utf8"));
+  it("the file engine (run as root and as each user, inside the install text) has no warning", () => {
+    const r = shellcheck(readFileSync(join(__dirname, "../../components/install/sh/files.sh"), "utf8"));
     expect(r.output).toBe("");
     expect(r.code).toBe(0);
   });

@@ -1,296 +1,167 @@
-# Install. Nothing is replaced until every file has arrived and matched its sha256: root's files go into a
-# private directory (0700) next to their target and are then renamed over it (rename(2): atomic); each
-# user's files are written by that user's part, which does the same in the user's own directories.
-resolve_users 1
-qgroup=''
-if [ -n "$qemu" ]; then
-  if [ "$qemu" != - ]; then
-    qgroup=$qemu
-    getent group "$qgroup" >/dev/null 2>&1 </dev/null || fail "group $qgroup (qemuGroup) does not exist"
-  elif getent group qemu >/dev/null 2>&1 </dev/null; then
-    qgroup=qemu
-  elif getent group libvirt-qemu >/dev/null 2>&1 </dev/null; then
-    qgroup=libvirt-qemu
-  else
-    fail "neither group qemu (Fedora/RHEL) nor libvirt-qemu (Debian/Ubuntu) exists: install QEMU first, or set qemuGroup"
-  fi
-fi
+# Install. Reads and checks the plan, then runs the file engine ($fx) for each part: root, which reads its
+# files straight from stdin, then each user, as that user, from a stream of that user's files alone. Every
+# part is put (received and checked, nothing replaced) before any part commits (renames).
+bad() { fail "the plan on stdin is malformed ($*); nothing was changed"; }
+# The plan: "virt-pki-plan 1 BYTES", then BYTES of records (one head -c reads them, none past them).
+IFS= read -r line || fail "no plan on stdin (this command needs its stdin)"
+case $line in "virt-pki-plan 1 "[0-9]*) ;; *) fail "stdin does not start with a plan of format 1; nothing was changed" ;; esac
+n=${line##* }
+case $n in *[!0-9]*) bad "plan size $n" ;; esac
+plan=$(head -c "$n")
+case $plan in *"${nl}end") ;; *) fail "the plan on stdin ended early (connection lost?); nothing was changed" ;; esac
+gen='' owners=0 sel=0 state='' qemu='' reload='' parts='' recs=''
+for line in $plan; do
+  k=${line%% *}
+  v=${line#"$k"}
+  v=${v# }
+  case $k in
+  label) label=$v && continue ;;
+  reload) reload=$reload$v$nl && continue ;;
+  end) break ;;
+  esac
+  # Fields: letters, digits and ._@+/~:- only; paths absolute (or ~user/...) without . or ..; modes 0NNN.
+  case $v in '' | *[!A-Za-z0-9._@+/~:\ -]*) bad "record $k" ;; esac
+  IFS=' '
+  # shellcheck disable=SC2086 # the fields of one record
+  set -- $v
+  IFS=$nl
+  case $k/$# in
+  d/5 | f/7)
+    case $1 in /?* | \~?*/?*) ;; *) bad "path $1" ;; esac
+    case "$1/" in *//* | */./* | */../*) bad "path $1" ;; esac
+    case $4 in 0[0-7][0-7][0-7]) ;; *) bad "mode $4" ;; esac
+    case $5 in '' | *[!0-9]*) bad "number $5" ;; esac
+    case ${6-}${7-} in *[!0-9a-f]*) bad "hash ${6-} ${7-}" ;; esac
+    ;;
+  part/3)
+    case $1 in [a-z_]*) ;; *) bad "part $1" ;; esac
+    case $1$2 in *[!a-z0-9_-]*) bad "part $1" ;; esac
+    case $3 in '' | *[!0-9]*) bad "number $3" ;; esac
+    parts="$parts$1 $2 $3$nl"
+    ;;
+  gen/1) gen=$1 ;;
+  opts/2) owners=$1 sel=$2 ;;
+  root/1) root=$1 ;;
+  state/1) state=$1 ;;
+  qemu/1) qemu=$1 ;;
+  *) bad "record $k" ;;
+  esac
+  recs=$recs$line$nl
+done
+if [ -z "$gen" ] || [ -z "$state" ]; then bad "no gen or state record"; fi
+case $parts in "root "*) ;; *) bad "the first part is not root" ;; esac
 for c in sha256sum stat find mv chmod; do
   command -v "$c" >/dev/null 2>&1 || fail "$c is missing on this host"
 done
-# Account token -> $ac: the QEMU group, a user's primary group id, or the name itself.
-acctof() {
-  case $1 in
-  @qemu) ac=$qgroup ;;
-  @primary:*)
-    ulookup "${1#@primary:}" || fail "internal: no user for $1"
-    ac=$U_gid
-    ;;
-  *) ac=$1 ;;
-  esac
-}
-
-# Batched owner and mode changes: entries with the same "owner group mode" key in a row share one
-# chown and one chmod.
-bk='' bl=''
-batch() {
-  [ "$1" = "$bk" ] || flush
-  bk=$1
-  bl=$bl$2$nl
-}
-flush() {
-  [ -n "$bl" ] || return 0
-  IFS=' ' read -r _o _g _m <<EOF
-$bk
-EOF
-  # shellcheck disable=SC2086 # one path a line
-  set -- $bl
-  bl='' bk=''
-  if [ "$owners" = 1 ]; then
-    acctof "$_o"
-    _a=$ac
-    acctof "$_g"
-    chown -- "$_a:$ac" "$@" || fail "cannot give $* owner $_o, group $_g"
+qg=''
+if [ "$owners" = 1 ] && [ -n "$qemu" ]; then
+  if [ "$qemu" = - ]; then
+    qg=$(getent group qemu libvirt-qemu </dev/null) || [ -n "$qg" ] ||
+      fail "neither group qemu (Fedora/RHEL) nor libvirt-qemu (Debian/Ubuntu) exists: install QEMU first, or set qemuGroup"
+  else
+    qg=$(getent group "$qemu" </dev/null) || fail "group $qemu (qemuGroup) does not exist"
   fi
-  chmod -- "$_m" "$@" || fail "cannot give $* mode $_m"
+  qg=${qg%%:*}
+fi
+cl=$root$state/claims
+sfx=.virt-pki.$$
+st=$cl/$sfx
+pend=''
+# engine WRITER OP [SELINUX]: the file engine for a part; stdin on fd 5.
+engine() {
+  sw=0 h=''
+  for x in $parts; do [ "${x%% *}" != "$1" ] || { sw=${x#* } && sw=${sw%% *}; }; done
+  if [ "$1" != root ]; then
+    home "$1"
+    h=$uh
+  else
+    case $recs in *" ~root/"*) home root && h=$uh ;; esac
+  fi
+  set -- "$2" "$label" "$h" "$root" "$sfx" "$1" "$me" "$owners" "$qg" "$recs" "${3:-0}"
+  if [ "$6" = root ]; then
+    # The same engine text, in a subshell: $fx is this script's own constant, never data.
+    # shellcheck disable=SC2294
+    (eval "$fx") <&5
+  else
+    asuser "$sw" /bin/sh -c "$fx" virt-pki-files "$@" <&5
+  fi
 }
-
-tmps='' pend=''
 cleanup() {
   trap - EXIT
-  while IFS= read -r u; do
-    [ -z "$u" ] || { records "$u" "$files" && asuser "$u" abort "$sfx" "$r" </dev/null; } || true
-  done <<EOF
-$pend
-EOF
-  # shellcheck disable=SC2086 # one path a line
-  [ -z "$tmps" ] || rm -rf -- $tmps
+  for w in $pend; do engine "$w" abort 5</dev/null || true; done
+  [ ! -d "$st" ] || rm -rf -- "$st"
 }
 trap cleanup EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-sfx=.virt-pki.$$
-if [ "$local" = 1 ] && [ ! -d "$root" ]; then (umask 022 && mkdir -p -- "$root"); fi
 
-# 1. Directories: check every directory on the way, create what is missing, set owners and modes.
-cl=$root$state/claims
-chain "$root$state" "$cl"
-pd='' ulist=''
-while IFS=' ' read -r c p o g m k; do
-  [ -n "$c" ] || continue
-  hostpath "$p"
-  case $c in
-  r)
-    chain "$hp"
-    pd=$pd$hp$nl
-    ;;
-  t) # a user's top directory: root creates it and gives it to the user, in a directory only root changes
-    chain "${hp%/*}"
-    if [ -L "$hp" ] || { [ -e "$hp" ] && [ ! -d "$hp" ]; }; then fail "$p is not a directory"; fi
-    [ -e "$hp" ] || missing=$missing$hp$nl
-    pd=$pd$hp$nl
-    ;;
-  u)
-    case $nl$ulist in *"$nl$o$nl"*) ;; *) ulist=$ulist$o$nl ;; esac
-    # A staging tree (local install) gets the home folders the plan needs; a real host must have them.
-    if [ "$local" = 1 ] && [ ! -d "$U_home" ] && [ "${p#\~}" != "$p" ]; then
-      (umask 022 && mkdir -p -- "$U_home")
-      [ "$owners" = 0 ] || chown -- "$U_uid:$U_gid" "$U_home"
+# 1. A staging tree (local install) gets its root and the homes it needs; a host must have them.
+if [ -n "$root" ]; then
+  [ -d "$root" ] || (umask 022 && mkdir -p -- "$root")
+  for x in $parts; do
+    if [ "${x%% *}" = root ]; then
+      case $recs in *" ~root/"*) home root && mkdir -p -- "$uh" ;; esac
+      continue
     fi
-    ;;
-  esac
-done <<EOF
-$dirs
-EOF
-tds=$cl/$sfx$nl
-while IFS=' ' read -r c p o g m n h x; do
-  [ "$c" = r ] || continue
-  hostpath "$p"
-  case $nl$tds in *"$nl${hp%/*}/$sfx$nl"*) ;; *) tds=$tds${hp%/*}/$sfx$nl ;; esac
-done <<EOF
-$files
-EOF
-checkchain
-if [ -n "$missing" ]; then
-  # shellcheck disable=SC2086 # one path a line, parents first
-  set -- $missing
-  mkdir -- "$@" || fail "cannot create $*"
-fi
-while IFS=' ' read -r c p o g m k; do
-  [ -n "$c" ] && [ "$c" != u ] || continue
-  hostpath "$p"
-  case $nl$missing in *"$nl$hp$nl"*) k=1 ;; esac
-  [ "$k" = 0 ] || batch "$o $g $m" "$hp"
-done <<EOF
-$dirs
-EOF
-# Created directories that no layout plans: state, claims, parents of a layout's directory.
-while IFS= read -r d; do
-  [ -n "$d" ] || continue
-  case $nl$pd in *"$nl$d$nl"*) continue ;; esac
-  if [ "$d" = "$cl" ]; then batch "root root 0700" "$d"; else batch "root root 0755" "$d"; fi
-done <<EOF
-$missing
-EOF
-flush
-# shellcheck disable=SC2086 # one path a line
-set -- $tds
-tmps=$tds
-mkdir -- "$@" 2>/dev/null || { rm -rf -- "$@" && mkdir -- "$@"; } || fail "cannot create temporary directories $*"
-stage=$cl/$sfx
-
-# 2. Receive every file: root's into the private directory next to its target, each user's into one
-#    stream for that user's part. Exactly the planned number of lines each, then the end of stdin.
-recv() {
-  i=0
-  while [ "$i" -lt "$1" ]; do
-    IFS= read -r line || fail "the file data ended early (connection lost?); nothing was replaced"
-    printf '%s\n' "$line"
-    i=$((i + 1))
+    home "${x%% *}"
+    [ -d "$uh" ] || { (umask 022 && mkdir -p -- "$uh") && { [ "$owners" = 0 ] || chown -- "$ui:$ug" "$uh"; }; }
   done
-}
-while IFS=' ' read -r c p o g m n h x <&3; do
-  [ -n "$c" ] || continue
-  if [ "$c" = r ]; then
-    hostpath "$p"
-    recv "$n" >"${hp%/*}/$sfx/${hp##*/}"
-  else
-    recv "$n" >>"$stage/$o"
-  fi
-done 3<<EOF
-$files
-EOF
-if IFS= read -r line; then fail "stdin holds more than the plan announced; nothing was replaced"; fi
+fi
 
-# 3. Check: one sha256sum over every received file and every current target; then owners and modes.
-set --
-while IFS=' ' read -r c p o g m n h x; do
-  [ "$c" = r ] || continue
-  hostpath "$p"
-  if [ -d "$hp" ] && [ ! -L "$hp" ]; then fail "$p is a directory"; fi
-  set -- "$@" "${hp%/*}/$sfx/${hp##*/}"
-  if [ -f "$hp" ] && [ ! -L "$hp" ]; then set -- "$@" "$hp"; fi
-done <<EOF
-$files
-EOF
-sums=$nl
-[ $# = 0 ] || sums=$nl$(sha256sum -- "$@")$nl
-while IFS=' ' read -r c p o g m n h x; do
-  [ "$c" = r ] || continue
-  hostpath "$p"
-  case $sums in *"$nl$h  ${hp%/*}/$sfx/${hp##*/}$nl"*) ;; *) fail "$p: the data received does not match its sha256; nothing was replaced" ;; esac
-done <<EOF
-$files
-EOF
-changed=0 moves='' fin=''
-while IFS=' ' read -r c p o g m n h x; do
-  [ "$c" = r ] || continue
-  hostpath "$p"
-  fin=$fin$hp$nl
-  case $sums in
-  *"$nl$h  $hp$nl"*) batch "$o $g $m" "$hp" ;;
-  *)
-    batch "$o $g $m" "${hp%/*}/$sfx/${hp##*/}"
-    moves=$moves${hp%/*}/$sfx/${hp##*/}$nl
-    changed=1
+# 2. Put root's part (its files come first on stdin), then receive each user's files into a stream
+#    of their own and put their parts.
+changed=0
+out=$(engine root put 5<&0) || exit 1
+pend=root$nl
+case $out in *changed*) changed=1 ;; esac
+case $parts in *"$nl"?*) mkdir -- "$st" 2>/dev/null || { rm -rf -- "$st" && mkdir -- "$st"; } ;; esac
+for x in $parts; do
+  w=${x%% *}
+  [ "$w" != root ] || continue
+  head -c "${x##* }" >"$st/$w" || fail "cannot receive the file data"
+done
+if IFS= read -r line; then fail "stdin holds more than the plan announced; nothing was replaced"; fi
+for x in $parts; do
+  w=${x%% *}
+  [ "$w" != root ] || continue
+  out=$(engine "$w" put 5<"$st/$w") || exit 1
+  pend=$pend$w$nl
+  case $out in *changed*) changed=1 ;; esac
+done
+
+# 3. Commit every part: SELinux labels over SSH (root's part also cert_t outside /etc/pki).
+for x in $parts; do
+  w=${x%% *} s=0
+  if [ "$sel" = 1 ] && [ -z "$root" ]; then
+    if [ "$w" = root ]; then s=2; else s=1; fi
+  fi
+  engine "$w" commit "$s" 5</dev/null || exit 1
+done
+pend=''
+[ ! -d "$st" ] || rm -rf -- "$st"
+
+# 4. Claims: <state>/claims/<sha256 of the path> holds "generation path writer"; a delete of this
+#    generation removes only the files it still claims.
+w=root
+for l in $recs; do
+  case $l in
+  "part "*) w=${l#part } w=${w%% *} ;;
+  "f "*)
+    IFS=' '
+    # shellcheck disable=SC2086 # the fields of one record
+    set -- $l
+    IFS=$nl
+    y=$w
+    [ "$w" != root ] || y=-
+    printf '%s %s %s\n' "$gen" "$2" "$y" >"$cl/$8" || fail "cannot record the claim in $cl"
     ;;
   esac
-done <<EOF
-$files
-EOF
-flush
-while IFS= read -r u; do # each user's part: directories and files, received and checked as that user
-  [ -n "$u" ] || continue
-  records "$u" "$dirs"
-  rd=$r
-  records "$u" "$files"
-  [ -f "$stage/$u" ] || : >"$stage/$u"
-  # A failed prepare cleans up after itself; a later failure aborts the ones that succeeded.
-  out=$(asuser "$u" prepare "$sfx" "$rd$r" <"$stage/$u") || exit 1
-  pend=$pend$u$nl
-  case $out in *changed*) changed=1 ;; esac
-done <<EOF
-$ulist
-EOF
+done
 
-# 4. Replace: flush the new files to disk, then rename(2) them over their targets, one mv per directory.
-if [ -n "$moves" ]; then
-  # shellcheck disable=SC2086 # one path a line
-  set -- $moves
-  sync -- "$@" 2>/dev/null || sync
-  while IFS= read -r d; do
-    [ -n "$d" ] || continue
-    set --
-    while IFS= read -r t; do
-      case $t in "$d"/*) set -- "$@" "$t" ;; esac
-    done <<EOF
-$moves
-EOF
-    [ $# = 0 ] || mv -f -- "$@" "${d%/*}/" || fail "cannot replace files in ${d%/*}"
-  done <<EOF
-$tds
-EOF
-fi
-while IFS= read -r u; do
-  [ -n "$u" ] || continue
-  records "$u" "$files"
-  asuser "$u" commit "$sfx" "$r" "$selinux" </dev/null || exit 1
-done <<EOF
-$pend
-EOF
-pend=''
-
-# 5. Claims: a delete of this generation later removes only the files it still claims.
-set --
-while IFS=' ' read -r c p o g m n h x; do
-  [ -n "$c" ] || continue
-  printf '%s %s\n' "$gen" "$p" >"$stage/$x"
-  set -- "$@" "$stage/$x"
-done <<EOF
-$files
-EOF
-[ $# = 0 ] || mv -f -- "$@" "$cl/" || fail "cannot record the claims in $cl"
-
-# 6. SELinux: the policy's labels (cert_t under /etc/pki), cert_t elsewhere. Users' parts label their own.
-if [ "$selinux" = 1 ] && [ "$local" = 0 ] && [ -n "$fin" ] && command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then
-  # shellcheck disable=SC2086 # one path a line
-  set -- $pd $fin
-  restorecon -F -- "$@" </dev/null || fail "restorecon failed"
-  set --
-  while IFS= read -r f; do
-    case $f in '' | /etc/pki/*) ;; *) set -- "$@" "$f" ;; esac
-  done <<EOF
-$pd$fin
-EOF
-  [ $# = 0 ] || chcon -t cert_t -- "$@" </dev/null || fail "chcon failed"
-fi
-
-# 7. Manifest: what is on the host now, read back (the program checks it against what it sent).
+# 5. Reload, only when some content changed.
 printf 'virt-pki-install %s changed=%s\n' "$gen" "$changed"
-while IFS=' ' read -r n a b c d; do
-  [ -z "$d" ] || printf 'virt-pki-home %s %s\n' "$n" "$d"
-done <<EOF
-$utab
-EOF
-if [ -n "$fin" ]; then
-  # shellcheck disable=SC2086 # one path a line
-  set -- $fin
-  sums=$nl$(sha256sum -- "$@")$nl
-  stats=$nl$(stat -c '%a %U %G %n' -- "$@")$nl
-  while IFS=' ' read -r c p o g m n h x; do
-    [ "$c" = r ] || continue
-    hostpath "$p"
-    s=${sums%%"  $hp$nl"*}
-    t=${stats%%" $hp$nl"*}
-    printf 'virt-pki-file %s %s %s\n' "$p" "${s##*"$nl"}" "${t##*"$nl"}"
-  done <<EOF
-$files
-EOF
-fi
-
-# 8. Reload, only when some content changed.
 if [ "$changed" = 1 ] && [ -n "$reload" ]; then
   # shellcheck disable=SC2086 # one word a line
   set -- $reload
