@@ -21,6 +21,7 @@ import {
   qemuConfSnippet,
   renderPlan,
   renderStdin,
+  sha256Hex,
   verifyManifest,
 } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
@@ -502,6 +503,52 @@ describe.each(SHELLS)("the scripts run by %s", (shell) => {
       nobody: join(root, "home/nobody"),
       root: join(root, "root"),
     });
+  });
+
+  it("a user's top directory at an absolute path: root creates it for the user, the user writes the files", async () => {
+    await fs.chmod(root, 0o755);
+    const plan = planInstall([
+      {
+        kind: "libvirt-client-user",
+        user: "nobody",
+        dir: "/srv/pki/nobody",
+        caCertPem: creds.caCertPem,
+        certPem: creds.certPem,
+        keyPem: creds.keyPem,
+      },
+    ]);
+    expect(plan.dirs.map((d) => `${d.path} ${d.context}`)).toEqual(["/srv/pki/nobody top"]);
+    const r = install(shell, plan);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const files = verifyManifest(r.stdout, plan, { hostLabel: "h1", setOwners: true, root });
+    expect(files.map((f) => `${f.hostPath.slice(root.length)} ${f.mode} ${f.owner}`)).toEqual([
+      "/srv/pki/nobody/cacert.pem 0600 nobody",
+      "/srv/pki/nobody/clientcert.pem 0600 nobody",
+      "/srv/pki/nobody/clientkey.pem 0600 nobody",
+    ]);
+    const dir = spawnSync("stat", ["-c", "%U %a", join(root, "srv/pki/nobody")], { encoding: "utf8" }).stdout;
+    expect(dir.trim()).toBe("nobody 700");
+    expect(mode(join(root, "srv/pki"))).toBe("0755"); // its parents: root's, created 0755
+    const removed = run(shell, REMOVE_SCRIPT, renderStdin(plan, options(plan)));
+    expect(removed.stderr).toBe("");
+    expect(removed.stdout.match(/virt-pki-removed/g)).toHaveLength(3);
+    expect(await fs.readdir(join(root, "srv/pki/nobody"))).toEqual([]);
+  });
+
+  it("delete honours the claims of the previous installer (no writer field), by their same names", async () => {
+    const plan = planInstall([server()]);
+    expect(install(shell, plan).code).toBe(0);
+    // What the previous installer left: "<generation> <path>" in <state>/claims/<sha256 of the path>.
+    const gen = options(plan).generation;
+    for (const f of plan.files) {
+      await fs.writeFile(join(root, "var/lib/virt-pki/claims", sha256Hex(f.path)), `${gen} ${f.path}\n`);
+    }
+    const r = run(shell, REMOVE_SCRIPT, renderStdin(plan, options(plan)));
+    expect(r.stderr).toBe("");
+    expect(r.stdout.match(/virt-pki-removed/g)).toHaveLength(3);
+    expect(existsSync(join(root, "etc/pki/libvirt/private/serverkey.pem"))).toBe(false);
+    expect(await fs.readdir(join(root, "var/lib/virt-pki/claims"))).toEqual([]);
   });
 
   it("refuse a host without a QEMU group, naming the fix, before writing anything", () => {
