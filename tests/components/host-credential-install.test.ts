@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { HostCredentialInstall } from "../../components";
 import {
   INSTALL_SCRIPT,
+  LAYOUT_KINDS,
   REMOVE_SCRIPT,
   generationOf,
   installCommand,
@@ -352,16 +353,7 @@ describe("fuzz: no value reaches the shell code", () => {
   );
 
   function randomLayout(): Record<string, unknown> {
-    const kind = pick([
-      "libvirt-server",
-      "libvirt-client",
-      "libvirt-client-user",
-      "qemu-server",
-      "qemu-client",
-      "qemu",
-      "qemu-psk",
-      "custom",
-    ]);
+    const kind = pick(LAYOUT_KINDS);
     const pem = { caCertPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
     const maybe = (v: string) => (rand(2) ? v : undefined);
     switch (kind) {

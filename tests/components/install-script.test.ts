@@ -67,6 +67,16 @@ function server(c = creds): Layout {
   return { kind: "libvirt-server", caCertPem: c.caCertPem, certPem: c.certPem, keyPem: c.keyPem };
 }
 
+function userLayout(user: string): Layout {
+  return {
+    kind: "libvirt-client-user",
+    user,
+    caCertPem: creds.caCertPem,
+    certPem: creds.certPem,
+    keyPem: creds.keyPem,
+  };
+}
+
 function layoutTable(plan: InstallPlan): string[] {
   return [
     ...plan.dirs.map(
@@ -112,15 +122,7 @@ describe("planInstall: the layouts table", () => {
   });
 
   it("libvirt-client-user: ~user/.pki/libvirt 0700, files 0600 owned by the user", () => {
-    const plan = planInstall([
-      {
-        kind: "libvirt-client-user",
-        user: "alice",
-        caCertPem: creds.caCertPem,
-        certPem: creds.certPem,
-        keyPem: creds.keyPem,
-      },
-    ]);
+    const plan = planInstall([userLayout("alice")]);
     expect(layoutTable(plan)).toEqual([
       "~alice/.pki/ alice:@primary:alice 700 (if missing)",
       "~alice/.pki/libvirt/ alice:@primary:alice 700",
@@ -712,15 +714,7 @@ describe("verifyManifest", () => {
   });
 
   it("resolves per-user paths with the homes the host reported, spaces included", () => {
-    const plan = planInstall([
-      {
-        kind: "libvirt-client-user",
-        user: "alice",
-        caCertPem: creds.caCertPem,
-        certPem: creds.certPem,
-        keyPem: creds.keyPem,
-      },
-    ]);
+    const plan = planInstall([userLayout("alice")]);
     const stdout = [
       "virt-pki-home alice /home/Alice Smith",
       ...plan.files.map((x) => `virt-pki-file ${x.path} ${x.sha256} 600 alice alice`),

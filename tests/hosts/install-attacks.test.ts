@@ -10,8 +10,13 @@ import { InstalledFile } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
 import { EngineState, up } from "../support/engine";
 import { ProviderHost, captureResources, isSecretValue } from "../support/pulumiHost";
-import { sleep } from "../support/programs";
-import { TestBed, TestHost, interruptRemoteCommand, startTestBed } from "../support/testbed";
+import {
+  TestBed,
+  TestHost,
+  installLeftovers,
+  interruptRemoteCommand,
+  startTestBed,
+} from "../support/testbed";
 
 /** These programs have no dynamic resources. */
 const NO_DYNAMIC = new Proxy({} as ProviderHost, {
@@ -215,13 +220,7 @@ describe("a home directory with a space", () => {
       stdin.slice(0, stdin.length - 60),
     );
     expect(cut.signal).toBe("SIGKILL");
-    let leftovers = "";
-    for (let i = 0; i < 40; i++) {
-      leftovers = (await host.exec("find /etc/pki /home /var/lib/virt-pki -name '.virt-pki.*'")).stdout;
-      if (leftovers === "") break;
-      await sleep(100);
-    }
-    expect(leftovers).toBe("");
+    expect(await installLeftovers(host, ["/etc/pki", "/home", "/var/lib/virt-pki"])).toBe("");
     expect(await host.exists("/etc/pki/libvirt/private/clientkey.pem")).toBe(false);
 
     const out: { install?: HostCredentialInstall } = {};

@@ -17,11 +17,11 @@ import {
 } from "../../provider/pki";
 import { EngineState, formatPlan, up } from "../support/engine";
 import { ProviderHost, captureResources, isSecretValue } from "../support/pulumiHost";
-import { sleep } from "../support/programs";
 import {
   RemoteLibvirtd,
   TestBed,
   TestHost,
+  installLeftovers,
   interruptRemoteCommand,
   qemuImgInfoOnHost,
   runRemoteCommand,
@@ -375,14 +375,8 @@ describe("installing onto three SSH hosts", () => {
       stdin.slice(0, Math.floor(stdin.length / 2)),
     );
     expect(cut.signal).toBe("SIGKILL");
-    // The remote script sees EOF (or SIGHUP) and exits through its trap: poll (bounded) for its temp files to go.
-    let leftovers = "";
-    for (let i = 0; i < 40; i++) {
-      leftovers = (await s1.exec("find /etc/pki -name '.virt-pki.*'")).stdout;
-      if (leftovers === "") break;
-      await sleep(100);
-    }
-    expect(leftovers).toBe("");
+    // The remote script sees EOF (or SIGHUP) and exits through its trap: its temp files go.
+    expect(await installLeftovers(s1, ["/etc/pki", "/var/lib/virt-pki"])).toBe("");
     expect(await s1.readFile("/etc/pki/libvirt/servercert.pem")).toBe(oldCert);
     expect(await s1.readFile("/etc/pki/libvirt/private/serverkey.pem")).toBe(oldKey);
     const verify = await s1.exec(

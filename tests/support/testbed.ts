@@ -1049,6 +1049,25 @@ export async function interruptRemoteCommand(
   }
 }
 
+/**
+ * The installer's temporary files and directories (`.virt-pki.*`) left below `dirs` on `host`, polled (bounded by
+ * `timeoutMs`) until there are none: after a killed transfer the remote script is still exiting through its traps.
+ */
+export async function installLeftovers(
+  host: TestHost,
+  dirs: readonly string[],
+  timeoutMs = 4_000,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let found = "";
+  do {
+    found = (await host.exec(`find ${dirs.map(shQuote).join(" ")} -name '.virt-pki.*'`)).stdout;
+    if (found === "") break;
+    await sleep(POLL_MS);
+  } while (Date.now() < deadline);
+  return found;
+}
+
 /** Options for {@link runLocalCommand}. */
 export interface LocalCommandOptions {
   /** Working directory (`dir` of `local.Command`). */
