@@ -9,8 +9,9 @@ import { HostCredentialInstall, LayoutArgs } from "../../components";
 import { InstalledFile } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
 import { EngineState, up } from "../support/engine";
-import { ProviderHost, captureResources, isSecretValue } from "../support/pulumiHost";
+import { ProviderHost, captureResources, revealSecrets } from "../support/pulumiHost";
 import {
+  RemoteConnection,
   TestBed,
   TestHost,
   installLeftovers,
@@ -210,9 +211,12 @@ describe("a home directory with a space", () => {
 
   it("an interrupted transfer leaves no temporary file; the next install lands and its manifest checks", async () => {
     const captured = await captureResources(program(layouts()));
-    const cmd = captured.find((c) => c.type === "command:remote:Command")!.inputs;
-    const stdin = isSecretValue(cmd.stdin) ? (cmd.stdin.value as string) : (cmd.stdin as string);
-    const connection = (isSecretValue(cmd.connection) ? cmd.connection.value : cmd.connection) as never;
+    const cmd = revealSecrets(captured.find((c) => c.type === "command:remote:Command")!.inputs) as {
+      create: string;
+      stdin: string;
+      connection: RemoteConnection;
+    };
+    const { stdin, connection } = cmd;
     // Cut inside the last file (the user's key): the system files have all arrived by then.
     const cut = await interruptRemoteCommand(
       connection,

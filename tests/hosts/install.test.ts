@@ -16,8 +16,9 @@ import {
   issueCertificate,
 } from "../../provider/pki";
 import { EngineState, formatPlan, up } from "../support/engine";
-import { ProviderHost, captureResources, isSecretValue } from "../support/pulumiHost";
+import { ProviderHost, captureResources, revealSecrets } from "../support/pulumiHost";
 import {
+  RemoteConnection,
   RemoteLibvirtd,
   TestBed,
   TestHost,
@@ -366,9 +367,12 @@ describe("installing onto three SSH hosts", () => {
     });
     const newIdentity = { certPem: renewed.certPem, keyPem: pulumi.secret(renewed.keyPem!) };
     const captured = await captureResources(program({ s1: serverLayouts("s1", newIdentity) }, {}));
-    const cmd = captured.find((c) => c.type === "command:remote:Command")!.inputs;
-    const stdin = isSecretValue(cmd.stdin) ? (cmd.stdin.value as string) : (cmd.stdin as string);
-    const connection = (isSecretValue(cmd.connection) ? cmd.connection.value : cmd.connection) as never;
+    const cmd = revealSecrets(captured.find((c) => c.type === "command:remote:Command")!.inputs) as {
+      create: string;
+      stdin: string;
+      connection: RemoteConnection;
+    };
+    const { stdin, connection } = cmd;
     const cut = await interruptRemoteCommand(
       connection,
       cmd.create as string,

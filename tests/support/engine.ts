@@ -14,7 +14,7 @@
  * included, gets the stored `stdin` (pulumi-command v1.2.1 remote/commandOutputs.go and local/commandOutputs.go `run`).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { PROVIDER_KEY, ProviderHost, isSecretValue, resourceUrn, settle } from "./pulumiHost";
+import { PROVIDER_KEY, ProviderHost, resourceUrn, revealSecrets, settle } from "./pulumiHost";
 import { RemoteConnection, runLocalCommand, runRemoteCommand } from "./testbed";
 
 /** One resource in the harness's state. */
@@ -88,7 +88,7 @@ export async function up(
             return await commandStep(
               args.type,
               args.name,
-              reveal(args.inputs) as Inputs,
+              revealSecrets(args.inputs) as Inputs,
               state,
               next,
               plan,
@@ -219,16 +219,6 @@ const COMMAND_TYPES = ["command:remote:Command", "command:local:Command"];
 const COMMAND_REPLACE_KEYS = ["triggers", "connection"];
 /** Bound on one command run. */
 const COMMAND_TIMEOUT_MS = 120_000;
-
-/** Replaces the SDK's secret sentinels by their values (a provider receives plain values). */
-function reveal(value: unknown): unknown {
-  if (isSecretValue(value)) return reveal(value.value);
-  if (Array.isArray(value)) return value.map(reveal);
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
-  }
-  return value;
-}
 
 /** Runs one of a command resource's commands; rejects on a non-zero exit like the provider does. */
 async function runCommand(

@@ -44,6 +44,16 @@ export const SPECIAL_SIG_KEY: string = pulumi.runtime.specialSigKey;
 /** Signature value that marks a secret (`1b470612...`), as defined by the SDK. */
 export const SECRET_SIG: string = pulumi.runtime.specialSecretSig;
 
+/** Replaces the SDK's secret sentinels by their values, deeply (a provider receives plain values). */
+export function revealSecrets(value: unknown): unknown {
+  if (isSecretValue(value)) return revealSecrets(value.value);
+  if (Array.isArray(value)) return value.map(revealSecrets);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, revealSecrets(v)]));
+  }
+  return value;
+}
+
 /** The placeholder the engine sends for unknown values during preview. */
 export const UNKNOWN_VALUE: string = pulumi.runtime.unknownValue;
 
