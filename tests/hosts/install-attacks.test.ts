@@ -8,16 +8,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { HostCredentialInstall, LayoutArgs } from "../../components";
 import { InstalledFile } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
-import { EngineState, up } from "../support/engine";
-import { ProviderHost, captureResources, revealSecrets } from "../support/pulumiHost";
-import {
-  RemoteConnection,
-  TestBed,
-  TestHost,
-  installLeftovers,
-  interruptRemoteCommand,
-  startTestBed,
-} from "../support/testbed";
+import { EngineState, interruptCapturedCommand, up } from "../support/engine";
+import { ProviderHost } from "../support/pulumiHost";
+import { TestBed, TestHost, installLeftovers, startTestBed } from "../support/testbed";
 
 /** These programs have no dynamic resources. */
 const NO_DYNAMIC = new Proxy({} as ProviderHost, {
@@ -210,19 +203,8 @@ describe("a home directory with a space", () => {
   ];
 
   it("an interrupted transfer leaves no temporary file; the next install lands and its manifest checks", async () => {
-    const captured = await captureResources(program(layouts()));
-    const cmd = revealSecrets(captured.find((c) => c.type === "command:remote:Command")!.inputs) as {
-      create: string;
-      stdin: string;
-      connection: RemoteConnection;
-    };
-    const { stdin, connection } = cmd;
     // Cut inside the last file (the user's key): the system files have all arrived by then.
-    const cut = await interruptRemoteCommand(
-      connection,
-      cmd.create as string,
-      stdin.slice(0, stdin.length - 60),
-    );
+    const cut = await interruptCapturedCommand(program(layouts()), (stdin) => stdin.length - 60);
     expect(cut.signal).toBe("SIGKILL");
     expect(await installLeftovers(host, ["/etc/pki", "/home", "/var/lib/virt-pki"])).toBe("");
     expect(await host.exists("/etc/pki/libvirt/private/clientkey.pem")).toBe(false);

@@ -15,15 +15,13 @@ import {
   createPreSharedKeys,
   issueCertificate,
 } from "../../provider/pki";
-import { EngineState, formatPlan, up } from "../support/engine";
-import { ProviderHost, captureResources, revealSecrets } from "../support/pulumiHost";
+import { EngineState, formatPlan, interruptCapturedCommand, up } from "../support/engine";
+import { ProviderHost } from "../support/pulumiHost";
 import {
-  RemoteConnection,
   RemoteLibvirtd,
   TestBed,
   TestHost,
   installLeftovers,
-  interruptRemoteCommand,
   qemuImgInfoOnHost,
   runRemoteCommand,
   startLibvirtdOnHost,
@@ -366,17 +364,9 @@ describe("installing onto three SSH hosts", () => {
       keySpec: "ecdsa-p256",
     });
     const newIdentity = { certPem: renewed.certPem, keyPem: pulumi.secret(renewed.keyPem!) };
-    const captured = await captureResources(program({ s1: serverLayouts("s1", newIdentity) }, {}));
-    const cmd = revealSecrets(captured.find((c) => c.type === "command:remote:Command")!.inputs) as {
-      create: string;
-      stdin: string;
-      connection: RemoteConnection;
-    };
-    const { stdin, connection } = cmd;
-    const cut = await interruptRemoteCommand(
-      connection,
-      cmd.create as string,
-      stdin.slice(0, Math.floor(stdin.length / 2)),
+    const cut = await interruptCapturedCommand(
+      program({ s1: serverLayouts("s1", newIdentity) }, {}),
+      (stdin) => Math.floor(stdin.length / 2),
     );
     expect(cut.signal).toBe("SIGKILL");
     // The remote script sees EOF (or SIGHUP) and exits through its trap: its temp files go.

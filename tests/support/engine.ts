@@ -14,8 +14,21 @@
  * included, gets the stored `stdin` (pulumi-command v1.2.1 remote/commandOutputs.go and local/commandOutputs.go `run`).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { PROVIDER_KEY, ProviderHost, resourceUrn, revealSecrets, settle } from "./pulumiHost";
-import { RemoteConnection, runLocalCommand, runRemoteCommand } from "./testbed";
+import {
+  PROVIDER_KEY,
+  ProviderHost,
+  captureResources,
+  resourceUrn,
+  revealSecrets,
+  settle,
+} from "./pulumiHost";
+import {
+  CommandResult,
+  RemoteConnection,
+  interruptRemoteCommand,
+  runLocalCommand,
+  runRemoteCommand,
+} from "./testbed";
 
 /** One resource in the harness's state. */
 export interface StateEntry {
@@ -296,4 +309,22 @@ async function commandStep(
 function changedInputs(olds: Inputs, news: Inputs): string[] {
   const keys = [...new Set([...Object.keys(olds), ...Object.keys(news)])].filter((k) => k !== PROVIDER_KEY);
   return keys.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])).sort();
+}
+
+/**
+ * Runs `program` under mocks and starts the `create` of its one `command:remote:Command` with only the first
+ * `keep(stdin)` characters of its stdin, then SIGKILLs the ssh client, as a deployment dying mid-transfer would
+ * (see {@link interruptRemoteCommand}).
+ */
+export async function interruptCapturedCommand(
+  program: () => void,
+  keep: (stdin: string) => number,
+): Promise<CommandResult> {
+  const captured = await captureResources(program);
+  const cmd = revealSecrets(captured.find((c) => c.type === "command:remote:Command")!.inputs) as {
+    create: string;
+    stdin: string;
+    connection: RemoteConnection;
+  };
+  return interruptRemoteCommand(cmd.connection, cmd.create, cmd.stdin.slice(0, keep(cmd.stdin)));
 }
