@@ -553,6 +553,31 @@ describe.each(SHELLS)("the scripts run by %s", (shell) => {
     expect(await fs.readdir(join(root, "var/lib/virt-pki/claims"))).toEqual([]);
   });
 
+  it("a root-written file with a user's primary group (@primary:)", () => {
+    const plan = planInstall([
+      {
+        kind: "custom",
+        dir: "/srv/app",
+        dirGroup: "@primary:nobody",
+        dirMode: 0o750,
+        files: [{ name: "app.pem", content: "x", group: "@primary:nobody", mode: 0o640 }],
+      },
+    ]);
+    const r = install(shell, plan);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const group = spawnSync("getent", ["group", String(65534)], { encoding: "utf8" }).stdout.split(":")[0];
+    expect(
+      verifyManifest(r.stdout, plan, { hostLabel: "h1", setOwners: true, root }).map(
+        (f) => `${f.mode} ${f.owner}:${f.group}`,
+      ),
+    ).toEqual([`0640 root:${group}`]);
+    const dir = spawnSync("stat", ["-c", "%a %U:%G", join(root, "srv/app")], {
+      encoding: "utf8",
+    }).stdout.trim();
+    expect(dir).toBe(`750 root:${group}`);
+  });
+
   it("refuse a host without a QEMU group, naming the fix, before writing anything", () => {
     const plan = planInstall([
       { kind: "qemu-server", caCertPem: creds.caCertPem, certPem: creds.certPem, keyPem: creds.keyPem },
