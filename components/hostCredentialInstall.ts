@@ -23,6 +23,7 @@ import {
   checkInstallOptions,
   checkLayoutShape,
   checkPlanShape,
+  checkStateDir,
   checkPlanOptions,
   installCommand,
   libvirtdConfSnippet,
@@ -211,9 +212,10 @@ function checkArgs(args: HostCredentialInstallArgs): void {
   });
   // Paths, owners and modes known now are planned now (with placeholder credentials): their errors show
   // in the preview instead of failing the deployment later.
-  checkPlanShape(
+  const plan = checkPlanShape(
     args.layouts,
     { ownership: args.ownership, overrides: args.overrides },
     (v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise),
   );
+  if (plan !== undefined) checkStateDir(plan, args.stateDir ?? DEFAULT_STATE_DIR);
 }

@@ -836,32 +836,35 @@ const PLACEHOLDER: Record<string, string> = {
 /**
  * Plans the layouts with placeholder credentials when everything but the credentials is already known
  * (plain values, not outputs), so that every check of {@link planInstall} on paths, owners, groups and
- * modes fails at preview time, naming the property. Layouts whose shape is not known yet are skipped.
+ * modes fails at preview time, naming the property. Returns that plan, or nothing when a layout's shape
+ * is not known yet.
  */
 export function checkPlanShape(
   layouts: readonly unknown[],
   options: PlanOptions,
   isKnown: (value: unknown) => boolean,
-): void {
+): InstallPlan | undefined {
   const skeletons: Layout[] = [];
   for (const l of layouts) {
-    if (!isKnown(l) || l === null || typeof l !== "object") return;
+    if (!isKnown(l) || l === null || typeof l !== "object") return undefined;
     const skeleton: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(l)) {
       if (k in PLACEHOLDER) {
         if (v !== undefined) skeleton[k] = PLACEHOLDER[k];
       } else if (k === "files" && Array.isArray(v)) {
-        if (!v.every((f) => isKnown(f) && f !== null && typeof f === "object")) return;
+        if (!v.every((f) => isKnown(f) && f !== null && typeof f === "object")) return undefined;
         const files = v.map((f: Record<string, unknown>) => ({ ...f, content: "x" }));
-        if (files.some((f) => Object.entries(f).some(([fk, fv]) => fk !== "content" && !isKnown(fv)))) return;
+        if (files.some((f) => Object.entries(f).some(([fk, fv]) => fk !== "content" && !isKnown(fv)))) {
+          return undefined;
+        }
         skeleton.files = files;
       } else if (!isKnown(v)) {
-        return;
+        return undefined;
       } else {
         skeleton[k] = v;
       }
     }
     skeletons.push(skeleton as unknown as Layout);
   }
-  planInstall(skeletons, options);
+  return planInstall(skeletons, options);
 }

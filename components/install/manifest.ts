@@ -39,6 +39,12 @@ export interface Manifest {
   changed?: boolean;
 }
 
+function count(values: string[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const v of values) m.set(v, (m.get(v) ?? 0) + 1);
+  return m;
+}
+
 /** Parses the manifest lines of an install script's stdout (other lines are ignored). */
 export function parseManifest(stdout: string): Manifest {
   const manifest: Manifest = { files: [], homes: {} };
@@ -47,7 +53,7 @@ export function parseManifest(stdout: string): Manifest {
     if (parts[0] === MANIFEST_FILE && parts.length === 6) {
       const [, path, sha256, m, owner, group] = parts;
       manifest.files.push({ path, sha256, mode: m.padStart(4, "0"), owner, group });
-    } else if (parts[0] === MANIFEST_HOME && parts.length >= 3) {
+    } else if (parts[0] === MANIFEST_HOME && parts.length >= 3 && !(parts[1] in manifest.homes)) {
       manifest.homes[parts[1]] = parts.slice(2).join(" ");
     } else if (parts[0] === MANIFEST_INSTALL && parts.length === 3) {
       manifest.changed = parts[2] === "changed=1";
@@ -91,6 +97,9 @@ export function verifyManifest(
   const manifest = parseManifest(stdout);
   const entries = new Map(manifest.files.map((e) => [e.path, e]));
   const problems: string[] = [];
+  for (const [path, n] of count(manifest.files.map((e) => e.path))) {
+    if (n > 1) problems.push(`${path}: reported ${n} times`);
+  }
   const installed: InstalledFile[] = [];
   for (const f of plan.files) {
     const e = entries.get(f.path);

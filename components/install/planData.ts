@@ -293,10 +293,25 @@ export function checkInstallOptions(a: {
   if (typeof a.reloadCommand === "string" || Array.isArray(a.reloadCommand)) reloadArgv(a.reloadCommand);
 }
 
+/** The claims decide what a delete removes: the state directory must lie where only root can change it. */
+export function checkStateDir(plan: InstallPlan, stateDir: string): void {
+  const mine = plan.dirs.find(
+    (d) => d.context !== "root" && (stateDir === d.path || stateDir.startsWith(`${d.path}/`)),
+  );
+  if (mine !== undefined) {
+    throw new PkiError(
+      "stateDir",
+      `${stateDir} lies in ${mine.path}, which ${mine.owner} can change; keep the claims where only root can ` +
+        `change them (the default ${DEFAULT_STATE_DIR})`,
+    );
+  }
+}
+
 /** The command of one install, from resolved values. Throws {@link PkiError} naming the property. */
 export function installCommand(a: InstallCommandArgs): InstallCommand {
   checkInstallOptions(a);
   const plan = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
+  checkStateDir(plan, a.stateDir ?? DEFAULT_STATE_DIR);
   const generation = generationOf(a.name, a.target, plan);
   const reload = a.reloadCommand === undefined ? undefined : reloadArgv(a.reloadCommand);
   return {

@@ -302,6 +302,18 @@ describe("HostCredentialInstall: bad input fails at construction (preview), nami
       /^layouts\[0\]: ~alice\/tls\/a is written by alice, who owns ~alice\/tls: it belongs to alice/,
     ],
     [
+      "a state directory that a user can change",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          stateDir: "/srv/app/state",
+          layouts: [
+            { kind: "custom", dir: "/srv/app", dirOwner: "nobody", files: [{ name: "a", content: "x" }] },
+          ],
+        }),
+      /^stateDir: \/srv\/app\/state lies in \/srv\/app, which nobody can change/,
+    ],
+    [
       "bad qemuGroup",
       () => new HostCredentialInstall("x", { connection, layouts: [serverLayout()], qemuGroup: "q m" }),
       /^qemuGroup:/,

@@ -443,6 +443,9 @@ describe.each(SHELLS)("the scripts run by %s", (shell) => {
     const r = run(shell, INSTALL_SCRIPT, renderStdin(plan, options(plan)) + "extra\n");
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/stdin holds more than the plan announced; nothing was replaced/);
+    const partial = run(shell, INSTALL_SCRIPT, renderStdin(plan, options(plan)) + "x");
+    expect(partial.code).toBe(1);
+    expect(partial.stderr).toMatch(/stdin holds more than the plan announced; nothing was replaced/);
     expect(existsSync(join(root, "etc/pki/libvirt/servercert.pem"))).toBe(false);
     expect(leftovers()).toEqual([]);
   });
@@ -578,6 +581,35 @@ describe.each(SHELLS)("the scripts run by %s", (shell) => {
     expect(dir).toBe(`750 root:${group}`);
   });
 
+  it("a failed reload stays owed: the next run reloads even though nothing changed", async () => {
+    const plan = planInstall([server()]);
+    const marker = join(root, "reloads");
+    const failing = install(shell, plan, { reload: ["sh", "-c", "exit 3"] });
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toMatch(
+      /the reload command failed; the new files are in place \(the next run reloads again\)/,
+    );
+    const again = install(shell, plan, { reload: ["sh", "-c", `echo reload >> ${marker}`] });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/changed=0/);
+    expect(again.stdout).toContain("virt-pki-reloaded");
+    const third = install(shell, plan, { reload: ["sh", "-c", `echo reload >> ${marker}`] });
+    expect(third.stdout).not.toContain("virt-pki-reloaded");
+    expect(await fs.readFile(marker, "utf8")).toBe("reload\n");
+  });
+
+  it("a staging root below a directory another user can change is refused", async () => {
+    const owned = join(root, "u");
+    await fs.mkdir(join(owned, "build"), { recursive: true });
+    await fs.chown(owned, 65534, 65534);
+    const staging = join(owned, "build/rootfs");
+    const plan = planInstall([server()]);
+    const r = run(shell, INSTALL_SCRIPT, renderStdin(plan, options(plan, { root: staging })));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refusing to write below .*\/u \(drwx[-rwx]+ nobody\)/);
+    expect(existsSync(join(staging, "etc"))).toBe(false);
+  });
+
   it("refuse a host without a QEMU group, naming the fix, before writing anything", () => {
     const plan = planInstall([
       { kind: "qemu-server", caCertPem: creds.caCertPem, certPem: creds.certPem, keyPem: creds.keyPem },
@@ -695,6 +727,7 @@ describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run b
     ["a part name with a semicolon", ["part root;touch CANARY 0 0"]],
     ["a part name with dots (a stream file outside the stage)", ["part root 0 0", "part .. 1"]],
     ["a first part other than root", ["part alice 1 0"]],
+    ["a part switch other than 0 or 1", ["part root 0 0", "part alice 7 0"]],
   ];
   it.each(cases)("%s", (_name, records) => {
     const withCanary = records.map((r) => r.replace(/CANARY/g, canary()));
@@ -703,6 +736,19 @@ describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run b
     expect(r.stderr).toMatch(/the plan on stdin is malformed .*; nothing was changed/);
     expect(existsSync(canary())).toBe(false);
     expect(existsSync(join(root, "etc"))).toBe(false);
+  });
+
+  it("a directory of root inside a directory of a user is refused, naming both", () => {
+    const r = run(
+      shell,
+      INSTALL_SCRIPT,
+      plan(["part root 0 0", "d /srv/app nobody nogroup 0700 1", "d /srv/app/state root root 0700 1"]),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /\/srv\/app\/state lies in .*\/srv\/app, which another user owns; refusing to write there as root/,
+    );
+    expect(existsSync(join(root, "srv"))).toBe(false);
   });
 
   it("a label (free text) is only ever printed", () => {
@@ -736,6 +782,16 @@ describe("verifyManifest", () => {
     expect(() => verifyManifest("", plan, { hostLabel: "h", setOwners: false })).toThrow(
       /\/etc\/pki\/CA\/cacert\.pem: missing from the host's manifest/,
     );
+  });
+
+  it("refuses a manifest that reports a file twice (a part cannot override another's line)", () => {
+    const plan = planInstall([server()]);
+    const lines = plan.files.map(
+      (x) => `virt-pki-file ${x.path} ${x.sha256} ${x.mode.toString(8)} root root`,
+    );
+    expect(() =>
+      verifyManifest([...lines, lines[2]].join("\n"), plan, { hostLabel: "h", setOwners: true }),
+    ).toThrow(/\/etc\/pki\/libvirt\/private\/serverkey\.pem: reported 2 times/);
   });
 
   it("resolves per-user paths with the homes the host reported, spaces included", () => {

@@ -2,7 +2,7 @@
 # runs it for the part of root; each user part runs as that user (setpriv, no privileges), so a symbolic
 # link a user planted can only lead to files of that same user. No single quote in this file: it travels
 # as the single-quoted value of $fx.
-# Arguments: OP LABEL HOME ROOT SUFFIX WRITER UID OWNERS QGROUP RECORDS [SELINUX].
+# Arguments: OP LABEL HOME ROOT SUFFIX WRITER UID OWNERS QGROUP RECORDS SELINUX SWITCHED.
 # OP put: check (root: every directory on the way) and create the directories, receive the files from
 # stdin into SUFFIX directories next to their targets, check every sha256, set owners and modes, print
 # "changed" if a file differs; nothing is replaced. commit: rename the new files over their targets and
@@ -96,27 +96,40 @@ put)
   trap "exit 143" TERM
   trap "exit 141" PIPE
   case $rs in *" ~"*) [ -d "$home" ] || fail "the home directory $home is missing" ;; esac
-  # Root writes only below directories no other user can change: each one on the way (the plan lists
-  # every ancestor) must be a real directory owned by root (or the SSH user), not writable by group or
-  # others. Then nobody else can swap a directory or plant a link between this check and the writes.
+  # Root (and a part not run as its user) writes only below directories no other user can change: each
+  # existing one from / down (a sticky one owned by root, like /tmp, allowed) must be a real directory owned
+  # by root or the SSH user, not writable by group or others. Then nobody else can swap a directory or plant
+  # a link between this check and the writes. The own top directory of a user is not checked: root creates and
+  # chowns it in a checked parent; nothing root writes may lie below it.
+  mk="" nr=""
   set -- "${root:-/}"
+  d=$root
+  while [ -n "$d" ]; do
+    d=${d%/*}
+    set -- "$@" "${d:-/}"
+  done
   case $rs in *" ~root/"*) set -- "$@" "$home" ;; esac
-  mk=""
   for l in $rs; do
     rec "$l"
     [ "$k" = d ] || continue
     hostp "$p"
     if [ -L "$hp" ]; then fail "$p is a symbolic link; refusing to follow it (remove it, then run again)"; fi
-    if [ ! -e "$hp" ]; then
-      mk=$mk$hp$nl
-    elif [ ! -d "$hp" ]; then
-      fail "$p is not a directory"
-    elif [ "$o" = root ]; then
-      set -- "$@" "$hp"
+    if [ -e "$hp" ] && [ ! -d "$hp" ]; then fail "$p is not a directory"; fi
+    [ -e "$hp" ] || mk=$mk$hp$nl
+    if [ "$me" = root ] && [ "$o" != root ]; then
+      nr=$nr$hp/$nl
+      continue
     fi
+    for x in $nr; do
+      case $hp/ in "$x"?*) fail "$p lies in ${x%/}, which another user owns; refusing to write there as root" ;; esac
+    done
+    while [ -n "$hp" ] && [ "$hp" != "$root" ]; do
+      [ ! -e "$hp" ] || set -- "$@" "$hp"
+      hp=${hp%/*}
+    done
   done
-  if [ "$me" = root ]; then
-    f=$(find "$@" -maxdepth 0 \( \! -type d -o -perm /022 -o \( \! -uid 0 \! -uid "$uid" \) \) -printf "%p (%M %u) ")
+  if [ "$me" = root ] || [ "${12:-1}" = 0 ]; then
+    f=$(find "$@" -maxdepth 0 \( \! -type d -o \( -perm /022 \! -perm -1000 \) -o \( \! -uid 0 \! -uid "$uid" \) \) -printf "%p (%M %u) ")
     [ -z "$f" ] || fail "refusing to write below ${f}as uid $uid: a directory on the way is a symbolic link, or another user owns or can write it; nothing was changed"
   fi
   for d in $tds; do [ ! -e "$d" ] || rm -rf -- "$d"; done

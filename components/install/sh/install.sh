@@ -35,14 +35,18 @@ for line in $plan; do
     ;;
   part/3)
     case $1 in [a-z_]*) ;; *) bad "part $1" ;; esac
-    case $1$2 in *[!a-z0-9_-]*) bad "part $1" ;; esac
+    case $1 in *[!a-z0-9_-]*) bad "part $1" ;; esac
+    case $2 in 0 | 1) ;; *) bad "part $1 $2" ;; esac
     case $3 in '' | *[!0-9]*) bad "number $3" ;; esac
     parts="$parts$1 $2 $3$nl"
     ;;
   gen/1) gen=$1 ;;
   opts/2) owners=$1 sel=$2 ;;
-  root/1) root=$1 ;;
-  state/1) state=$1 ;;
+  root/1 | state/1)
+    case "$1/" in /?*) ;; *) bad "path $1" ;; esac
+    case "$1/" in *//* | */./* | */../*) bad "path $1" ;; esac
+    if [ "$k" = root ]; then root=$1; else state=$1; fi
+    ;;
   qemu/1) qemu=$1 ;;
   *) bad "record $k" ;;
   esac
@@ -67,23 +71,28 @@ cl=$root$state/claims
 sfx=.virt-pki.$$
 st=$cl/$sfx
 pend=''
-# engine WRITER OP [SELINUX]: the file engine for a part; stdin on fd 5.
+# engine WRITER OP [SELINUX]: the file engine for a part, stdin on fd 5. Root's part runs in a subshell of
+# this script; a user's part runs as that user (bounded in time), with that part's records alone.
 engine() {
-  sw=0 h=''
+  sw=0 h='' r=$recs
   for x in $parts; do [ "${x%% *}" != "$1" ] || { sw=${x#* } && sw=${sw%% *}; }; done
   if [ "$1" != root ]; then
     home "$1"
-    h=$uh
+    h=$uh r='' on=0
+    for l in $recs; do
+      case $l in "part $1 "*) on=1 ;; "part "*) on=0 ;; esac
+      [ $on = 0 ] || r=$r$l$nl
+    done
   else
     case $recs in *" ~root/"*) home root && h=$uh ;; esac
   fi
-  set -- "$2" "$label" "$h" "$root" "$sfx" "$1" "$me" "$owners" "$qg" "$recs" "${3:-0}"
+  set -- "$2" "$label" "$h" "$root" "$sfx" "$1" "$me" "$owners" "$qg" "$r" "${3:-0}" "$sw"
   if [ "$6" = root ]; then
     # The same engine text, in a subshell: $fx is this script's own constant, never data.
     # shellcheck disable=SC2294
     (eval "$fx") <&5
   else
-    asuser "$sw" /bin/sh -c "$fx" virt-pki-files "$@" <&5
+    asuser "$sw" timeout 600 /bin/sh -c "$fx" virt-pki-files "$@" <&5
   fi
 }
 cleanup() {
@@ -122,7 +131,7 @@ for x in $parts; do
   [ "$w" != root ] || continue
   head -c "${x##* }" >"$st/$w" || fail "cannot receive the file data"
 done
-if IFS= read -r line; then fail "stdin holds more than the plan announced; nothing was replaced"; fi
+if IFS= read -r line || [ -n "$line" ]; then fail "stdin holds more than the plan announced; nothing was replaced"; fi
 for x in $parts; do
   w=${x%% *}
   [ "$w" != root ] || continue
@@ -131,13 +140,35 @@ for x in $parts; do
   case $out in *changed*) changed=1 ;; esac
 done
 
-# 3. Commit every part: SELinux labels over SSH (root's part also cert_t outside /etc/pki).
+# 3. Commit every part: SELinux labels over SSH (root's part also cert_t outside /etc/pki). A reload owed
+#    by a run that failed after a commit stays owed (a marker per generation) until one succeeds.
+rp=$cl/.reload-$gen
+[ "$changed" = 0 ] || [ -z "$reload" ] || : >"$rp"
 for x in $parts; do
   w=${x%% *} s=0
   if [ "$sel" = 1 ] && [ -z "$root" ]; then
     if [ "$w" = root ]; then s=2; else s=1; fi
   fi
-  engine "$w" commit "$s" 5</dev/null || exit 1
+  if [ "$w" = root ]; then
+    engine root commit "$s" 5</dev/null || exit 1
+    continue
+  fi
+  # A user part reports only its own files and home, once each.
+  out=$(engine "$w" commit "$s" 5</dev/null) || exit 1
+  seen=''
+  for l in $out; do
+    case $l in
+    "virt-pki-home $w "*) ;;
+    "virt-pki-file "*)
+      p=${l#virt-pki-file } p=${p%% *}
+      case $nl$seen in *"$nl$p$nl"*) continue ;; esac
+      case $nl$recs in *"${nl}f $p "*) ;; *) continue ;; esac
+      seen=$seen$p$nl
+      ;;
+    *) continue ;;
+    esac
+    printf '%s\n' "$l"
+  done
 done
 pend=''
 [ ! -d "$st" ] || rm -rf -- "$st"
@@ -162,9 +193,10 @@ done
 
 # 5. Reload, only when some content changed.
 printf 'virt-pki-install %s changed=%s\n' "$gen" "$changed"
-if [ "$changed" = 1 ] && [ -n "$reload" ]; then
+if [ -f "$rp" ]; then
   # shellcheck disable=SC2086 # one word a line
   set -- $reload
-  "$@" </dev/null >&2 || fail "the reload command failed; the new files are in place"
+  "$@" </dev/null >&2 || fail "the reload command failed; the new files are in place (the next run reloads again)"
+  rm -f -- "$rp"
   echo virt-pki-reloaded
 fi

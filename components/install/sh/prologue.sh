@@ -42,6 +42,7 @@ asuser() {
     [ -n "$ui" ] || fail "a user of the plan does not exist on this host (home $uh)"
     [ "$me" = 0 ] || fail "the files of user $ui can only be written by root or that user"
     command -v setpriv >/dev/null 2>&1 || fail "setpriv (util-linux) is missing: it runs what is done as the user"
+    command -v timeout >/dev/null 2>&1 || fail "timeout (coreutils) is missing"
     shift
     setpriv --reuid="$ui" --regid="$ug" --init-groups --no-new-privs --inh-caps=-all "$@"
   else

@@ -5,7 +5,7 @@
 # (the plan lists every ancestor) must be a real directory owned by root (or this user), not writable by
 # group or others; then nobody else can swap a directory or plant a link between this check and the writes.
 checkchain() {
-  _f=$(find "$@" -maxdepth 0 \( \! -type d -o -perm /022 -o \( \! -uid 0 \! -uid "$me" \) \) -printf '%p (%M %u) ')
+  _f=$(find "$@" -maxdepth 0 \( \! -type d -o \( -perm /022 \! -perm -1000 \) -o \( \! -uid 0 \! -uid "$me" \) \) -printf '%p (%M %u) ')
   [ -z "$_f" ] || fail "refusing to write below ${_f}as $(id -un): a directory on the way is a symbolic link, or another user owns or can write it; nothing was changed"
 }
 gen='' owners=0 state=''
@@ -19,6 +19,7 @@ for line in $(head -c "${line##* }"); do
   label) label=$v ;;
   gen | opts | root | state)
     case $v in '' | *[!A-Za-z0-9._@+/~:\ -]*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
+    case $k/$v/ in root/*//* | state/*//* | */*/./* | */*/../*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
     case $k in gen) gen=$v ;; opts) owners=${v%% *} ;; root) root=$v ;; state) state=$v ;; esac
     ;;
   esac
@@ -27,6 +28,14 @@ cat >/dev/null
 [ -n "$gen" ] && [ -n "$state" ] || fail "the plan on stdin is malformed (no gen or state record); nothing was changed"
 cl=$root$state/claims
 [ -d "$cl" ] || exit 0
+# The claims decide what goes: their directory and every one above it must be root's alone.
+set -- "$cl"
+d=$cl
+while [ -n "$d" ]; do
+  d=${d%/*}
+  set -- "$@" "${d:-/}"
+done
+checkchain "$@"
 set +f
 set -- "$cl"/[0-9a-f]*
 set -f
