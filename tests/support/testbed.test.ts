@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "crypto";
 import { promises as fs, readdirSync, readFileSync } from "fs";
 import * as net from "net";
 import * as path from "path";
-import { freePort, removeDir, runOrThrow, tempDir, writeFiles } from "./programs";
+import { freePort, removeDir, runOrThrow, sleep, tempDir, writeFiles } from "./programs";
 import {
   interruptRemoteCommand,
   qemuImgInfoOnHost,
@@ -313,7 +313,9 @@ test("bed.stop() kills every host's whole process tree, even orphans, and remove
   // An orphan escaping its session (sshd does not signal it when the client disconnects).
   await hostB.execOrThrow("nohup sleep 42424 >/dev/null 2>&1 </dev/null &");
   const current = bed as TestBed;
-  expect(pidsWith("42424").length).toBe(1);
+  // The session may end before the backgrounded shell has exec'd sleep: wait (bounded) for it to appear.
+  for (let i = 0; i < 50 && pidsWith("sleep\u000042424").length === 0; i++) await sleep(100);
+  expect(pidsWith("sleep\u000042424").length).toBe(1);
   expect(pidsWith(current.dir).length).toBeGreaterThanOrEqual(2);
   await current.stop();
   await current.stop();
