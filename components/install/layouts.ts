@@ -821,15 +821,20 @@ export function planInstall(layouts: readonly Layout[], options: PlanOptions = {
   return b.build();
 }
 
+/** A PEM header line only: what a placeholder for a credential field needs to pass {@link requirePem}. */
+function pemHeader(label: string): string {
+  return `-----BEGIN ${label}-----\n`;
+}
+
 /** Placeholders for credential fields, so that a layout's shape can be planned before its content exists. */
 const PLACEHOLDER: Record<string, string> = {
-  caCertPem: "-----BEGIN CERTIFICATE-----\n",
-  certPem: "-----BEGIN CERTIFICATE-----\n",
-  clientCertPem: "-----BEGIN CERTIFICATE-----\n",
-  keyPem: "-----BEGIN PRIVATE KEY-----\n",
-  clientKeyPem: "-----BEGIN PRIVATE KEY-----\n",
-  crlPem: "-----BEGIN X509 CRL-----\n",
-  dhParamsPem: "-----BEGIN DH PARAMETERS-----\n",
+  caCertPem: pemHeader("CERTIFICATE"),
+  certPem: pemHeader("CERTIFICATE"),
+  clientCertPem: pemHeader("CERTIFICATE"),
+  keyPem: pemHeader("PRIVATE KEY"),
+  clientKeyPem: pemHeader("PRIVATE KEY"),
+  crlPem: pemHeader("X509 CRL"),
+  dhParamsPem: pemHeader("DH PARAMETERS"),
   keysPsk: "user:00\n",
 };
 
