@@ -2,7 +2,8 @@
 # runs it for the part of root; each user part runs as that user (setpriv, no privileges), so a symbolic
 # link a user planted can only lead to files of that same user. No single quote in this file: it travels
 # as the single-quoted value of $fx.
-# Arguments: OP LABEL HOME ROOT SUFFIX WRITER UID OWNERS QGROUP RECORDS SELINUX SWITCHED.
+# Arguments: OP LABEL HOME ROOT SUFFIX WRITER UID OWNERS QGROUP RECORDS SELINUX SWITCHED; RECORDS: the
+# records of the part alone, its "part WRITER SWITCH BYTES" line first.
 # OP put: check (root: every directory on the way) and create the directories, receive the files from
 # stdin into SUFFIX directories next to their targets, check every sha256, set owners and modes, print
 # "changed" if a file differs; nothing is replaced. commit: rename the new files over their targets and
@@ -15,20 +16,14 @@ export LC_ALL PATH
 nl="
 "
 IFS=$nl
-op=$1 label=$2 home=$3 root=$4 sfx=$5 me=$6 uid=$7 own=$8 qg=$9 recs=${10}
+op=$1 label=$2 home=$3 root=$4 sfx=$5 me=$6 uid=$7 own=$8 qg=$9 rs=${10}
 fail() {
   printf "%s\n" "virt-pki: $label: $*" >&2
   exit 1
 }
-# This part: the records after "part WRITER SWITCH BYTES", up to the next part.
-rs="" on=0 bytes=0
-for l in $recs; do
-  case $l in
-  "part $me "*) on=1 bytes=${l##* } ;;
-  "part "*) on=0 ;;
-  *) [ $on = 0 ] || rs=$rs$l$nl ;;
-  esac
-done
+bytes=${rs%%"$nl"*}
+bytes=${bytes##* }
+rs=${rs#*"$nl"}
 # rec RECORD: its fields, k p o g m a b (a: managed or lines; b: sha256).
 rec() {
   IFS=" "

@@ -71,18 +71,17 @@ cl=$root$state/claims
 sfx=.virt-pki.$$
 st=$cl/$sfx
 pend=''
-# engine WRITER OP [SELINUX]: the file engine for a part, stdin on fd 5. Root's part runs in a subshell of
-# this script; a user's part runs as that user (bounded in time), with that part's records alone.
+# engine WRITER OP [SELINUX]: the file engine for a part, with that part's records alone, stdin on fd 5.
+# Root's part runs in a subshell of this script; a user's part runs as that user (bounded in time).
 engine() {
-  sw=0 h='' r=$recs
-  for x in $parts; do [ "${x%% *}" != "$1" ] || { sw=${x#* } && sw=${sw%% *}; }; done
+  sw=0 h='' r='' on=0
+  for l in $recs; do
+    case $l in "part $1 "*) on=1 sw=${l#part "$1" } sw=${sw%% *} ;; "part "*) on=0 ;; esac
+    [ $on = 0 ] || r=$r$l$nl
+  done
   if [ "$1" != root ]; then
     home "$1"
-    h=$uh r='' on=0
-    for l in $recs; do
-      case $l in "part $1 "*) on=1 ;; "part "*) on=0 ;; esac
-      [ $on = 0 ] || r=$r$l$nl
-    done
+    h=$uh
   else
     case $recs in *" ~root/"*) home root && h=$uh ;; esac
   fi
