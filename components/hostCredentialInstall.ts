@@ -27,6 +27,7 @@ import {
   checkPlanOptions,
   installCommand,
   libvirtdConfSnippet,
+  modeString,
   qemuConfSnippet,
   verifyManifest,
 } from "./install";
@@ -170,7 +171,7 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
               hostPath: f.path,
               role: f.role,
               sha256: f.sha256,
-              mode: f.mode.toString(8).padStart(4, "0"),
+              mode: modeString(f.mode),
               owner: f.owner,
               group: f.group,
             })),

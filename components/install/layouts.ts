@@ -464,8 +464,13 @@ class PlanBuilder {
   }
 }
 
+/** A file mode as octal, 4 digits (`0644`). */
+export function modeString(mode: number): string {
+  return mode.toString(8).padStart(4, "0");
+}
+
 function describe(x: { owner: string; group: string; mode: number }): string {
-  return `${x.owner}:${x.group} ${x.mode.toString(8).padStart(4, "0")}`;
+  return `${x.owner}:${x.group} ${modeString(x.mode)}`;
 }
 
 const ROOT = "root";

@@ -9,8 +9,7 @@
  * ```
  * Pure.
  */
-import { InstallPlan, QEMU_GROUP } from "./layouts";
-import { modeString } from "./planData";
+import { InstallPlan, QEMU_GROUP, modeString } from "./layouts";
 
 /** Prefix of manifest lines on stdout. */
 export const MANIFEST_FILE = "virt-pki-file";

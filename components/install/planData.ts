@@ -37,6 +37,7 @@ import {
   PlannedFile,
   checkAccount,
   checkPath,
+  modeString,
   planInstall,
   sha256Hex,
 } from "./layouts";
@@ -74,11 +75,6 @@ export const DEFAULT_STATE_DIR = "/var/lib/virt-pki";
 export function generationOf(name: string, target: string, plan: InstallPlan): string {
   const files = plan.files.map((f) => [f.path, f.sha256, f.owner, f.group, f.mode]);
   return sha256Hex(JSON.stringify({ name, target, files })).slice(0, 32);
-}
-
-/** Octal, 4 digits. */
-export function modeString(mode: number): string {
-  return mode.toString(8).padStart(4, "0");
 }
 
 const FIELD = /^[A-Za-z0-9._@+/~:-]+$/;
@@ -154,7 +150,7 @@ function partsOf(
 }
 
 /** Plan files in the order the scripts get them: root's part, then each user's; by owner, group and mode. */
-export function payloadOrder(plan: InstallPlan, stateDir = DEFAULT_STATE_DIR): PlannedFile[] {
+function payloadOrder(plan: InstallPlan, stateDir = DEFAULT_STATE_DIR): PlannedFile[] {
   return partsOf(plan, stateDir).flatMap((p) => p.files);
 }
 
