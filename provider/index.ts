@@ -4,5 +4,6 @@ export * from "./certificateAuthority";
 export * from "./leafCertificate";
 export * from "./serverCertificate";
 export * from "./clientCertificate";
+export * from "./hostIdentities";
 export * from "./certificateRevocationList";
 export * from "./preSharedKeys";

@@ -10,7 +10,8 @@ import type * as Handlers from "./handlers";
 /** Where this build's handlers are, for programs run from a checkout rather than node_modules. */
 const HANDLERS_FALLBACK = `${__dirname}/handlers/index.js`;
 
-type HandlerName = "certificateAuthority" | "certificate" | "revocationList" | "preSharedKeys";
+type HandlerName =
+  "certificateAuthority" | "certificate" | "hostIdentities" | "revocationList" | "preSharedKeys";
 
 /** Builds the provider for one handler. Each method resolves the handlers when the engine calls it. */
 function providerFor(name: HandlerName): pulumi.dynamic.ResourceProvider {
@@ -41,6 +42,8 @@ function providerFor(name: HandlerName): pulumi.dynamic.ResourceProvider {
 export const certificateAuthorityProvider = providerFor("certificateAuthority");
 /** Provider of ServerCertificate and ClientCertificate. */
 export const certificateProvider = providerFor("certificate");
+/** Provider of HostIdentities. */
+export const hostIdentitiesProvider = providerFor("hostIdentities");
 /** Provider of CertificateRevocationList. */
 export const revocationListProvider = providerFor("revocationList");
 /** Provider of PreSharedKeys. */

@@ -5,6 +5,7 @@
  */
 export * as certificateAuthority from "./certificateAuthority";
 export * as certificate from "./certificate";
+export * as hostIdentities from "./hostIdentities";
 export * as revocationList from "./revocationList";
 export * as preSharedKeys from "./preSharedKeys";
 export { STATE_VERSION, UNKNOWN } from "./common";

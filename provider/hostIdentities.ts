@@ -1,0 +1,92 @@
+/** The HostIdentities resource: one host's TLS identities, each with its own key, in one resource. */
+import * as pulumi from "@pulumi/pulumi";
+import type { HostRole } from "./handlers/hostIdentities";
+import { LeafCertificateArgs, leafInputs, leafOptions } from "./leafCertificate";
+import { hostIdentitiesProvider } from "./providers";
+
+export type { HostRole } from "./handlers/hostIdentities";
+
+/** Arguments of {@link HostIdentities}: a server certificate's, without a template or CSR, plus roles. */
+export interface HostIdentitiesArgs extends Omit<LeafCertificateArgs, "template" | "csrPem" | "autoRenew"> {
+  /**
+   * Identities besides the libvirt server identity, each with its OWN key: `client` (libvirt client for
+   * migration and peer connections, DN `...,OU=libvirt-client,CN=<fqdn>`, clientAuth only) and `qemu`
+   * (QEMU's TLS endpoints, DN `...,OU=qemu,CN=<fqdn>`, serverAuth + clientAuth, the host's SANs).
+   * @default [] (the server identity only)
+   */
+  readonly roles?: pulumi.Input<HostRole[]>;
+}
+
+/**
+ * A host's TLS identities, issued together: the libvirt server identity (`certPem`/`keyPem`, serverAuth,
+ * subject as given, the host's names as SANs) and, per role, its own key and certificate. No two roles
+ * share a key, so the QEMU group's key cannot act as the host's libvirt client or server, and the libvirt
+ * client key (which `tls_allowed_dn_list` admits) never needs to be readable by QEMU. One resource per
+ * host however many roles: the fleet pays the Pulumi per-resource cost once. Replaced (all identities
+ * re-issued, create before delete) when the subject, names, key type, validity, CA or roles change, or
+ * when renewal is due.
+ */
+export class HostIdentities extends pulumi.dynamic.Resource {
+  /** The libvirt server certificate (PEM): `servercert.pem`. */
+  declare readonly certPem: pulumi.Output<string>;
+  /** The libvirt server key (PKCS#8 PEM). Secret. */
+  declare readonly keyPem: pulumi.Output<string>;
+  /** The issuing CA's certificate (PEM). */
+  declare readonly caCertPem: pulumi.Output<string>;
+  /** The issuing CA's chain up to the root (PEM). */
+  declare readonly caChainPem: pulumi.Output<string>;
+  /** The server certificate's serial number, hex. */
+  declare readonly serialNumber: pulumi.Output<string>;
+  /** Start of validity (all identities), ISO 8601. */
+  declare readonly notBefore: pulumi.Output<string>;
+  /** End of the server certificate's validity, ISO 8601 (the roles' end in the same second or just after). */
+  declare readonly notAfter: pulumi.Output<string>;
+  /** When the next `pulumi up` re-issues all identities: notAfter minus renewBeforeHours. */
+  declare readonly renewAt: pulumi.Output<string>;
+  /** SHA-256 fingerprint of the server certificate. */
+  declare readonly fingerprintSha256: pulumi.Output<string>;
+  /** The server identity's DN in GnuTLS compat form. */
+  declare readonly subjectDn: pulumi.Output<string>;
+  /** The server identity's DN as `tls_allowed_dn_list` would take it (it is not listed there). */
+  declare readonly distinguishedName: pulumi.Output<string>;
+  /** The libvirt client certificate (`clientcert.pem`); absent without the `client` role. */
+  declare readonly clientCertPem: pulumi.Output<string | undefined>;
+  /** The libvirt client key. Secret. */
+  declare readonly clientKeyPem: pulumi.Output<string | undefined>;
+  /** The libvirt client identity's DN: what peers' `tls_allowed_dn_list` lists. */
+  declare readonly clientDistinguishedName: pulumi.Output<string | undefined>;
+  /** The client certificate's serial number, hex. */
+  declare readonly clientSerialNumber: pulumi.Output<string | undefined>;
+  /** SHA-256 fingerprint of the client certificate. */
+  declare readonly clientFingerprintSha256: pulumi.Output<string | undefined>;
+  /** The QEMU certificate (`server-cert.pem` and `client-cert.pem`); absent without the `qemu` role. */
+  declare readonly qemuCertPem: pulumi.Output<string | undefined>;
+  /** The QEMU key, readable by the QEMU group on the host. Secret. */
+  declare readonly qemuKeyPem: pulumi.Output<string | undefined>;
+  /** The QEMU identity's DN (never in any `tls_allowed_dn_list`). */
+  declare readonly qemuDistinguishedName: pulumi.Output<string | undefined>;
+  /** The QEMU certificate's serial number, hex. */
+  declare readonly qemuSerialNumber: pulumi.Output<string | undefined>;
+  /** SHA-256 fingerprint of the QEMU certificate. */
+  declare readonly qemuFingerprintSha256: pulumi.Output<string | undefined>;
+
+  constructor(name: string, args: HostIdentitiesArgs, opts?: pulumi.CustomResourceOptions) {
+    const { profile, ...base } = leafInputs(args, "server");
+    void profile;
+    const outputs = Object.fromEntries(
+      ["client", "qemu"].flatMap((role) =>
+        ["CertPem", "KeyPem", "SerialNumber", "NotAfter", "FingerprintSha256", "DistinguishedName"].map(
+          (k) => [`${role}${k}`, undefined],
+        ),
+      ),
+    );
+    super(
+      hostIdentitiesProvider,
+      name,
+      { ...base, roles: args.roles, ...outputs },
+      pulumi.mergeOptions(leafOptions(opts), { additionalSecretOutputs: ["clientKeyPem", "qemuKeyPem"] }),
+      "virt-pki",
+      "HostIdentities",
+    );
+  }
+}
