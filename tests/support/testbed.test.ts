@@ -67,6 +67,7 @@ test("ssh logs in as root on each host with the bed's key, against pinned host k
       port: host.port,
       user: "root",
       privateKey: bed?.privateKey,
+      hostKey: host.hostKey,
     });
     expect(host.hostKey).toMatch(/^ssh-ed25519 AAAA\S+$/);
   }
@@ -119,6 +120,18 @@ test("runRemoteCommand runs a connection's command with stdin, byte for byte; ke
   } finally {
     await removeDir(dir);
   }
+  // As @pulumi/command 1.2.1: connection.hostKey is the only key accepted; a host presenting another key
+  // gets nothing (the command never starts). Without hostKey, any host key is accepted.
+  const wrongKey = await runRemoteCommand(
+    { ...hostA.connection, hostKey: hostB.hostKey },
+    "touch /root/reached-with-wrong-key",
+  );
+  expect(wrongKey.code).toBe(255);
+  expect(wrongKey.stderr).toMatch(/Host key verification failed/);
+  expect(await hostA.exists("/root/reached-with-wrong-key")).toBe(false);
+  const { hostKey: pinned, ...unpinned } = hostA.connection;
+  expect(pinned).toBe(hostA.hostKey);
+  expect((await runRemoteCommand(unpinned, "true")).code).toBe(0);
   const otherKey = await runRemoteCommand(
     {
       ...hostA.connection,
@@ -322,5 +335,9 @@ test("bed.stop() kills every host's whole process tree, even orphans, and remove
   expect(pidsWith(current.dir)).toEqual([]);
   expect(pidsWith("sleep\u000042424")).toEqual([]);
   await expect(fs.access(current.dir)).rejects.toThrow();
-  await expect(runRemoteCommand(hostA.connection, "true")).rejects.toThrow(/no running test bed/);
+  // A host name no running bed knows is refused; its address answers no more.
+  await expect(runRemoteCommand({ ...hostA.connection, host: "tb-a.test" }, "true")).rejects.toThrow(
+    /no running test bed/,
+  );
+  expect((await runRemoteCommand(hostA.connection, "true")).stderr).toMatch(/Connection refused/);
 });

@@ -93,6 +93,8 @@ export interface SshConnection {
   port: number;
   user: string;
   privateKey: string;
+  /** The host's own public key, so that commands given this connection are pinned to this host. */
+  hostKey: string;
 }
 
 /** A connection as `remote.Command` receives it (only the fields the runner supports). */
@@ -105,6 +107,11 @@ export interface RemoteConnection {
   user?: string;
   /** OpenSSH private key (PEM text). Required: the runner never falls back to another key. */
   privateKey?: string;
+  /**
+   * The host's public key (`ssh-ed25519 AAAA...`): the only key accepted. Without it ANY host key is
+   * accepted, as `@pulumi/command` 1.2.1 does (see {@link connectionTarget}).
+   */
+  hostKey?: string;
 }
 
 /** Outcome of a remote or local command: exit code (null if killed), signal, output, `timedOut`. */
@@ -275,15 +282,25 @@ interface SshTarget {
   port: number;
   user: string;
   keyPath: string;
-  knownHostsPath: string;
+  /** The known_hosts file to check against; undefined: accept any host key (no hostKey in the connection). */
+  knownHostsPath: string | undefined;
+  /** `HostKeyAlgorithms` when pinned to one key: only that key's type is offered. */
+  hostKeyAlgorithm?: string;
 }
 
 /** The OpenSSH client arguments for running `command` (one argument after `--`) on `t`. */
 function sshArgs(t: SshTarget, command: string): string[] {
+  const hostKeys =
+    t.knownHostsPath === undefined
+      ? ["UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no"]
+      : [
+          "UserKnownHostsFile=" + t.knownHostsPath,
+          "StrictHostKeyChecking=yes",
+          ...(t.hostKeyAlgorithm ? ["HostKeyAlgorithms=" + t.hostKeyAlgorithm] : []),
+        ];
   const opts = [
-    "UserKnownHostsFile=" + t.knownHostsPath,
+    ...hostKeys,
     "GlobalKnownHostsFile=/dev/null",
-    "StrictHostKeyChecking=yes",
     "UpdateHostKeys=no",
     "BatchMode=yes",
     "IdentitiesOnly=yes",
@@ -507,7 +524,7 @@ class RunningHost implements TestHost {
     readonly dir: string,
     private readonly bed: { privateKey: string; privateKeyPath: string; knownHostsPath: string },
   ) {
-    this.connection = { host: address, port, user: "root", privateKey: bed.privateKey };
+    this.connection = { host: address, port, user: "root", privateKey: bed.privateKey, hostKey };
     this.knownHostsLine = `[${address}]:${port} ${hostKey}`;
   }
 
@@ -928,7 +945,14 @@ export interface RemoteCommandOptions {
   knownHostsFile?: string;
 }
 
-/** Resolves a connection to an ssh target, with the private key in a 0600 temp file that `cleanup` removes. */
+/**
+ * Resolves a connection to an ssh target, with the private key (and a pinned host key) in 0600 temp files
+ * that `cleanup` removes. Host keys as `@pulumi/command` 1.2.1 checks them (pulumi-command
+ * `provider/pkg/provider/remote/connection.go`, `connectionBase.SSHConfig`): with `connection.hostKey`, the
+ * parsed key is the only one accepted (`ssh.FixedHostKey`) and only its type is offered
+ * (`HostKeyAlgorithms = []string{publicKey.Type()}`); without it, any key is accepted
+ * (`ssh.InsecureIgnoreHostKey()`). `knownHostsFile` (tests of the runner itself) overrides both.
+ */
 async function connectionTarget(
   connection: RemoteConnection,
   knownHostsFile: string | undefined,
@@ -937,29 +961,41 @@ async function connectionTarget(
   const user = connection.user ?? "root";
   assertUser(user);
   let address = connection.host;
-  let knownHostsPath = knownHostsFile;
-  if (!net.isIP(address) || knownHostsPath === undefined) {
+  if (!net.isIP(address)) {
     const owners = [...liveBeds].map((b) => b.findHost(connection.host, port)).filter((h) => h !== undefined);
-    const owner = owners[0];
-    if (owner !== undefined) {
-      address = owner.address;
-      knownHostsPath = knownHostsPath ?? [...liveBeds].find((b) => b.hosts.includes(owner))?.knownHostsPath;
-    }
+    if (owners[0] !== undefined) address = owners[0].address;
+  }
+  if (!net.isIP(connection.host) && address === connection.host) {
+    throw new Error(`runRemoteCommand: no running test bed has ${connection.host}:${port}`);
   }
   assertLoopbackIPv4(address);
-  if (knownHostsPath === undefined) {
-    throw new Error(
-      `runRemoteCommand: no running test bed has ${connection.host}:${port}; give knownHostsFile`,
-    );
-  }
   if (connection.privateKey === undefined || connection.privateKey === "") {
     throw new Error("runRemoteCommand: the connection has no privateKey");
   }
   const dir = await tempDir("virt-pki-sshkey-");
   const key = connection.privateKey.endsWith("\n") ? connection.privateKey : connection.privateKey + "\n";
-  const keyPath = (await writeFiles(dir, { id: key }, 0o600)).id;
+  const files: Record<string, string> = { id: key };
+  let hostKeyAlgorithm: string | undefined;
+  if (knownHostsFile === undefined && connection.hostKey !== undefined) {
+    // ssh.ParseAuthorizedKey: "<type> <base64> [comment]"; a line that does not parse fails the dial.
+    const m = /^(\S+) ([A-Za-z0-9+/]+={0,2})(?: [^\n]*)?$/.exec(connection.hostKey.trim());
+    if (!m) {
+      await removeDir(dir);
+      throw new Error("runRemoteCommand: failed to parse host key");
+    }
+    hostKeyAlgorithm = m[1];
+    files.known_hosts = `[${address}]:${port} ${m[1]} ${m[2]}\n`;
+  }
+  const written = await writeFiles(dir, files, 0o600);
   return {
-    target: { address, port, user, keyPath, knownHostsPath },
+    target: {
+      address,
+      port,
+      user,
+      keyPath: written.id,
+      knownHostsPath: knownHostsFile ?? written.known_hosts,
+      hostKeyAlgorithm,
+    },
     cleanup: () => removeDir(dir),
   };
 }
