@@ -41,13 +41,21 @@ export interface LibvirtServerLayout {
   crlPem?: string;
 }
 
-/** libvirt's system-wide client credentials (used by root, and by every local user without their own). */
+/** libvirt's system-wide client credentials (used by root's libvirtd and virsh, and by local users who may). */
 export interface LibvirtClientLayout {
   kind: "libvirt-client";
   caCertPem: string;
   certPem: string;
   keyPem: string;
   crlPem?: string;
+  /**
+   * Make `private/clientkey.pem` world-readable (0644), as `virt-pki-validate` advises, so that every local
+   * user's virsh connects with this identity: only for a shared workstation whose users are all meant to be
+   * this client. Otherwise the key is root's alone (0600) and `virt-pki-validate` prints "The client private
+   * key need to be read by client tools" (a hint, not a failure: users get their own `libvirt-client-user`).
+   * @default false
+   */
+  keyReadableByAllUsers?: boolean;
 }
 
 /** A user's own libvirt client credentials: `$HOME/.pki/libvirt`, or a `pkipath` folder. */
@@ -541,9 +549,13 @@ function libvirtSystem(
     role: `${role}-key`,
     content: requirePem(`${from}.keyPem`, layout.keyPem, "key"),
     secret: true,
-    // libvirt's own virt-pki-validate: the server key is root-only, the *system* client key is
-    // world-readable so that every local user's virsh can use it (override it to 0o600 if only root connects).
-    mode: rq ? 0o440 : role === "server" ? 0o600 : 0o644,
+    // Root's alone (0600). virt-pki-validate advises 0644 for the system client key so that every local
+    // user's virsh can use it; that is the explicit `keyReadableByAllUsers` (a shared workstation).
+    mode: rq
+      ? 0o440
+      : layout.kind === "libvirt-client" && layout.keyReadableByAllUsers === true
+        ? 0o644
+        : 0o600,
   });
 }
 
