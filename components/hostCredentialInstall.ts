@@ -48,9 +48,16 @@ export type LayoutArgs =
 export interface HostCredentialInstallArgs {
   /**
    * How to reach the host: `@pulumi/command`'s remote `ConnectionArgs` as they are (host, port, user,
-   * privateKey, password, agentSocketPath, hostKey, proxy, ...).
+   * privateKey, password, agentSocketPath, hostKey, proxy, ...). Give `hostKey` (the host's public key,
+   * `ssh-ed25519 AAAA...`): `@pulumi/command` accepts ANY host key without it, and would hand the keys on
+   * stdin to whatever answers at the address, on create and again on delete.
    */
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+  /**
+   * Connect without checking the host's key (`connection.hostKey` absent): anyone who can answer at the
+   * address (DNS, ARP, a reused IP) receives the private keys. Only for a throwaway lab. @default false
+   */
+  skipHostKeyVerification?: boolean;
   /**
    * Install on the machine running Pulumi, under this absolute folder (a staging tree for an image
    * build, say): `/etc/pki/...` becomes `<root>/etc/pki/...`, homes are `<root>/home/<user>`.
@@ -117,7 +124,11 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
     const layouts = pulumi.output(args.layouts) as unknown as pulumi.Output<Layout[]>;
     const target = local
       ? pulumi.output(`local:${args.root}`)
-      : pulumi.output(args.connection!).apply((c) => `${c.user ?? "root"}@${c.host}:${c.port ?? 22}`);
+      : pulumi.output(args.connection!).apply((c) => {
+          // A connection only known now (an output of another resource) is checked now.
+          checkHostKey(c, args.skipHostKeyVerification, "connection.hostKey");
+          return `${c.user ?? "root"}@${c.host}:${c.port ?? 22}`;
+        });
     // The host scripts are fixed texts; everything of this host and plan is data on stdin (secret: it
     // carries the keys). A preview shows the triggers: each file's path, hash prefix, owner and mode.
     const cmd = pulumi.all([layouts, target, args.reloadCommand]).apply(([l, t, reload]) =>
@@ -200,6 +211,13 @@ function checkArgs(args: HostCredentialInstallArgs): void {
         : "give connection or root, not both",
     );
   }
+  if (args.connection !== undefined && !pulumi.Output.isInstance(args.connection)) {
+    checkHostKey(
+      args.connection as { hostKey?: unknown },
+      args.skipHostKeyVerification,
+      "connection.hostKey",
+    );
+  }
   checkInstallOptions(args);
   checkPlanOptions({ ownership: args.ownership, overrides: args.overrides });
   if (!Array.isArray(args.layouts) || args.layouts.length === 0) {
@@ -219,4 +237,35 @@ function checkArgs(args: HostCredentialInstallArgs): void {
     (v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise),
   );
   if (plan !== undefined) checkStateDir(plan, args.stateDir ?? DEFAULT_STATE_DIR);
+}
+
+/** An OpenSSH public key line, as `ssh.ParseAuthorizedKey` reads it: type, base64 blob, optional comment. */
+const PUBLIC_KEY =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [^\n]*)?$/;
+
+/**
+ * Throws unless the connection pins the host's key, or the caller opted out. A key only known later (an
+ * output) passes here; `@pulumi/command` then refuses a line it cannot parse.
+ */
+export function checkHostKey(
+  connection: { hostKey?: unknown },
+  skipHostKeyVerification: boolean | undefined,
+  property: string,
+): void {
+  const key = connection.hostKey;
+  if (key === undefined || key === null || key === "") {
+    if (skipHostKeyVerification === true) return;
+    throw new PkiError(
+      property,
+      "is required: without it @pulumi/command accepts any host key and would send the private keys to " +
+        "whoever answers at that address. Give the host's public key line (/etc/ssh/ssh_host_ed25519_key.pub, " +
+        'or `ssh-keyscan -t ed25519 HOST`), e.g. "ssh-ed25519 AAAAC3Nza...", or set skipHostKeyVerification: true',
+    );
+  }
+  if (typeof key === "string" && !PUBLIC_KEY.test(key.trim())) {
+    throw new PkiError(
+      property,
+      'is not an OpenSSH public key line; give e.g. "ssh-ed25519 AAAAC3Nza..." from /etc/ssh/ssh_host_ed25519_key.pub',
+    );
+  }
 }

@@ -10,11 +10,11 @@ import { CertificateAuthority } from "../provider/certificateAuthority";
 import { CertificateRevocationList } from "../provider/certificateRevocationList";
 import { ClientCertificate } from "../provider/clientCertificate";
 import { PreSharedKeys } from "../provider/preSharedKeys";
-import { ServerCertificate } from "../provider/serverCertificate";
+import { HostIdentities, HostRole } from "../provider/hostIdentities";
 import { PkiError } from "../provider/pki/errors";
 import { KeySpec } from "../provider/pki/keys";
 import { Subject } from "../provider/pki/names";
-import { HostCredentialInstall, LayoutArgs } from "./hostCredentialInstall";
+import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
 import { Ownership, PathOverride, QEMU_SERVICES, QemuService, checkPath } from "./install";
 
 /** A CA the fleet creates. */
@@ -56,11 +56,24 @@ export interface FleetHost {
   addShortName?: boolean;
   /** SSH connection (`@pulumi/command` remote ConnectionArgs). Without it: local under `stagingRoot/<name>`. */
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
-  /** Serve libvirt TLS (`libvirt-server` layout). @default true */
+  /**
+   * The host's SSH public key (`ssh-ed25519 AAAA...`, from `/etc/ssh/ssh_host_ed25519_key.pub`): every
+   * command for this host (install and delete) talks only to a host presenting it. Required with a
+   * `connection` (unless it has `hostKey` itself, or the fleet sets `skipHostKeyVerification`).
+   */
+  hostKey?: pulumi.Input<string>;
+  /** Serve libvirt TLS with the host's server identity (`libvirt-server` layout, key 0600 root). @default true */
   libvirtServer?: boolean;
-  /** Act as a libvirt client, e.g. for migration to other hosts (`libvirt-client`). @default true */
+  /**
+   * Connect to peers' libvirtd, e.g. for migration, with the host's own client identity (`libvirt-client`
+   * layout, its own key, 0600 root; its DN is in every host's `tls_allowed_dn_list`). @default true
+   */
   libvirtClient?: boolean;
-  /** QEMU services with their own credentials (the combined `qemu` layout, both roles). @default ["default"] */
+  /**
+   * QEMU services given the host's QEMU identity (the combined `qemu` layout: its own key, readable by the
+   * QEMU group; a DN no `tls_allowed_dn_list` holds; the host's names as SANs). `[]`: no QEMU identity.
+   * @default ["default"]
+   */
   qemu?: QemuService[];
   /** Install `keys.psk` (when the fleet has PSK users) into this dir. @default "/etc/pki/qemu-psk" */
   qemuPskDir?: string;
@@ -71,6 +84,13 @@ export interface FleetHost {
 /** Where an operator client's credentials go. */
 export interface FleetClientInstall {
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+  /** The machine's SSH public key: as {@link FleetHost.hostKey}. */
+  hostKey?: pulumi.Input<string>;
+  /**
+   * System-wide install only: make `clientkey.pem` world-readable (0644) for a shared workstation whose
+   * local users all act as this client (see `LibvirtClientLayout.keyReadableByAllUsers`). @default false
+   */
+  keyReadableByAllUsers?: boolean;
   /** Local install under this folder instead of SSH. */
   root?: string;
   /** Per-user install (`~user/.pki/libvirt`); without it, the system-wide `libvirt-client` layout. */
@@ -119,6 +139,11 @@ export interface VirtualizationPkiArgs {
   reloadCommand?: pulumi.Input<string | string[]>;
   /** Hosts and clients without a connection install locally under `<stagingRoot>/<name>`. */
   stagingRoot?: string;
+  /**
+   * Connect to hosts and clients without checking their SSH host keys: whoever answers at an address
+   * receives its private keys. Only for a throwaway lab. @default false (every connection needs a hostKey)
+   */
+  skipHostKeyVerification?: boolean;
 }
 
 /** What the fleet reports per host. */
@@ -127,7 +152,12 @@ export interface FleetHostOutputs {
   fingerprintSha256: string;
   notAfter: string;
   renewAt: string;
+  /** The libvirt server identity's DN. */
   subjectDn: string;
+  /** The libvirt client identity's DN (in `tls_allowed_dn_list`); absent with `libvirtClient: false`. */
+  clientDn?: string;
+  /** The QEMU identity's DN (in no `tls_allowed_dn_list`); absent with `qemu: []`. */
+  qemuDn?: string;
 }
 
 function isExisting(ca: FleetCa): ca is ExistingFleetCa {
@@ -167,6 +197,9 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
       }
     }
     if (h.qemuPskDir !== undefined) checkPath(`hosts[${i}].qemuPskDir`, h.qemuPskDir);
+    if (h.connection !== undefined) {
+      checkPinned(h.connection, h.hostKey, args.skipHostKeyVerification, `hosts[${i}].hostKey`);
+    }
     if (h.connection === undefined && args.stagingRoot === undefined) {
       throw new PkiError(
         `hosts[${i}].connection`,
@@ -187,6 +220,20 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
       args.stagingRoot === undefined
     ) {
       throw new PkiError(`clients[${i}].install`, "give connection or root (or a fleet stagingRoot)");
+    }
+    if (c.install?.connection !== undefined) {
+      checkPinned(
+        c.install.connection,
+        c.install.hostKey,
+        args.skipHostKeyVerification,
+        `clients[${i}].install.hostKey`,
+      );
+    }
+    if (c.install?.keyReadableByAllUsers && c.install.user !== undefined) {
+      throw new PkiError(
+        `clients[${i}].install.keyReadableByAllUsers`,
+        "applies to the system-wide client key only; a user's own key stays 0600 (remove user or this option)",
+      );
     }
   });
   (args.revokedClients ?? []).forEach((n, i) => {
@@ -214,7 +261,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
   readonly issuingCaCertPem: pulumi.Output<string>;
   /** The CRL file installed on every host (one CRL per trusted CA). */
   readonly crlPem: pulumi.Output<string>;
-  /** Per host: FQDN, fingerprint, notAfter, renewAt, DN. */
+  /** Per host: FQDN, the server identity's fingerprint, notAfter, renewAt, DN, and the roles' DNs. */
   readonly hosts: pulumi.Output<Record<string, FleetHostOutputs>>;
   /** Per client: DN in libvirt's form, fingerprint, notAfter, revoked. */
   readonly clients: pulumi.Output<
@@ -233,8 +280,9 @@ export class VirtualizationPki extends pulumi.ComponentResource {
   readonly qemuConf: pulumi.Output<Record<string, string>>;
   /** The installs, by host name and by `client:<name>`. */
   readonly installs: Record<string, HostCredentialInstall>;
-  /** The certificate resources, for consumers that need more than the outputs above. */
-  readonly serverCertificates: Record<string, ServerCertificate>;
+  /** Each host's identities (server, libvirt client, QEMU) in one resource, by host name. */
+  readonly hostIdentities: Record<string, HostIdentities>;
+  /** The operator clients' certificate resources, by client name. */
   readonly clientCertificates: Record<string, ClientCertificate>;
 
   constructor(name: string, args: VirtualizationPkiArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -324,27 +372,35 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ? new PreSharedKeys(`${name}-psk`, { usernames: args.pskUsers }, parent)
       : undefined;
 
-    this.serverCertificates = {};
+    // One resource per host, one key per role: server (O=<org>,CN=<fqdn>), libvirt client
+    // (OU=libvirt-client) and QEMU (OU=qemu). See HostIdentities.
+    this.hostIdentities = {};
     for (const h of args.hosts) {
       const dnsNames = [h.fqdn, ...(h.addShortName === false ? [] : [h.name]), ...(h.dnsNames ?? [])];
-      this.serverCertificates[h.name] = new ServerCertificate(
+      const roles: HostRole[] = [
+        ...(h.libvirtClient !== false ? ["client" as const] : []),
+        ...((h.qemu ?? ["default"]).length > 0 ? ["qemu" as const] : []),
+      ];
+      this.hostIdentities[h.name] = new HostIdentities(
         `${name}-${h.name}`,
         {
           ca: issuer,
           subject: { organization, commonName: h.fqdn },
           dnsNames: [...new Set(dnsNames)],
           ipAddresses: h.ipAddresses ?? [],
-          // Migration: a host connects to its peers' libvirtd with the same identity.
-          alsoClient: h.libvirtClient !== false,
-          ...leafDefaults,
+          roles,
+          keySpec: leafDefaults.keySpec,
+          validityHours: leafDefaults.validityHours,
+          renewBeforeHours: leafDefaults.renewBeforeHours,
         },
         parent,
       );
     }
 
+    // Peers' libvirt client identities and the clients in good standing. Never a server or QEMU identity.
     const serverDns = args.hosts
       .filter((h) => h.libvirtClient !== false)
-      .map((h) => this.serverCertificates[h.name].distinguishedName);
+      .map((h) => this.hostIdentities[h.name].clientDistinguishedName as pulumi.Output<string>);
     const clientDns = (args.clients ?? [])
       .filter((c) => !revoked.has(c.name))
       .map((c) => this.clientCertificates[c.name].distinguishedName);
@@ -355,21 +411,33 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ownership: args.ownership,
       overrides: args.overrides,
       qemuGroup: args.qemuGroup,
+      skipHostKeyVerification: args.skipHostKeyVerification,
     };
     for (const h of args.hosts) {
-      const cert = this.serverCertificates[h.name];
-      const key = cert.keyPem as pulumi.Output<string>;
+      const ids = this.hostIdentities[h.name];
       const layouts: LayoutArgs[] = [];
       if (h.libvirtServer !== false) {
-        layouts.push({ kind: "libvirt-server", caCertPem, certPem: cert.certPem, keyPem: key, crlPem });
+        layouts.push({ kind: "libvirt-server", caCertPem, certPem: ids.certPem, keyPem: ids.keyPem, crlPem });
       }
       if (h.libvirtClient !== false) {
-        layouts.push({ kind: "libvirt-client", caCertPem, certPem: cert.certPem, keyPem: key, crlPem });
+        layouts.push({
+          kind: "libvirt-client",
+          caCertPem,
+          certPem: ids.clientCertPem as pulumi.Output<string>,
+          keyPem: ids.clientKeyPem as pulumi.Output<string>,
+          crlPem,
+        });
       }
       for (const service of h.qemu ?? ["default"]) {
-        // A host without the client role has a server-only certificate: it cannot be QEMU's client identity.
-        const kind = h.libvirtClient === false ? "qemu-server" : "qemu";
-        layouts.push({ kind, service, caCertPem, crlPem, certPem: cert.certPem, keyPem: key });
+        // QEMU is the server of incoming migrations and NBD exports and the client of outgoing ones.
+        layouts.push({
+          kind: "qemu",
+          service,
+          caCertPem,
+          crlPem,
+          certPem: ids.qemuCertPem as pulumi.Output<string>,
+          keyPem: ids.qemuKeyPem as pulumi.Output<string>,
+        });
       }
       if (psk)
         layouts.push({ kind: "qemu-psk", dir: h.qemuPskDir ?? "/etc/pki/qemu-psk", keysPsk: psk.keysPsk });
@@ -377,7 +445,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         `${name}-${h.name}`,
         {
           ...common,
-          ...target(h.connection, undefined, args.stagingRoot, h.name),
+          ...target(h.connection, h.hostKey, undefined, args.stagingRoot, h.name),
           hostLabel: h.name,
           layouts,
           reloadCommand: h.reloadCommand ?? args.reloadCommand,
@@ -399,12 +467,25 @@ export class VirtualizationPki extends pulumi.ComponentResource {
             keyPem: key,
             crlPem,
           }
-        : { kind: "libvirt-client", caCertPem, certPem: cert.certPem, keyPem: key, crlPem };
+        : {
+            kind: "libvirt-client",
+            caCertPem,
+            certPem: cert.certPem,
+            keyPem: key,
+            crlPem,
+            keyReadableByAllUsers: c.install.keyReadableByAllUsers,
+          };
       this.installs[`client:${c.name}`] = new HostCredentialInstall(
         `${name}-client-${c.name}`,
         {
           ...common,
-          ...target(c.install.connection, c.install.root, args.stagingRoot, `client-${c.name}`),
+          ...target(
+            c.install.connection,
+            c.install.hostKey,
+            c.install.root,
+            args.stagingRoot,
+            `client-${c.name}`,
+          ),
           hostLabel: `client ${c.name}`,
           layouts: [layout],
         },
@@ -415,17 +496,26 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     this.hosts = pulumi.all(
       Object.fromEntries(
         args.hosts.map((h) => {
-          const s = this.serverCertificates[h.name];
+          const s = this.hostIdentities[h.name];
           return [
             h.name,
             pulumi
-              .all([s.fingerprintSha256, s.notAfter, s.renewAt, s.distinguishedName])
-              .apply(([fingerprintSha256, notAfter, renewAt, subjectDn]) => ({
+              .all([
+                s.fingerprintSha256,
+                s.notAfter,
+                s.renewAt,
+                s.distinguishedName,
+                s.clientDistinguishedName,
+                s.qemuDistinguishedName,
+              ])
+              .apply(([fingerprintSha256, notAfter, renewAt, subjectDn, clientDn, qemuDn]) => ({
                 fqdn: h.fqdn,
                 fingerprintSha256,
                 notAfter,
                 renewAt,
                 subjectDn,
+                ...(clientDn ? { clientDn } : {}),
+                ...(qemuDn ? { qemuDn } : {}),
               })),
           ];
         }),
@@ -450,7 +540,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ),
     );
     const renewAts = [
-      ...Object.values(this.serverCertificates).map((s) => s.renewAt),
+      ...Object.values(this.hostIdentities).map((s) => s.renewAt),
       ...Object.values(this.clientCertificates).map((s) => s.renewAt),
       ...caResources.map((c) => c.renewAt),
     ];
@@ -479,12 +569,33 @@ function pemBlock(pem: string): string {
   return `${t}\n`;
 }
 
+type Connection = pulumi.Input<command.types.input.remote.ConnectionArgs>;
+
+/** A connection with the host key pinned (the fleet's `hostKey` wins over one inside the connection). */
 function target(
-  connection: pulumi.Input<command.types.input.remote.ConnectionArgs> | undefined,
+  connection: Connection | undefined,
+  hostKey: pulumi.Input<string> | undefined,
   root: string | undefined,
   stagingRoot: string | undefined,
   name: string,
-): { connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>; root?: string } {
-  if (connection !== undefined) return { connection };
-  return { root: root ?? `${stagingRoot}/${name}` };
+): { connection?: Connection; root?: string } {
+  if (connection === undefined) return { root: root ?? `${stagingRoot}/${name}` };
+  if (hostKey === undefined) return { connection };
+  return { connection: pulumi.all([connection, hostKey]).apply(([c, k]) => ({ ...c, hostKey: k })) };
+}
+
+/** Preview-time: a fleet connection needs a host key unless the fleet opted out (known values only). */
+function checkPinned(
+  connection: Connection,
+  hostKey: pulumi.Input<string> | undefined,
+  skip: boolean | undefined,
+  property: string,
+): void {
+  if (hostKey !== undefined) {
+    if (typeof hostKey === "string") checkHostKey({ hostKey }, skip, property);
+    return;
+  }
+  // An output connection is checked by HostCredentialInstall once known.
+  if (pulumi.Output.isInstance(connection) || connection instanceof Promise) return;
+  checkHostKey(connection as { hostKey?: unknown }, skip, property);
 }

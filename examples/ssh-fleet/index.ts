@@ -4,6 +4,7 @@
  *   pulumi config set --path 'hosts[0].name' compute1
  *   pulumi config set --path 'hosts[0].fqdn' compute1.example.org
  *   pulumi config set --path 'hosts[0].address' 192.0.2.11
+ *   pulumi config set --path 'hosts[0].hostKey' "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"  # on compute1
  *   pulumi config set --secret sshPrivateKey -- "$(cat ~/.ssh/id_ed25519)"
  *   pulumi up
  *
@@ -18,6 +19,8 @@ interface HostConfig {
   fqdn: string;
   /** Where SSH connects, and an IP SAN of the certificate. */
   address: string;
+  /** The host's SSH public key (`ssh-ed25519 AAAA...`): commands talk only to a host presenting it. */
+  hostKey?: string;
   dnsNames?: string[];
   ipAddresses?: string[];
   port?: number;
@@ -28,7 +31,7 @@ interface HostConfig {
 interface ClientConfig {
   name: string;
   subject: pki.Subject;
-  install?: { address: string; port?: number; user?: string };
+  install?: { address: string; hostKey?: string; port?: number; user?: string };
 }
 
 const config = new pulumi.Config();
@@ -48,6 +51,7 @@ const hosts: FleetHost[] = config.requireObject<HostConfig[]>("hosts").map((h) =
   ipAddresses: [h.address, ...(h.ipAddresses ?? [])],
   qemu: h.qemu,
   connection: connection(h.address, h.port),
+  hostKey: h.hostKey,
 }));
 
 const clients: FleetClient[] = (config.getObject<ClientConfig[]>("clients") ?? []).map((c) => ({
@@ -55,6 +59,7 @@ const clients: FleetClient[] = (config.getObject<ClientConfig[]>("clients") ?? [
   subject: c.subject,
   install: c.install && {
     connection: connection(c.install.address, c.install.port),
+    hostKey: c.install.hostKey,
     // With a user: that user's ~/.pki/libvirt; without: the system-wide client credentials.
     user: c.install.user,
   },
@@ -82,6 +87,8 @@ const fleet = new VirtualizationPki("fleet", {
   validityHours: config.getNumber("validityHours"),
   renewBeforeHours: config.getNumber("renewBeforeHours"),
   reloadCommand: config.get("reloadCommand"),
+  // A throwaway lab only: connect without checking host keys (README: host keys).
+  skipHostKeyVerification: config.getBoolean("skipHostKeyVerification"),
 });
 
 /** The CA file every host trusts. */

@@ -29,7 +29,15 @@ beforeAll(async () => {
   leaf = { certPem: l.certPem, keyPem: l.keyPem! };
 });
 
-const connection = { host: "127.0.0.21", port: 2222, user: "root", privateKey: "not-a-real-key" };
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw6hJ3n9m0C2mA4y1s9gXo2o8P0rQ6mQp3ZxXb3Yk2F host1";
+const connection = {
+  host: "127.0.0.21",
+  port: 2222,
+  user: "root",
+  privateKey: "not-a-real-key",
+  hostKey: HOST_KEY,
+};
+const { hostKey: _pinned, ...unpinned } = connection;
 
 function serverLayout() {
   return {
@@ -103,6 +111,17 @@ describe("HostCredentialInstall over SSH", () => {
     ]);
   });
 
+  it("skipHostKeyVerification: true is the explicit opt-out", async () => {
+    const cmd = await commandOf(() => {
+      new HostCredentialInstall("h1", {
+        connection: unpinned,
+        skipHostKeyVerification: true,
+        layouts: [serverLayout()],
+      });
+    });
+    expect((cmd.inputs.connection as { value: unknown }).value).not.toHaveProperty("hostKey");
+  });
+
   it("keepOnDelete leaves no delete command", async () => {
     const cmd = await commandOf(() => {
       new HostCredentialInstall("h1", { connection, layouts: [serverLayout()], keepOnDelete: true });
@@ -164,6 +183,20 @@ describe("HostCredentialInstall: bad input fails at construction (preview), nami
       "relative root",
       () => new HostCredentialInstall("x", { root: "staging", layouts: [serverLayout()] }),
       /^root: "staging"/,
+    ],
+    [
+      "a connection without hostKey (@pulumi/command would accept any host key)",
+      () => new HostCredentialInstall("x", { connection: unpinned, layouts: [serverLayout()] }),
+      /^connection\.hostKey: is required: without it @pulumi\/command accepts any host key/,
+    ],
+    [
+      "a hostKey with shell syntax",
+      () =>
+        new HostCredentialInstall("x", {
+          connection: { ...connection, hostKey: "ssh-ed25519 AAAA$(reboot)" },
+          layouts: [serverLayout()],
+        }),
+      /^connection\.hostKey: is not an OpenSSH public key line/,
     ],
     [
       "no layouts",

@@ -3,13 +3,16 @@
  * host's install holds, and the preview-time errors for bad fleet input.
  */
 import { VirtualizationPki, VirtualizationPkiArgs } from "../../components";
-import { existsSync } from "node:fs";
+import { createPublicKey } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { up } from "../support/engine";
 import { removeDir, tempDir } from "../support/programs";
-import { captureResources, startProviderHost } from "../support/pulumiHost";
+import { captureResources, isSecretValue, revealSecrets, startProviderHost } from "../support/pulumiHost";
 
-const connection = (host: string) => ({ host, user: "root", privateKey: "k" });
+/** A syntactically valid OpenSSH host key line (the mock monitor never connects). */
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw6hJ3n9m0C2mA4y1s9gXo2o8P0rQ6mQp3ZxXb3Yk2F";
+const connection = (host: string) => ({ host, user: "root", privateKey: "k", hostKey: HOST_KEY });
 
 function args(extra: Partial<VirtualizationPkiArgs> = {}): VirtualizationPkiArgs {
   return {
@@ -48,7 +51,15 @@ test("children are named after the component; each host gets its certificate and
     await host.configure();
     const { VirtualizationPki: Compiled } = await import("../../bin/components");
     const hosts = args().hosts.map(({ connection: _c, ...h }) => h);
-    const r = await up(() => void new Compiled("prod", args({ hosts, stagingRoot: staging })), host, {});
+    let allowed: string[] = [];
+    const r = await up(
+      () => {
+        const fleet = new Compiled("prod", args({ hosts, stagingRoot: staging }));
+        fleet.tlsAllowedDnList.apply((l) => (allowed = l));
+      },
+      host,
+      {},
+    );
     expect(r.plan.map((s) => `${s.name} ${s.op}`).sort()).toEqual(
       [
         "prod-ca",
@@ -64,11 +75,16 @@ test("children are named after the component; each host gets its certificate and
         .map((n) => `${n} create`)
         .sort(),
     );
-    const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!.outputs;
-    expect(server.subjectDn).toBe("O=Virtualization,CN=compute1.example.org");
-    expect([...(server.dnsNames as string[])].sort()).toEqual(["compute1", "compute1.example.org"]); // stored normalized
-    expect(server.ipAddresses).toEqual(["192.0.2.11"]);
-    expect(server.profile).toBe("server+client");
+    const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
+    expect(server.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
+    expect(server.outputs.subjectDn).toBe("O=Virtualization,CN=compute1.example.org");
+    expect(server.outputs.clientDistinguishedName).toBe(
+      "O=Virtualization,OU=libvirt-client,CN=compute1.example.org",
+    );
+    expect(server.outputs.qemuDistinguishedName).toBe("O=Virtualization,OU=qemu,CN=compute1.example.org");
+    expect(server.outputs.roles).toEqual(["client", "qemu"]);
+    expect([...(server.outputs.dnsNames as string[])].sort()).toEqual(["compute1", "compute1.example.org"]); // stored normalized
+    expect(server.outputs.ipAddresses).toEqual(["192.0.2.11"]);
     const files = Object.values(r.state).find((s) => s.name === "prod-compute2-files")!;
     expect(files.type).toBe("command:local:Command");
     for (const path of [
@@ -85,6 +101,47 @@ test("children are named after the component; each host gets its certificate and
     const admin = Object.values(r.state).find((s) => s.name === "prod-client-admin-files")!;
     expect(String(admin.outputs.stdout)).toContain("virt-pki-file /etc/pki/libvirt/private/clientkey.pem ");
     expect(existsSync("/tmp/ws/etc/pki/libvirt/private/clientkey.pem")).toBe(true);
+
+    // One key per role: no two roles (nor two hosts) share a key; no key is readable by "other", and only
+    // the QEMU identity's key is readable by a group (QEMU's, which runs with it).
+    const keyFiles = (root: string): string[] =>
+      readdirSync(root, { recursive: true, encoding: "utf8" })
+        .map((f) => join(root, f))
+        .filter((f) => statSync(f).isFile() && readFileSync(f, "utf8").includes("PRIVATE KEY-----"));
+    const publicKeyOf = (f: string): string =>
+      createPublicKey(readFileSync(f, "utf8")).export({ type: "spki", format: "der" }).toString("hex");
+    const roles: Record<string, string> = {};
+    for (const h of ["compute1", "compute2"]) {
+      const root = join(staging, h);
+      const byRole = {
+        server: publicKeyOf(join(root, "etc/pki/libvirt/private/serverkey.pem")),
+        client: publicKeyOf(join(root, "etc/pki/libvirt/private/clientkey.pem")),
+        qemu: publicKeyOf(join(root, "etc/pki/qemu/server-key.pem")),
+      };
+      for (const [role, key] of Object.entries(byRole)) {
+        expect({ key: `${h} ${role}`, sharedWith: roles[key] }).toEqual({
+          key: `${h} ${role}`,
+          sharedWith: undefined,
+        });
+        roles[key] = `${h} ${role}`;
+      }
+      for (const f of keyFiles(root)) {
+        const mode = statSync(f).mode & 0o777;
+        const inQemuDir = /\/etc\/pki\/(qemu|libvirt-[a-z]+)\//.test(f);
+        expect({ f, mode: mode.toString(8) }).toEqual({
+          f,
+          mode: f.endsWith("keys.psk") ? "600" : inQemuDir ? "640" : "600",
+        });
+        if (inQemuDir && !f.endsWith("keys.psk")) expect(publicKeyOf(f)).toBe(byRole.qemu);
+      }
+    }
+    expect(Object.keys(roles)).toHaveLength(6);
+    // The allowed DN list holds the hosts' client identities and the clients, never a server or QEMU DN.
+    expect(allowed).toEqual([
+      "O=Virtualization,OU=libvirt-client,CN=compute1.example.org",
+      "O=Virtualization,OU=libvirt-client,CN=compute2.example.org",
+      "O=Example,CN=admin",
+    ]);
   } finally {
     await host.stop();
     await removeDir(staging);
@@ -125,6 +182,44 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
     /^ca\[1\]\.id: "ca" is used twice/,
   ],
   [
+    "a host connection without a host key",
+    {
+      hosts: [{ name: "a", fqdn: "a.x", connection: { host: "192.0.2.1", privateKey: "k" } }],
+    },
+    /^hosts\[0\]\.hostKey: is required: without it @pulumi\/command accepts any host key/,
+  ],
+  [
+    "a host key that is not an OpenSSH public key line",
+    { hosts: [{ name: "a", fqdn: "a.x", connection: connection("192.0.2.1"), hostKey: "AAAA; rm -rf /" }] },
+    /^hosts\[0\]\.hostKey: is not an OpenSSH public key line/,
+  ],
+  [
+    "a client install connection without a host key",
+    {
+      clients: [
+        {
+          name: "admin",
+          subject: { commonName: "admin" },
+          install: { connection: { host: "192.0.2.9", privateKey: "k" } },
+        },
+      ],
+    },
+    /^clients\[0\]\.install\.hostKey: is required/,
+  ],
+  [
+    "a world-readable key for a user's own install",
+    {
+      clients: [
+        {
+          name: "admin",
+          subject: { commonName: "admin" },
+          install: { root: "/tmp/ws", user: "alice", keyReadableByAllUsers: true },
+        },
+      ],
+    },
+    /^clients\[0\]\.install\.keyReadableByAllUsers: applies to the system-wide client key only/,
+  ],
+  [
     "revoking an unknown client",
     { revokedClients: ["bob"] },
     /^revokedClients\[0\]: "bob" is not in clients; keep a revoked client listed/,
@@ -136,4 +231,37 @@ test.each(bad)("bad input: %s", async (_name, extra, message) => {
       new VirtualizationPki("prod", args(extra));
     }),
   ).rejects.toThrow(message);
+});
+
+test("skipHostKeyVerification is the explicit way to connect without host keys", async () => {
+  const hosts = [{ name: "a", fqdn: "a.x", connection: { host: "192.0.2.1", privateKey: "k" } }];
+  await expect(
+    captureResources(
+      () => {
+        new VirtualizationPki("prod", args({ hosts, skipHostKeyVerification: true }));
+      },
+      { preview: true },
+    ),
+  ).resolves.toBeDefined();
+});
+
+test("a host's hostKey goes into its install's connection", async () => {
+  const hosts = [
+    {
+      name: "a",
+      fqdn: "a.x",
+      connection: { host: "192.0.2.1", privateKey: "k" },
+      hostKey: HOST_KEY,
+    },
+  ];
+  const resources = await captureResources(
+    () => {
+      new VirtualizationPki("prod", args({ hosts }));
+    },
+    { preview: true },
+  );
+  const cmd = resources.find((r) => r.name === "prod-a-files")!;
+  // @pulumi/command keeps the whole connection secret.
+  expect(isSecretValue(cmd.inputs.connection)).toBe(true);
+  expect((revealSecrets(cmd.inputs.connection) as { hostKey: string }).hostKey).toBe(HOST_KEY);
 });

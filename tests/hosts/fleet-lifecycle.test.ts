@@ -69,7 +69,14 @@ function config(s: Settings): Record<string, unknown> {
     sshPrivateKey: bed.privateKey,
     hosts: (s.hosts ?? NAMES).map((n) => {
       const h = bed.host(n);
-      return { name: n, fqdn: h.name, address: h.address, port: h.port, dnsNames: s.extraDns?.[n] };
+      return {
+        name: n,
+        fqdn: h.name,
+        address: h.address,
+        hostKey: h.hostKey,
+        port: h.port,
+        dnsNames: s.extraDns?.[n],
+      };
     }),
     clients: [
       {
@@ -81,7 +88,7 @@ function config(s: Settings): Record<string, unknown> {
           organization: ORG,
           commonName: "operator",
         },
-        install: { address: ws.address, port: ws.port },
+        install: { address: ws.address, port: ws.port, hostKey: ws.hostKey },
       },
     ],
     pskUsers: ["qemu"],
@@ -215,8 +222,35 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
   it("1. first up of a 3-host fleet + 1 operator client: every host serves libvirt TLS and QEMU NBD TLS", async () => {
     expect(changes(await runUp("1. first up", {}))).toEqual(CREATE_ALL);
     printed.push(`handshakes: ${await handshakes(NAMES, { operator: true })}`);
+    // The QEMU group's key cannot manage libvirtd: compute2's QEMU identity is refused by compute1's
+    // libvirtd (its DN is in no tls_allowed_dn_list), while the same virsh with compute2's libvirt client
+    // identity from a pkipath folder is let in.
+    const c2 = bed.host("compute2");
+    await c2.execOrThrow(
+      "rm -rf /root/as-qemu /root/as-client && mkdir -m 700 /root/as-qemu /root/as-client && " +
+        "cp /etc/pki/qemu/ca-cert.pem /root/as-qemu/cacert.pem && " +
+        "cp /etc/pki/qemu/client-cert.pem /root/as-qemu/clientcert.pem && " +
+        "cp /etc/pki/qemu/client-key.pem /root/as-qemu/clientkey.pem && " +
+        "cp /etc/pki/CA/cacert.pem /root/as-client/cacert.pem && " +
+        "cp /etc/pki/libvirt/clientcert.pem /etc/pki/libvirt/private/clientkey.pem /root/as-client/",
+    );
+    try {
+      const asClient = await virshOnHost(c2, { uri: `${uri("compute1")}?pkipath=/root/as-client` });
+      expect({ ok: asClient.ok, output: asClient.ok ? "" : asClient.output }).toEqual({
+        ok: true,
+        output: "",
+      });
+      const asQemu = await virshOnHost(c2, { uri: `${uri("compute1")}?pkipath=/root/as-qemu` });
+      expect(asQemu.ok).toBe(false);
+      const refused = await daemons.get("compute1")!.waitForLog(/not on the list of allowed clients/);
+      expect(refused).toBeDefined();
+      printed.push(`QEMU identity of compute2 -> libvirtd on compute1: refused (${refused?.trim()})`);
+    } finally {
+      await c2.execOrThrow("rm -rf /root/as-qemu /root/as-client");
+    }
     expect(await valueOf<string[]>("tlsAllowedDnList")).toEqual([
-      ...NAMES.map((n) => `O=${ORG},CN=${n}.fleet.test`),
+      // The hosts' libvirt client identities: never their server or QEMU identities.
+      ...NAMES.map((n) => `O=${ORG},OU=libvirt-client,CN=${n}.fleet.test`),
       OPERATOR_DN,
     ]);
   });

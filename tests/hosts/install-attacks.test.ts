@@ -28,7 +28,11 @@ const ROOT_FILE = "root's own client certificate\n";
 
 beforeAll(async () => {
   bed = await startTestBed({
-    hosts: [{ name: "h1.attack.test", address: "127.0.0.41" }],
+    hosts: [
+      { name: "h1.attack.test", address: "127.0.0.41" },
+      // Another machine: its host key is what an impostor at h1's address would present.
+      { name: "h2.attack.test", address: "127.0.0.42" },
+    ],
     users: ["mallory", "spaced"],
     homes: { spaced: "/home/space user" },
   });
@@ -151,6 +155,64 @@ describe("a user who plants symbolic links", () => {
     state = (await up(() => undefined, NO_DYNAMIC, state)).state;
     expect(state).toEqual({});
     await rootFilesIntact();
+  });
+});
+
+describe("a machine that presents another host key", () => {
+  // @pulumi/command 1.2.1 accepts any host key unless connection.hostKey is set (remote/connection.go);
+  // the harness does the same (testbed.ts connectionTarget). The installs pin the key, so whatever answers
+  // at the address with another key never gets the stdin (the keys), on create or on delete.
+  const KEY = "/etc/pki/libvirt/private/clientkey.pem";
+  const layouts = (): LayoutArgs[] => [{ kind: "libvirt-client", ...identity() }];
+
+  it("gets nothing on create: the run fails before the command starts", async () => {
+    const impostor = { ...host.connection, hostKey: bed.host("h2.attack.test").hostKey };
+    await expect(
+      up(
+        () =>
+          void new HostCredentialInstall("h1", {
+            connection: impostor,
+            hostLabel: host.name,
+            layouts: layouts(),
+          }),
+        NO_DYNAMIC,
+        {},
+      ),
+    ).rejects.toThrow(/Host key verification failed/);
+    expect(await host.exists(KEY)).toBe(false);
+    expect(await host.exists("/var/lib/virt-pki/claims")).toBe(false);
+    // Without the pin the same connection goes through: the pin is what refused it.
+    const { hostKey: _k, ...unpinned } = impostor;
+    await expect(
+      up(
+        () =>
+          void new HostCredentialInstall("h1", {
+            connection: unpinned,
+            skipHostKeyVerification: true,
+            hostLabel: host.name,
+            layouts: layouts(),
+          }),
+        NO_DYNAMIC,
+        {},
+      ),
+    ).resolves.toBeDefined();
+    expect(await host.exists(KEY)).toBe(true);
+  });
+
+  it("gets nothing on delete: the stored connection keeps the pin", async () => {
+    const state: EngineState = (await up(program(layouts()), NO_DYNAMIC, {})).state;
+    const installed = await host.readFile(KEY);
+    // The address now answers with another machine's key (re-used IP, spoofed DNS): as if h1 were h2.
+    const cmd = Object.values(state).find((e) => e.type === "command:remote:Command")!;
+    expect((cmd.inputs.connection as { hostKey?: string }).hostKey).toBe(host.hostKey);
+    const moved = structuredClone(state);
+    const movedCmd = Object.values(moved).find((e) => e.type === "command:remote:Command")!;
+    (movedCmd.inputs.connection as { hostKey: string }).hostKey = bed.host("h2.attack.test").hostKey;
+    await expect(up(() => undefined, NO_DYNAMIC, moved)).rejects.toThrow(/Host key verification failed/);
+    expect(await host.readFile(KEY)).toBe(installed);
+    // With the true key the delete goes through.
+    expect((await up(() => undefined, NO_DYNAMIC, state)).state).toEqual({});
+    expect(await host.exists(KEY)).toBe(false);
   });
 });
 

@@ -52,7 +52,13 @@ test("a CA stack and a host stack that reads it with StackReference", async () =
     caStack: "organization/shared-ca-ca/prod",
     sshPrivateKey: bed.privateKey,
     // The test bed's sshd ports are not 22.
-    hosts: bed.hosts.map((h) => ({ name: h.aliases[0], fqdn: h.name, address: h.address, port: h.port })),
+    hosts: bed.hosts.map((h) => ({
+      name: h.aliases[0],
+      fqdn: h.name,
+      address: h.address,
+      hostKey: h.hostKey,
+      port: h.port,
+    })),
   };
   let state: EngineState = {};
   const program = exampleProgram("shared-ca/hosts", config, ["sshPrivateKey"]);

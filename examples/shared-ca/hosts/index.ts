@@ -11,7 +11,7 @@ const caStack = new pulumi.StackReference(config.require("caStack"));
 const sshPrivateKey = config.requireSecret("sshPrivateKey");
 
 const hosts: FleetHost[] = config
-  .requireObject<{ name: string; fqdn: string; address: string; port?: number }[]>("hosts")
+  .requireObject<{ name: string; fqdn: string; address: string; hostKey: string; port?: number }[]>("hosts")
   .map((h) => ({
     name: h.name,
     fqdn: h.fqdn,
@@ -22,6 +22,8 @@ const hosts: FleetHost[] = config
       user: config.get("sshUser") ?? "root",
       privateKey: sshPrivateKey,
     },
+    // The host's SSH public key: only a host presenting it gets the keys.
+    hostKey: h.hostKey,
   }));
 
 const site = new VirtualizationPki("site", {
