@@ -183,6 +183,7 @@ describe("a machine that presents another host key", () => {
     expect(await host.exists("/var/lib/virt-pki/claims")).toBe(false);
     // Without the pin the same connection goes through: the pin is what refused it.
     const { hostKey: _k, ...unpinned } = impostor;
+    void _k;
     await expect(
       up(
         () =>
