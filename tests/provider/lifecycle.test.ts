@@ -329,19 +329,35 @@ test("the root Pulumi.yaml's default program: first up creates and installs the 
   expect(r.plan.every((s) => s.op === "same")).toBe(true);
   // Each host's files are staged in the layout the host would have; the real judges read them.
   const c2 = join(staging, "compute2");
-  for (const purpose of ["sslserver", "sslclient"]) {
-    const v = await run("openssl", [
-      "verify",
-      "-CAfile",
-      join(c2, "etc/pki/CA/cacert.pem"),
-      "-purpose",
-      purpose,
-      "-verify_ip",
-      "127.0.0.12",
-      join(c2, "etc/pki/libvirt/servercert.pem"),
-    ]);
-    expect(v.code).toBe(0);
-  }
+  // One identity per role: the libvirt server certificate serves only; the libvirt client identity only
+  // connects; the QEMU identity does both (migration and NBD, server and client) with the host's IP SAN.
+  const verify = async (file: string, purpose: string, ip = true) =>
+    (
+      await run("openssl", [
+        "verify",
+        "-CAfile",
+        join(c2, "etc/pki/CA/cacert.pem"),
+        "-purpose",
+        purpose,
+        ...(ip ? ["-verify_ip", "127.0.0.12"] : []),
+        join(c2, file),
+      ])
+    ).code;
+  expect({
+    serverAsServer: await verify("etc/pki/libvirt/servercert.pem", "sslserver"),
+    serverAsClient: (await verify("etc/pki/libvirt/servercert.pem", "sslclient")) === 0,
+    clientAsClient: await verify("etc/pki/libvirt/clientcert.pem", "sslclient", false),
+    clientAsServer: (await verify("etc/pki/libvirt/clientcert.pem", "sslserver", false)) === 0,
+    qemuAsServer: await verify("etc/pki/qemu/server-cert.pem", "sslserver"),
+    qemuAsClient: await verify("etc/pki/qemu/client-cert.pem", "sslclient"),
+  }).toEqual({
+    serverAsServer: 0,
+    serverAsClient: false,
+    clientAsClient: 0,
+    clientAsServer: false,
+    qemuAsServer: 0,
+    qemuAsClient: 0,
+  });
   const qemuKey = await run("openssl", ["pkey", "-in", join(c2, "etc/pki/qemu/server-key.pem"), "-noout"]);
   expect(qemuKey.code).toBe(0);
   const operator = await run("virt-pki-query-dn", [
