@@ -89,7 +89,7 @@ function layoutTable(plan: InstallPlan): string[] {
 }
 
 describe("planInstall: the layouts table", () => {
-  it("libvirt-server and libvirt-client share /etc/pki/CA/cacert.pem and pass virt-pki-validate's rules", () => {
+  it("libvirt-server and libvirt-client share /etc/pki/CA/cacert.pem; both keys are root's alone", () => {
     const plan = planInstall([
       { ...server(), crlPem: "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n" } as Layout,
       { kind: "libvirt-client", caCertPem: creds.caCertPem, certPem: creds.certPem, keyPem: creds.keyPem },
@@ -104,8 +104,19 @@ describe("planInstall: the layouts table", () => {
       "/etc/pki/libvirt/servercert.pem root:root 644",
       "/etc/pki/libvirt/private/serverkey.pem root:root 600 secret",
       "/etc/pki/libvirt/clientcert.pem root:root 644",
-      "/etc/pki/libvirt/private/clientkey.pem root:root 644 secret",
+      "/etc/pki/libvirt/private/clientkey.pem root:root 600 secret",
     ]);
+    // A shared workstation asks for libvirt's world-readable system client key explicitly.
+    const shared = planInstall([
+      {
+        kind: "libvirt-client",
+        caCertPem: creds.caCertPem,
+        certPem: creds.certPem,
+        keyPem: creds.keyPem,
+        keyReadableByAllUsers: true,
+      },
+    ]);
+    expect(layoutTable(shared)).toContain("/etc/pki/libvirt/private/clientkey.pem root:root 644 secret");
   });
 
   it("the seed's root:qemu convention: 0750 key directory, 0440 files, group qemu", () => {
