@@ -95,6 +95,14 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
       if (typeof v !== "string") throw new PkiError(path, `must be a string, got ${typeof v}`);
       const t = v.trim();
       if (t === "") throw new PkiError(path, "must not be empty; leave it out instead");
+      const control = CONTROL_CHARACTER.exec(t);
+      if (control) {
+        throw new PkiError(
+          Array.isArray(raw) ? `${path}[${i}]` : path,
+          `must not contain control characters (found U+${codePoint(control[0])}): GnuTLS prints them as is ` +
+            "and libvirt's config files cannot hold a line break inside a string",
+        );
+      }
       if (def.field === "country" && !/^[A-Za-z]{2}$/.test(t)) {
         throw new PkiError(path, `must be a two-letter ISO 3166 code such as "GB", got ${JSON.stringify(t)}`);
       }
@@ -116,6 +124,51 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
   if (Object.keys(out).length === 0)
     throw new PkiError(property, "a subject needs at least one field (commonName)");
   return out as Subject;
+}
+
+/** C0 and C1 control characters and DEL. */
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+
+function codePoint(c: string): string {
+  return c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+}
+
+/**
+ * Characters a subject must not hold when its DN goes into libvirt's `tls_allowed_dn_list`, and why.
+ * libvirt 9.0 reads the list from libvirtd.conf with `virConfParseString` (src/util/virconf.c): a `"..."`
+ * string has no escapes and ends at the first `"`, so a `"` cannot be written at all (GnuTLS's `\"` ends the
+ * string early and libvirtd refuses to start). It then matches each entry against the client's DN with
+ * `g_pattern_match_simple` (src/rpc/virnettlscontext.c, `virNetTLSContextCheckCertDNACL`), where `*` and `?`
+ * are wildcards with no escape: an entry holding them would admit other clients (CN `*` admits everyone).
+ */
+const NOT_IN_DN_LIST: ReadonlyMap<string, string> = new Map([
+  ['"', "libvirt's config parser has no escape for it inside a string (virconf.c)"],
+  ["*", "libvirt matches tls_allowed_dn_list entries as globs, where it matches any text"],
+  ["?", "libvirt matches tls_allowed_dn_list entries as globs, where it matches any character"],
+]);
+
+/**
+ * Refuses a (normalised) subject whose DN libvirt could not hold or would match as a pattern in
+ * `tls_allowed_dn_list`: a `"`, `*` or `?` in any field (see `NOT_IN_DN_LIST`; control characters are
+ * already refused by `normalizeSubject`). Used for every leaf certificate, since clients' and hosts' DNs
+ * both go in the list. `property` prefixes error paths (`subject.commonName`).
+ */
+export function checkDnListSubject(subject: Subject, property = "subject"): void {
+  for (const def of ATTRIBUTES) {
+    const raw = subject[def.field];
+    if (raw === undefined) continue;
+    const list = Array.isArray(raw) ? (raw as string[]) : [raw as string];
+    list.forEach((value, i) => {
+      for (const [c, why] of NOT_IN_DN_LIST) {
+        if (!value.includes(c)) continue;
+        throw new PkiError(
+          `${property}.${def.field}${Array.isArray(raw) ? `[${i}]` : ""}`,
+          `must not contain ${JSON.stringify(c)} (got ${JSON.stringify(value)}): this DN goes in libvirt's ` +
+            `tls_allowed_dn_list, and ${why}; choose a value without it`,
+        );
+      }
+    });
+  }
 }
 
 /** The subject's attributes in encoding order. */
@@ -167,12 +220,23 @@ export function attributesToSubject(attrs: readonly DnAttribute[]): Subject {
   return out as Subject;
 }
 
-/** RFC 4514 value escaping, as GnuTLS applies it in both of its DN formats. */
+/**
+ * Value escaping exactly as GnuTLS does it in both of its DN formats (lib/x509/common.c `str_escape`, behind
+ * `gnutls_x509_crt_get_dn`, which libvirt's DN check and `virt-pki-query-dn` call): a backslash before
+ * `,` `+` `"` `\\` `<` `>` `;` anywhere, before `#` or a space in first position, and before a space in last
+ * position. Unlike RFC 4514, `=` is left as is; everything else (non-ASCII UTF-8 included) is copied.
+ */
 function escapeValue(value: string): string {
-  let v = value.replace(/[\\,+"<>;=]/g, (c) => `\\${c}`);
-  if (v.startsWith("#") || v.startsWith(" ")) v = `\\${v}`;
-  if (v.endsWith(" ")) v = `${v.slice(0, -1)}\\ `;
-  return v;
+  let out = "";
+  const last = value.length - 1;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (',+"\\<>;'.includes(c) || (i === 0 && (c === "#" || c === " ")) || (i === last && c === " ")) {
+      out += "\\";
+    }
+    out += c;
+  }
+  return out;
 }
 
 function attrText(a: DnAttribute): string {

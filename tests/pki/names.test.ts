@@ -31,6 +31,14 @@ test.each([
   ],
   [{ organization: "Acme, Inc.", commonName: "op+1" }],
   [{ domainComponents: ["org", "libvirt"], commonName: "dc-client", emailAddress: "ops@libvirt.org" }],
+  // GnuTLS leaves `=` unescaped (lib/x509/common.c str_escape); RFC 4514 would write `\=`.
+  [{ organization: "a=b", commonName: "x=1" }],
+  [{ organization: "Example, Inc.", organizationalUnit: "R+D; <lab>", commonName: "back\\slash" }],
+  // `#` is escaped only in first position, as is a space; inner spaces never.
+  [{ organization: "#1 Virt", organizationalUnit: "ops #2", commonName: "two  spaces" }],
+  [{ locality: "Zürich", organization: "Ünïcode Ltd — 東京", commonName: "client-ü" }],
+  [{ country: "DE", emailAddress: "first.last+virt@example.org", commonName: "mail" }],
+  [{ domainComponents: ["com", "example", "virt"], commonName: "dc3" }],
 ])("distinguishedName matches virt-pki-query-dn for %j", async (subject: pki.Subject) => {
   const cert = await pki.issueCertificate({
     issuer: fx.ca,
@@ -61,4 +69,105 @@ test("the RFC 4514 form is what certtool -i prints as Subject", async () => {
   const r = await run("certtool", ["-i"], { input: cert.certPem });
   expect(r.stdout).toContain(`Subject: ${cert.subjectDnRfc4514}`);
   expect(cert.subjectDnRfc4514).toBe("CN=client1,O=Libvirt Project,L=London,ST=London,C=GB");
+});
+
+/** A CSR made by openssl (not by this library) for `subj`, e.g. `/O=Example/CN=*`. */
+async function opensslCsr(subj: string): Promise<string> {
+  const f = await writeFiles(fx.dir, { "csr.cnf": "[req]\ndistinguished_name = dn\n[dn]\n" });
+  const r = await run("openssl", [
+    "req",
+    "-new",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "/dev/null",
+    "-config",
+    f["csr.cnf"],
+    "-utf8",
+    "-subj",
+    subj,
+  ]);
+  expect(r.code).toBe(0);
+  return r.stdout;
+}
+
+describe("subjects whose DN libvirt would misread in tls_allowed_dn_list are refused", () => {
+  // virconf.c's "..." strings have no escapes (a `"` ends them); g_pattern_match_simple treats `*` and `?` as globs.
+  test.each([
+    [{ commonName: "*" }, "subject.commonName", '"*"'],
+    [{ organization: "Star*Corp", commonName: "c1" }, "subject.organization", '"*"'],
+    [{ organizationalUnit: "ops?", commonName: "c1" }, "subject.organizationalUnit", '"?"'],
+    [{ organization: 'The "Best" Co', commonName: "c1" }, "subject.organization", '"\\""'],
+    [{ commonName: "c1", emailAddress: "*@example.org" }, "subject.emailAddress", '"*"'],
+    [{ domainComponents: ["org", "li?virt"], commonName: "c1" }, "subject.domainComponents[1]", '"?"'],
+  ])("client and server subject %j: %s", async (subject: pki.Subject, property, char) => {
+    for (const profile of ["client", "server+client"] as const) {
+      const issued = pki.issueCertificate({
+        issuer: fx.ca,
+        keySpec: "ecdsa-p256",
+        profile,
+        subject,
+        dnsNames: ["c1.example.org"],
+      });
+      await expect(issued).rejects.toMatchObject({
+        name: "PkiError",
+        property,
+        message: expect.stringContaining(`must not contain ${char}`),
+      });
+      await expect(issued).rejects.toThrow(/tls_allowed_dn_list/);
+    }
+  });
+
+  test("through a certtool template", async () => {
+    await expect(
+      pki.issueCertificate({
+        issuer: fx.ca,
+        keySpec: "ecdsa-p256",
+        template: 'organization = "Example"\ncn = "*"\ntls_www_client\n',
+      }),
+    ).rejects.toMatchObject({ property: "template.commonName" });
+  });
+
+  test("through the subject of a signed CSR (made by openssl), named as csrPem.subject.*", async () => {
+    await expect(
+      pki.issueCertificate({ issuer: fx.ca, profile: "client", csrPem: await opensslCsr("/O=Example/CN=*") }),
+    ).rejects.toMatchObject({ property: "csrPem.subject.commonName" });
+    await expect(
+      pki.issueCertificate({ issuer: fx.ca, profile: "client", csrPem: await opensslCsr("/O=A?B/CN=c1") }),
+    ).rejects.toMatchObject({ property: "csrPem.subject.organization" });
+    // A CSR whose subject is fine is signed, and its DN is what libvirt's tool prints.
+    const ok = await pki.issueCertificate({
+      issuer: fx.ca,
+      profile: "client",
+      csrPem: await opensslCsr("/O=Example, Inc./CN=csr-client"),
+    });
+    const f = await writeFiles(fx.dir, { "csr-signed.pem": ok.certPem });
+    expect((await run("virt-pki-query-dn", [f["csr-signed.pem"]])).stdout.trim()).toBe(ok.distinguishedName);
+    expect(ok.distinguishedName).toBe("O=Example\\, Inc.,CN=csr-client");
+  });
+
+  test("control characters are refused in every subject, a CA's included", async () => {
+    expect(() => pki.normalizeSubject({ commonName: "a\nb" })).toThrow(
+      expect.objectContaining({ property: "subject.commonName" }),
+    );
+    expect(() => pki.normalizeSubject({ organization: "a\tb", commonName: "c" })).toThrow(
+      /subject\.organization: must not contain control characters \(found U\+0009\)/,
+    );
+    await expect(
+      pki.createCertificateAuthority({ subject: { commonName: "CA", organization: "x\u0085y" } }),
+    ).rejects.toMatchObject({ property: "subject.organization" });
+  });
+
+  test("a CA's subject may hold them: its DN is never listed", async () => {
+    const ca = await pki.createCertificateAuthority({
+      subject: { organization: 'The "Best" Co', commonName: "CA *" },
+      keySpec: "ecdsa-p256",
+    });
+    expect(ca.subjectDn).toBe('O=The \\"Best\\" Co,CN=CA *');
+    const f = await writeFiles(fx.dir, { "odd-ca.pem": ca.certPem });
+    expect((await run("virt-pki-query-dn", [f["odd-ca.pem"]])).stdout.trim()).toBe(ca.subjectDn);
+  });
 });
