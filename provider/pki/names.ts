@@ -95,11 +95,11 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
       if (typeof v !== "string") throw new PkiError(path, `must be a string, got ${typeof v}`);
       const t = v.trim();
       if (t === "") throw new PkiError(path, "must not be empty; leave it out instead");
-      const control = CONTROL_CHARACTER.exec(t);
-      if (control) {
+      const control = controlCharacter(t);
+      if (control !== undefined) {
         throw new PkiError(
           Array.isArray(raw) ? `${path}[${i}]` : path,
-          `must not contain control characters (found U+${codePoint(control[0])}): GnuTLS prints them as is ` +
+          `must not contain control characters (found U+${codePoint(control)}): GnuTLS prints them as is ` +
             "and libvirt's config files cannot hold a line break inside a string",
         );
       }
@@ -126,8 +126,14 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
   return out as Subject;
 }
 
-/** C0 and C1 control characters and DEL. */
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+/** The first C0 or C1 control character or DEL in `value`, if any. */
+function controlCharacter(value: string): string | undefined {
+  for (const c of value) {
+    const code = c.charCodeAt(0);
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return c;
+  }
+  return undefined;
+}
 
 function codePoint(c: string): string {
   return c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
