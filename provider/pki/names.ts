@@ -6,6 +6,7 @@
 import forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
+import { gnutlsValueText } from "./gnutlsdn";
 
 /** A certificate subject. Every field is optional, but a certificate needs at least one. */
 export interface Subject {
@@ -33,6 +34,13 @@ export interface DnAttribute {
   readonly type: string;
   /** The attribute's string value. */
   readonly value: string;
+  /**
+   * The value exactly as GnuTLS prints it, already escaped, when read from a certificate (`#hex` for types
+   * it does not decode). @default the escaped `value`
+   */
+  readonly text?: string;
+  /** Whether this attribute shares its RDN with the one before it (GnuTLS joins them with `+`). @default false */
+  readonly sameRdn?: boolean;
 }
 
 interface AttributeDef {
@@ -61,9 +69,6 @@ const ATTRIBUTES: readonly AttributeDef[] = [
   { field: "commonName", short: "CN", oid: "2.5.4.3", tag: T.UTF8, maxLength: 64 },
   { field: "emailAddress", short: "EMAIL", oid: "1.2.840.113549.1.9.1", tag: T.IA5STRING, maxLength: 128 },
 ];
-const SHORT_BY_OID = new Map(ATTRIBUTES.map((a) => [a.oid, a.short]));
-SHORT_BY_OID.set("0.9.2342.19200300.100.1.1", "UID");
-SHORT_BY_OID.set("2.5.4.5", "serialNumber");
 
 function valuesOf(subject: Subject, def: AttributeDef): string[] {
   const v = subject[def.field];
@@ -194,20 +199,23 @@ export function subjectToAsn1(subject: Subject): der.Asn1 {
   return der.seq(rdns);
 }
 
-/** Reads a DER Name into its attributes, in encoded order. */
+/**
+ * Reads a DER Name into its attributes, in encoded order, each with GnuTLS's name for its type (else the
+ * dotted OID) and its text as GnuTLS prints it (see gnutlsdn.ts).
+ */
 export function nameFromAsn1(name: der.Asn1): DnAttribute[] {
   const out: DnAttribute[] = [];
   for (const rdn of der.children(name)) {
-    for (const atv of der.children(rdn)) {
+    for (const [i, atv] of der.children(rdn).entries()) {
       const [typeNode, valueNode] = der.children(atv);
-      const type = der.oidText(typeNode);
+      const gnutls = gnutlsValueText(der.oidText(typeNode), valueNode);
       const raw = valueNode.value as string;
       let value: string;
+      // forge's DER reader already decodes a BMPString (UTF-16BE) into a string.
       if (valueNode.type === T.UTF8) value = forge.util.decodeUtf8(raw);
-      else if (valueNode.type === T.BMPSTRING)
-        value = Buffer.from(raw, "binary").swap16().toString("utf16le");
       else value = raw;
-      out.push({ type: SHORT_BY_OID.get(type) ?? type, value });
+      const text = gnutls.escape ? escapeValue(gnutls.text) : gnutls.text;
+      out.push({ type: gnutls.type, value, text, ...(i > 0 ? { sameRdn: true } : {}) });
     }
   }
   return out;
@@ -246,7 +254,17 @@ function escapeValue(value: string): string {
 }
 
 function attrText(a: DnAttribute): string {
-  return `${a.type === "EMAIL" ? "EMAIL" : a.type}=${escapeValue(a.value)}`;
+  return `${a.type}=${a.text ?? escapeValue(a.value)}`;
+}
+
+/** Groups attributes into RDNs (`sameRdn`), each RDN's attributes joined with `+` as GnuTLS does. */
+function rdnTexts(attrs: readonly DnAttribute[]): string[] {
+  const rdns: string[] = [];
+  for (const a of attrs) {
+    if (a.sameRdn && rdns.length > 0) rdns[rdns.length - 1] += `+${attrText(a)}`;
+    else rdns.push(attrText(a));
+  }
+  return rdns;
 }
 
 /**
@@ -255,12 +273,12 @@ function attrText(a: DnAttribute): string {
  * `C=GB,ST=London,L=London,O=Libvirt Project,CN=client1`.
  */
 export function compatDistinguishedName(attrs: readonly DnAttribute[]): string {
-  return attrs.map(attrText).join(",");
+  return rdnTexts(attrs).join(",");
 }
 
 /** The DN in RFC 4514 order (last RDN first), as `certtool -i` and `openssl x509 -nameopt RFC2253` print it. */
 export function rfc4514DistinguishedName(attrs: readonly DnAttribute[]): string {
-  return [...attrs].reverse().map(attrText).join(",");
+  return rdnTexts(attrs).reverse().join(",");
 }
 
 /** The compat-format DN of a subject, without encoding it. */

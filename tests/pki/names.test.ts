@@ -1,4 +1,5 @@
 /** DN strings judged by libvirt's own `virt-pki-query-dn` (what tls_allowed_dn_list is matched against). */
+import forge from "node-forge";
 import { pki } from "../../index";
 import { removeDir, run, writeFiles } from "../support/programs";
 import { CaFixture, makeCa } from "./fixtures";
@@ -169,5 +170,89 @@ describe("subjects whose DN libvirt would misread in tls_allowed_dn_list are ref
     expect(ca.subjectDn).toBe('O=The \\"Best\\" Co,CN=CA *');
     const f = await writeFiles(fx.dir, { "odd-ca.pem": ca.certPem });
     expect((await run("virt-pki-query-dn", [f["odd-ca.pem"]])).stdout.trim()).toBe(ca.subjectDn);
+  });
+});
+
+describe("DNs of certificates read back (imported, not made here) are printed as GnuTLS prints them", () => {
+  const A = forge.asn1;
+  const U = A.Class.UNIVERSAL;
+  const atv = (oid: string, tag: number, bytes: string) =>
+    A.create(U, A.Type.SEQUENCE, true, [
+      A.create(U, A.Type.OID, false, A.oidToDer(oid).getBytes()),
+      A.create(U, tag, false, bytes),
+    ]);
+  const rdn = (...atvs: forge.asn1.Asn1[]) => A.create(U, A.Type.SET, true, atvs);
+  const utf8 = (s: string) => forge.util.encodeUtf8(s);
+  const ucs4 = (s: string) => [...s].map((c) => String.fromCharCode(0, 0, 0, c.charCodeAt(0))).join("");
+
+  /** An issued certificate with its subject Name swapped for `rdns` (GnuTLS does not check the signature here). */
+  async function withSubject(rdns: forge.asn1.Asn1[]): Promise<string> {
+    const cert = await pki.issueCertificate({
+      issuer: fx.ca,
+      keySpec: "ecdsa-p256",
+      profile: "client",
+      subject: { commonName: "placeholder" },
+    });
+    const root = A.fromDer(forge.util.decode64(cert.certPem.replace(/-----[A-Z ]+-----|\s/g, "")));
+    const tbs = (root.value as forge.asn1.Asn1[])[0].value as forge.asn1.Asn1[];
+    tbs[5] = A.create(U, A.Type.SEQUENCE, true, rdns);
+    const der = A.toDer(root).getBytes();
+    return `-----BEGIN CERTIFICATE-----\n${forge.util.encode64(der, 64)}\n-----END CERTIFICATE-----\n`;
+  }
+
+  test.each<[string, forge.asn1.Asn1[]]>([
+    [
+      "a multi-valued RDN and an unknown OID",
+      [
+        rdn(atv("1.2.3.4", A.Type.PRINTABLESTRING, "weird")),
+        rdn(atv("2.5.4.10", A.Type.UTF8, "a")),
+        rdn(atv("2.5.4.3", A.Type.UTF8, "b"), atv("2.5.4.11", A.Type.UTF8, "c")),
+      ],
+    ],
+    [
+      "values of a type GnuTLS does not expect: C and EMAIL as UTF8String, O as IA5String",
+      [
+        rdn(atv("2.5.4.6", A.Type.UTF8, "GB")),
+        rdn(atv("2.5.4.10", A.Type.IA5STRING, "ia5")),
+        rdn(atv("1.2.840.113549.1.9.1", A.Type.UTF8, "a@b.c")),
+        rdn(atv("2.5.4.3", A.Type.UTF8, "ok")),
+      ],
+    ],
+    [
+      "BMP, teletex (ASCII and not) and universal strings",
+      [
+        rdn(atv("2.5.4.10", A.Type.BMPSTRING, "Bmp, Org")),
+        rdn(atv("2.5.4.11", 20, "teletex")),
+        rdn(atv("2.5.4.8", 20, "\xe9t\xe9")),
+        rdn(atv("2.5.4.7", 28, ucs4("uni"))),
+        rdn(atv("2.5.4.3", A.Type.PRINTABLESTRING, "pr")),
+      ],
+    ],
+    [
+      "other names GnuTLS knows, and leading/trailing spaces and #",
+      [
+        rdn(atv("2.5.4.12", A.Type.UTF8, "Dr, PhD")),
+        rdn(atv("2.5.4.9", A.Type.UTF8, " 1 Main St ")),
+        rdn(atv("2.5.4.5", A.Type.PRINTABLESTRING, "1234")),
+        rdn(atv("0.9.2342.19200300.100.1.1", A.Type.UTF8, "#u1")),
+        rdn(atv("1.2.643.100.1", 18, "123")),
+        rdn(atv("1.2.643.3.131.1.1", 18, "12")),
+        rdn(atv("2.5.4.3", A.Type.UTF8, utf8('é = "q"'))),
+      ],
+    ],
+    [
+      "a NUL inside a value",
+      [rdn(atv("2.5.4.3", A.Type.UTF8, "a\u0000b")), rdn(atv("2.5.4.10", A.Type.UTF8, "o"))],
+    ],
+  ])("%s", async (_what, rdns) => {
+    const pem = await withSubject(rdns);
+    const info = pki.inspectCertificate(pem);
+    const f = await writeFiles(fx.dir, { "crafted.pem": pem });
+    const query = await run("virt-pki-query-dn", [f["crafted.pem"]]);
+    expect(query.code).toBe(0);
+    expect(info.subjectDn).toBe(query.stdout.replace(/\n$/, ""));
+    const certtool = await run("certtool", ["-i", "--infile", f["crafted.pem"]]);
+    const subjectLine = certtool.stdout.split("\n").find((l) => l.startsWith("\tSubject: "));
+    expect(`\tSubject: ${info.subjectDnRfc4514}`).toBe(subjectLine);
   });
 });
