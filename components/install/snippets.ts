@@ -2,19 +2,65 @@
  * The configuration lines an operator needs next to the installed files: `libvirtd.conf` (or
  * `virtproxyd.conf`) TLS settings and `qemu.conf` certificate directories. Pure.
  */
+import { PkiError } from "../../provider/pki/errors";
 import { InstallPlan, Layout, QemuLayout, qemuDir } from "./layouts";
 
 /** Services with a `<service>_tls_x509_verify` setting in libvirt's qemu.conf (none for spice and nbd). */
 const VERIFY_SETTING = new Set(["default", "vnc", "chardev", "migrate", "backup"]);
 
-/** Quotes a value for libvirt's config files (double-quoted string). */
-export function confString(value: string): string {
-  return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+/** The first C0 control character (line breaks included) or DEL in `value`, if any. */
+function controlCharacter(value: string): string | undefined {
+  for (const c of value) if (c.charCodeAt(0) < 0x20 || c === "\u007f") return c;
+  return undefined;
+}
+
+/**
+ * Writes a value as a double-quoted string of libvirt's config files, byte for byte. libvirt 9.0's parser
+ * (src/util/virconf.c, `virConfParseString`) has no escapes: a `"..."` string is everything up to the next
+ * `"`, and a line end inside it is an error. So a backslash is written as is (doubling it would change the
+ * value), and a value holding `"` or a control character is refused: it cannot be written. `property` names
+ * the input in the error. @default "value"
+ */
+export function confString(value: string, property = "value"): string {
+  const bad = value.includes('"') ? '"' : controlCharacter(value);
+  if (bad !== undefined) {
+    throw new PkiError(
+      property,
+      `${JSON.stringify(value)} contains ${JSON.stringify(bad)}, which libvirt's config parser cannot read ` +
+        "inside a string (it has no escapes)",
+    );
+  }
+  return `"${value}"`;
+}
+
+/**
+ * The `tls_allowed_dn_list = [...]` line: each entry exactly as `virt-pki-query-dn` prints the DN (GnuTLS's
+ * own backslashes kept single). libvirt matches entries with `g_pattern_match_simple`
+ * (src/rpc/virnettlscontext.c), where `*` and `?` are wildcards that cannot be escaped, so an entry holding
+ * either is refused: it would admit clients other than the one named. Entries with `"` or control characters
+ * are refused by {@link confString}.
+ */
+export function tlsAllowedDnListLine(dns: readonly string[]): string {
+  const entries = dns.map((dn, i) => {
+    const property = `tlsAllowedDnList[${i}]`;
+    if (typeof dn !== "string" || dn === "") throw new PkiError(property, "must be a non-empty DN string");
+    const glob = /[*?]/.exec(dn)?.[0];
+    if (glob !== undefined) {
+      throw new PkiError(
+        property,
+        `${JSON.stringify(dn)} contains ${JSON.stringify(glob)}, which libvirt matches as a wildcard; ` +
+          "list exact DNs (a certificate's distinguishedName)",
+      );
+    }
+    return confString(dn, property);
+  });
+  return `tls_allowed_dn_list = [${entries.join(", ")}]`;
 }
 
 /**
  * `libvirtd.conf` lines for a host with the `libvirt-server` layout: `ca_file`, `cert_file`, `key_file`,
- * `crl_file` (when a CRL is installed) and `tls_allowed_dn_list` (when given). The paths are libvirt's
+ * `crl_file` (when a CRL is installed) and `tls_allowed_dn_list` (when given; see {@link tlsAllowedDnListLine},
+ * which throws on an entry libvirt would misread). The paths are libvirt's
  * defaults; stating them keeps the file honest about what the daemon loads. Empty without a server layout.
  */
 export function libvirtdConfSnippet(plan: InstallPlan, tlsAllowedDnList?: readonly string[]): string {
@@ -28,7 +74,7 @@ export function libvirtdConfSnippet(plan: InstallPlan, tlsAllowedDnList?: readon
   ];
   if (has("/etc/pki/CA/cacrl.pem")) lines.push(`crl_file = ${confString("/etc/pki/CA/cacrl.pem")}`);
   if (tlsAllowedDnList !== undefined && tlsAllowedDnList.length > 0) {
-    lines.push(`tls_allowed_dn_list = [${tlsAllowedDnList.map(confString).join(", ")}]`);
+    lines.push(tlsAllowedDnListLine(tlsAllowedDnList));
   }
   return lines.join("\n") + "\n";
 }

@@ -4,7 +4,7 @@ import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
 import { issueCertificate, IssuedCertificate, LeafProfile, resolveLeafRequest } from "../pki/leaf";
 import { normalizeAltNames } from "../pki/altnames";
-import { normalizeSubject, Subject } from "../pki/names";
+import { attributesToSubject, normalizeSubject, Subject } from "../pki/names";
 import { parseAndVerifyCsr } from "../pki/csr";
 import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "../pki/validity";
 import {
@@ -107,16 +107,18 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
       if (!structuredKnown) return;
       const csr = news.csrPem !== undefined ? parseAndVerifyCsr(news.csrPem, "csrPem") : undefined;
       const fromCsr = csr && news.subject === undefined && news.template === undefined;
-      resolveLeafRequest({
-        profile: news.profile,
-        template: news.template,
-        subject: fromCsr
-          ? { commonName: csr.subjectAttributes.find((a) => a.type === "CN")?.value }
-          : news.subject,
-        dnsNames: news.dnsNames,
-        ipAddresses: news.ipAddresses,
-        validityHours: news.validityHours,
-      });
+      // The whole requested subject, as issueCertificate will take it: every field is checked here.
+      resolveLeafRequest(
+        {
+          profile: news.profile,
+          template: news.template,
+          subject: fromCsr ? attributesToSubject(csr.subjectAttributes) : news.subject,
+          dnsNames: news.dnsNames,
+          ipAddresses: news.ipAddresses,
+          validityHours: news.validityHours,
+        },
+        fromCsr ? "csrPem.subject" : "subject",
+      );
     },
     () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
     () =>

@@ -31,7 +31,7 @@ import {
   spkiDer,
   toPkcs8Pem,
 } from "./keys";
-import { attributesToSubject, normalizeSubject, Subject, subjectToAsn1 } from "./names";
+import { attributesToSubject, checkDnListSubject, normalizeSubject, Subject, subjectToAsn1 } from "./names";
 import { CertificateFacts, factsOf } from "./result";
 import { newSerialNumber, normalizeSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
@@ -116,8 +116,15 @@ function profileFromUsages(ekus: readonly ExtendedKeyUsage[]): LeafProfile | und
   return s && c ? "server+client" : s ? "server" : c ? "client" : undefined;
 }
 
-/** Merges and validates the structured or template inputs of a leaf into one normalised request. */
-export function resolveLeafRequest(args: Omit<IssueCertificateArgs, "issuer">): LeafRequest {
+/**
+ * Merges and validates the structured or template inputs of a leaf into one normalised request.
+ * `subjectProperty` names the input a structured subject came from in errors (`csrPem.subject` when it was
+ * taken from a CSR). @default "subject"
+ */
+export function resolveLeafRequest(
+  args: Omit<IssueCertificateArgs, "issuer">,
+  subjectProperty = "subject",
+): LeafRequest {
   const structured = ["subject", "dnsNames", "ipAddresses", "emailAddresses", "uris"] as const;
   if (args.template !== undefined) {
     const clash = structured.find((k) => args[k] !== undefined);
@@ -152,7 +159,7 @@ export function resolveLeafRequest(args: Omit<IssueCertificateArgs, "issuer">): 
     args.profile ?? "server",
     args.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
     args.serialNumber,
-    "subject",
+    subjectProperty,
   );
 }
 
@@ -173,6 +180,8 @@ function finish(
   const subject = normalizeSubject(rawSubject, subjectProperty);
   if (!subject.commonName)
     throw new PkiError(`${subjectProperty}.commonName`, "a leaf certificate needs a commonName");
+  // Clients' and hosts' DNs both go in tls_allowed_dn_list (hosts for migration).
+  checkDnListSubject(subject, subjectProperty);
   let altNames = normalizeAltNames(names as Partial<AltNames>);
   if (profile !== "client") altNames = withCommonName(altNames, subject.commonName, subjectProperty);
   return { subject, altNames, profile, validityHours, serialNumber };
@@ -235,11 +244,14 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
     const noNames = ["dnsNames", "ipAddresses", "emailAddresses", "uris"].every(
       (k) => args[k as keyof IssueCertificateArgs] === undefined,
     );
-    request = resolveLeafRequest({
-      ...args,
-      subject: noSubject ? attributesToSubject(csr.subjectAttributes) : args.subject,
-      ...(noSubject && noNames ? csr.altNames : {}),
-    });
+    request = resolveLeafRequest(
+      {
+        ...args,
+        subject: noSubject ? attributesToSubject(csr.subjectAttributes) : args.subject,
+        ...(noSubject && noNames ? csr.altNames : {}),
+      },
+      noSubject ? "csrPem.subject" : "subject",
+    );
     spki = csr.spki;
     spec = keySpecOf(csr.publicKey, "csrPem");
   } else {

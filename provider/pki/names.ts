@@ -6,6 +6,7 @@
 import forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
+import { gnutlsValueText } from "./gnutlsdn";
 
 /** A certificate subject. Every field is optional, but a certificate needs at least one. */
 export interface Subject {
@@ -33,6 +34,13 @@ export interface DnAttribute {
   readonly type: string;
   /** The attribute's string value. */
   readonly value: string;
+  /**
+   * The value exactly as GnuTLS prints it, already escaped, when read from a certificate (`#hex` for types
+   * it does not decode). @default the escaped `value`
+   */
+  readonly text?: string;
+  /** Whether this attribute shares its RDN with the one before it (GnuTLS joins them with `+`). @default false */
+  readonly sameRdn?: boolean;
 }
 
 interface AttributeDef {
@@ -61,9 +69,6 @@ const ATTRIBUTES: readonly AttributeDef[] = [
   { field: "commonName", short: "CN", oid: "2.5.4.3", tag: T.UTF8, maxLength: 64 },
   { field: "emailAddress", short: "EMAIL", oid: "1.2.840.113549.1.9.1", tag: T.IA5STRING, maxLength: 128 },
 ];
-const SHORT_BY_OID = new Map(ATTRIBUTES.map((a) => [a.oid, a.short]));
-SHORT_BY_OID.set("0.9.2342.19200300.100.1.1", "UID");
-SHORT_BY_OID.set("2.5.4.5", "serialNumber");
 
 function valuesOf(subject: Subject, def: AttributeDef): string[] {
   const v = subject[def.field];
@@ -95,6 +100,14 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
       if (typeof v !== "string") throw new PkiError(path, `must be a string, got ${typeof v}`);
       const t = v.trim();
       if (t === "") throw new PkiError(path, "must not be empty; leave it out instead");
+      const control = controlCharacter(t);
+      if (control !== undefined) {
+        throw new PkiError(
+          Array.isArray(raw) ? `${path}[${i}]` : path,
+          `must not contain control characters (found U+${codePoint(control)}): GnuTLS prints them as is ` +
+            "and libvirt's config files cannot hold a line break inside a string",
+        );
+      }
       if (def.field === "country" && !/^[A-Za-z]{2}$/.test(t)) {
         throw new PkiError(path, `must be a two-letter ISO 3166 code such as "GB", got ${JSON.stringify(t)}`);
       }
@@ -118,6 +131,57 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
   return out as Subject;
 }
 
+/** The first C0 or C1 control character or DEL in `value`, if any. */
+function controlCharacter(value: string): string | undefined {
+  for (const c of value) {
+    const code = c.charCodeAt(0);
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return c;
+  }
+  return undefined;
+}
+
+function codePoint(c: string): string {
+  return c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+}
+
+/**
+ * Characters a subject must not hold when its DN goes into libvirt's `tls_allowed_dn_list`, and why.
+ * libvirt 9.0 reads the list from libvirtd.conf with `virConfParseString` (src/util/virconf.c): a `"..."`
+ * string has no escapes and ends at the first `"`, so a `"` cannot be written at all (GnuTLS's `\"` ends the
+ * string early and libvirtd refuses to start). It then matches each entry against the client's DN with
+ * `g_pattern_match_simple` (src/rpc/virnettlscontext.c, `virNetTLSContextCheckCertDNACL`), where `*` and `?`
+ * are wildcards with no escape: an entry holding them would admit other clients (CN `*` admits everyone).
+ */
+const NOT_IN_DN_LIST: ReadonlyMap<string, string> = new Map([
+  ['"', "libvirt's config parser has no escape for it inside a string (virconf.c)"],
+  ["*", "libvirt matches tls_allowed_dn_list entries as globs, where it matches any text"],
+  ["?", "libvirt matches tls_allowed_dn_list entries as globs, where it matches any character"],
+]);
+
+/**
+ * Refuses a (normalised) subject whose DN libvirt could not hold or would match as a pattern in
+ * `tls_allowed_dn_list`: a `"`, `*` or `?` in any field (see `NOT_IN_DN_LIST`; control characters are
+ * already refused by `normalizeSubject`). Used for every leaf certificate, since clients' and hosts' DNs
+ * both go in the list. `property` prefixes error paths (`subject.commonName`).
+ */
+export function checkDnListSubject(subject: Subject, property = "subject"): void {
+  for (const def of ATTRIBUTES) {
+    const raw = subject[def.field];
+    if (raw === undefined) continue;
+    const list = Array.isArray(raw) ? (raw as string[]) : [raw as string];
+    list.forEach((value, i) => {
+      for (const [c, why] of NOT_IN_DN_LIST) {
+        if (!value.includes(c)) continue;
+        throw new PkiError(
+          `${property}.${def.field}${Array.isArray(raw) ? `[${i}]` : ""}`,
+          `must not contain ${JSON.stringify(c)} (got ${JSON.stringify(value)}): this DN goes in libvirt's ` +
+            `tls_allowed_dn_list, and ${why}; choose a value without it`,
+        );
+      }
+    });
+  }
+}
+
 /** The subject's attributes in encoding order. */
 export function subjectAttributes(subject: Subject): DnAttribute[] {
   return ATTRIBUTES.flatMap((def) => valuesOf(subject, def).map((value) => ({ type: def.short, value })));
@@ -135,20 +199,23 @@ export function subjectToAsn1(subject: Subject): der.Asn1 {
   return der.seq(rdns);
 }
 
-/** Reads a DER Name into its attributes, in encoded order. */
+/**
+ * Reads a DER Name into its attributes, in encoded order, each with GnuTLS's name for its type (else the
+ * dotted OID) and its text as GnuTLS prints it (see gnutlsdn.ts).
+ */
 export function nameFromAsn1(name: der.Asn1): DnAttribute[] {
   const out: DnAttribute[] = [];
   for (const rdn of der.children(name)) {
-    for (const atv of der.children(rdn)) {
+    for (const [i, atv] of der.children(rdn).entries()) {
       const [typeNode, valueNode] = der.children(atv);
-      const type = der.oidText(typeNode);
+      const gnutls = gnutlsValueText(der.oidText(typeNode), valueNode);
       const raw = valueNode.value as string;
       let value: string;
+      // forge's DER reader already decodes a BMPString (UTF-16BE) into a string.
       if (valueNode.type === T.UTF8) value = forge.util.decodeUtf8(raw);
-      else if (valueNode.type === T.BMPSTRING)
-        value = Buffer.from(raw, "binary").swap16().toString("utf16le");
       else value = raw;
-      out.push({ type: SHORT_BY_OID.get(type) ?? type, value });
+      const text = gnutls.escape ? escapeValue(gnutls.text) : gnutls.text;
+      out.push({ type: gnutls.type, value, text, ...(i > 0 ? { sameRdn: true } : {}) });
     }
   }
   return out;
@@ -167,16 +234,37 @@ export function attributesToSubject(attrs: readonly DnAttribute[]): Subject {
   return out as Subject;
 }
 
-/** RFC 4514 value escaping, as GnuTLS applies it in both of its DN formats. */
+/**
+ * Value escaping exactly as GnuTLS does it in both of its DN formats (lib/x509/common.c `str_escape`, behind
+ * `gnutls_x509_crt_get_dn`, which libvirt's DN check and `virt-pki-query-dn` call): a backslash before
+ * `,` `+` `"` `\\` `<` `>` `;` anywhere, before `#` or a space in first position, and before a space in last
+ * position. Unlike RFC 4514, `=` is left as is; everything else (non-ASCII UTF-8 included) is copied.
+ */
 function escapeValue(value: string): string {
-  let v = value.replace(/[\\,+"<>;=]/g, (c) => `\\${c}`);
-  if (v.startsWith("#") || v.startsWith(" ")) v = `\\${v}`;
-  if (v.endsWith(" ")) v = `${v.slice(0, -1)}\\ `;
-  return v;
+  let out = "";
+  const last = value.length - 1;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (',+"\\<>;'.includes(c) || (i === 0 && (c === "#" || c === " ")) || (i === last && c === " ")) {
+      out += "\\";
+    }
+    out += c;
+  }
+  return out;
 }
 
 function attrText(a: DnAttribute): string {
-  return `${a.type === "EMAIL" ? "EMAIL" : a.type}=${escapeValue(a.value)}`;
+  return `${a.type}=${a.text ?? escapeValue(a.value)}`;
+}
+
+/** Groups attributes into RDNs (`sameRdn`), each RDN's attributes joined with `+` as GnuTLS does. */
+function rdnTexts(attrs: readonly DnAttribute[]): string[] {
+  const rdns: string[] = [];
+  for (const a of attrs) {
+    if (a.sameRdn && rdns.length > 0) rdns[rdns.length - 1] += `+${attrText(a)}`;
+    else rdns.push(attrText(a));
+  }
+  return rdns;
 }
 
 /**
@@ -185,12 +273,12 @@ function attrText(a: DnAttribute): string {
  * `C=GB,ST=London,L=London,O=Libvirt Project,CN=client1`.
  */
 export function compatDistinguishedName(attrs: readonly DnAttribute[]): string {
-  return attrs.map(attrText).join(",");
+  return rdnTexts(attrs).join(",");
 }
 
 /** The DN in RFC 4514 order (last RDN first), as `certtool -i` and `openssl x509 -nameopt RFC2253` print it. */
 export function rfc4514DistinguishedName(attrs: readonly DnAttribute[]): string {
-  return [...attrs].reverse().map(attrText).join(",");
+  return rdnTexts(attrs).reverse().join(",");
 }
 
 /** The compat-format DN of a subject, without encoding it. */

@@ -853,4 +853,31 @@ describe("configuration snippets", () => {
     );
     expect(libvirtdConfSnippet(planInstall([{ kind: "qemu-psk", keysPsk: "a:00" }]))).toBe("");
   });
+
+  it("tls_allowed_dn_list holds each DN byte for byte: libvirt's parser has no escapes", () => {
+    const plan = planInstall([server()]);
+    // GnuTLS's DN for O="Example, Inc." has one backslash; libvirt must read exactly that.
+    expect(libvirtdConfSnippet(plan, ["O=Example\\, Inc.,CN=c\\+1"])).toContain(
+      'tls_allowed_dn_list = ["O=Example\\, Inc.,CN=c\\+1"]\n',
+    );
+  });
+
+  it.each([
+    ["CN=*", '"*"', "wildcard"],
+    ["O=Libvirt Project,CN=client?", '"?"', "wildcard"],
+    ['O=The \\"Best\\" Co,CN=c', '"\\""', "no escapes"],
+    ["CN=a\nb", '"\\n"', "no escapes"],
+    ["CN=a\rb", '"\\r"', "no escapes"],
+  ])("refuses the entry %j rather than write what libvirt would misread", (dn, char, why) => {
+    const plan = planInstall([server()]);
+    let thrown: unknown;
+    try {
+      libvirtdConfSnippet(plan, ["CN=ok", dn]);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toMatchObject({ name: "PkiError", property: "tlsAllowedDnList[1]" });
+    expect((thrown as Error).message).toContain(`contains ${char}`);
+    expect((thrown as Error).message).toContain(why);
+  });
 });

@@ -151,7 +151,13 @@ function program(layouts: Record<string, LayoutArgs[]>, out: Installs): () => vo
         connection: bed.host(name).connection,
         hostLabel: bed.host(name).name,
         layouts: l,
-        tlsAllowedDnList: [dn("operator"), dn("stolen"), `O=${ORG},CN=s*.virt.test`],
+        // Exact DNs: the component refuses libvirt's wildcards (the daemon below is given a glob directly).
+        tlsAllowedDnList: [
+          dn("operator"),
+          dn("stolen"),
+          certs.s1.distinguishedName,
+          certs.s2.distinguishedName,
+        ],
       });
     }
   };

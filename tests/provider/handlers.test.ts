@@ -206,6 +206,34 @@ describe("certificate check and diff", () => {
     expect(certificate.diff(created.id, updated.outs, frozen as never)).toEqual({ changes: false });
   });
 
+  test("a client or host subject libvirt would read as a glob fails check, given directly or in a CSR", async () => {
+    const star = certificate.check({}, {
+      ca: caCreds,
+      profile: "client",
+      subject: { commonName: "*" },
+    } as never);
+    expect(star.inputs).toBeUndefined();
+    expect(star.failures).toEqual([
+      expect.objectContaining({
+        property: "subject",
+        reason: expect.stringMatching(/^subject\.commonName: must not contain "\*".*tls_allowed_dn_list/),
+      }),
+    ]);
+    const keyPem = await pki.generatePrivateKey("ecdsa-p256");
+    // Every field of a CSR's subject is checked, not only its CN.
+    const csrPem = pki.createCsr({
+      keyPem,
+      subject: { organization: "Any?", commonName: "host9.example.com" },
+    });
+    const r = certificate.check({}, { ca: caCreds, profile: "server+client", csrPem } as never);
+    expect(r.failures).toEqual([
+      expect.objectContaining({
+        property: "csrPem",
+        reason: expect.stringMatching(/^csrPem\.subject\.organization: must not contain "\?"/),
+      }),
+    ]);
+  });
+
   test("CSR mode keeps no private key in state", async () => {
     const keyPem = await pki.generatePrivateKey("ecdsa-p256");
     const csrPem = pki.createCsr({ keyPem, subject: { commonName: "host9.example.com" } });

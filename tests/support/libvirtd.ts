@@ -67,6 +67,11 @@ export interface LibvirtdOptions {
   crlFile?: string;
   /** `tls_allowed_dn_list` globs (GnuTLS compat DN form, e.g. `C=GB,ST=London,...,CN=client1`). */
   tlsAllowedDnList?: readonly string[];
+  /**
+   * Lines appended to the generated libvirtd.conf as they are, e.g. the product's own `tls_allowed_dn_list`
+   * line (`tlsAllowedDnListLine`) instead of `tlsAllowedDnList`. @default none
+   */
+  extraConfLines?: readonly string[];
   /** Bound on waiting for the TLS port to accept connections. @default 15 s */
   startTimeoutMs?: number;
 }
@@ -226,9 +231,12 @@ export class ManagedProcess {
   }
 }
 
-/** Quotes a value for libvirtd.conf (a double-quoted string). */
+/**
+ * Quotes a value for libvirtd.conf (a double-quoted string). libvirt's parser has no escapes
+ * (src/util/virconf.c), so the value is written as is (a DN's backslashes included); `"` and line ends cannot be.
+ */
 function confString(value: string): string {
-  if (/["\\\n]/.test(value))
+  if (/["\n\r]/.test(value))
     throw new Error(`libvirtd.conf: unsupported character in ${JSON.stringify(value)}`);
   return `"${value}"`;
 }
@@ -338,6 +346,7 @@ export async function prepareLibvirtd(
   opts: {
     files?: { caFile: string; certFile: string; keyFile: string; crlFile?: string };
     tlsAllowedDnList?: readonly string[];
+    extraConfLines?: readonly string[];
   },
 ): Promise<PreparedLibvirtd> {
   const confPath = path.join(dir, "libvirtd.conf");
@@ -370,6 +379,7 @@ export async function prepareLibvirtd(
   if (opts.tlsAllowedDnList !== undefined) {
     lines.push(`tls_allowed_dn_list = [${opts.tlsAllowedDnList.map(confString).join(", ")}]`);
   }
+  lines.push(...(opts.extraConfLines ?? []));
   lines.push(
     `log_outputs = ${confString(`1:file:${logPath}`)}`,
     `log_filters = "1:rpc.nettls 1:rpc.netserverclient 3:*"`,
@@ -404,6 +414,7 @@ async function startOnce(
   const { confPath, logPath, script } = await prepareLibvirtd(dir, host, port, {
     files: { ...files, crlFile: withCrl ? crlFile : undefined },
     tlsAllowedDnList: opts.tlsAllowedDnList,
+    extraConfLines: opts.extraConfLines,
   });
   const child = spawn("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], {
     detached: true,
