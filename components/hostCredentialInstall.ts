@@ -211,7 +211,11 @@ function checkArgs(args: HostCredentialInstallArgs): void {
         : "give connection or root, not both",
     );
   }
-  if (args.connection !== undefined && !pulumi.Output.isInstance(args.connection)) {
+  if (
+    args.connection !== undefined &&
+    !pulumi.Output.isInstance(args.connection) &&
+    !(args.connection instanceof Promise)
+  ) {
     checkHostKey(
       args.connection as { hostKey?: unknown },
       args.skipHostKeyVerification,
@@ -240,18 +244,32 @@ function checkArgs(args: HostCredentialInstallArgs): void {
 }
 
 /** An OpenSSH public key line, as `ssh.ParseAuthorizedKey` reads it: type, base64 blob, optional comment. */
-const PUBLIC_KEY =
-  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [^\n]*)?$/;
+const PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}( [^\n]*)?$/;
 
 /**
  * Throws unless the connection pins the host's key, or the caller opted out. A key only known later (an
  * output) passes here; `@pulumi/command` then refuses a line it cannot parse.
  */
 export function checkHostKey(
-  connection: { hostKey?: unknown },
+  connection: { hostKey?: unknown; proxy?: unknown },
   skipHostKeyVerification: boolean | undefined,
   property: string,
 ): void {
+  const proxy = connection.proxy;
+  // A bastion hop is dialled with its own hostKey (remote/connection.go: the proxy's SSHConfig): unpinned,
+  // a man in the middle there gets the bastion credentials.
+  if (
+    proxy !== undefined &&
+    proxy !== null &&
+    typeof proxy === "object" &&
+    !pulumi.Output.isInstance(proxy)
+  ) {
+    checkHostKey(
+      proxy as { hostKey?: unknown },
+      skipHostKeyVerification,
+      property.replace(/hostKey$/, "proxy.hostKey"),
+    );
+  }
   const key = connection.hostKey;
   if (key === undefined || key === null || key === "") {
     if (skipHostKeyVerification === true) return;
@@ -262,7 +280,8 @@ export function checkHostKey(
         'or `ssh-keyscan -t ed25519 HOST`), e.g. "ssh-ed25519 AAAAC3Nza...", or set skipHostKeyVerification: true',
     );
   }
-  if (typeof key === "string" && !PUBLIC_KEY.test(key.trim())) {
+  if (pulumi.Output.isInstance(key) || key instanceof Promise) return; // checked by @pulumi/command
+  if (typeof key !== "string" || !PUBLIC_KEY.test(key.trim())) {
     throw new PkiError(
       property,
       'is not an OpenSSH public key line; give e.g. "ssh-ed25519 AAAAC3Nza..." from /etc/ssh/ssh_host_ed25519_key.pub',

@@ -199,6 +199,11 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     if (h.qemuPskDir !== undefined) checkPath(`hosts[${i}].qemuPskDir`, h.qemuPskDir);
     if (h.connection !== undefined) {
       checkPinned(h.connection, h.hostKey, args.skipHostKeyVerification, `hosts[${i}].hostKey`);
+    } else if (h.hostKey !== undefined) {
+      throw new PkiError(
+        `hosts[${i}].hostKey`,
+        "is only used with a connection; give connection or remove it",
+      );
     }
     if (h.connection === undefined && args.stagingRoot === undefined) {
       throw new PkiError(
@@ -227,6 +232,12 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
         c.install.hostKey,
         args.skipHostKeyVerification,
         `clients[${i}].install.hostKey`,
+      );
+    }
+    if (c.install?.connection === undefined && c.install?.hostKey !== undefined) {
+      throw new PkiError(
+        `clients[${i}].install.hostKey`,
+        "is only used with a connection; give connection or remove it",
       );
     }
     if (c.install?.keyReadableByAllUsers && c.install.user !== undefined) {
@@ -591,11 +602,19 @@ function checkPinned(
   skip: boolean | undefined,
   property: string,
 ): void {
+  // An output connection is checked by HostCredentialInstall once known.
+  const known = !pulumi.Output.isInstance(connection) && !(connection instanceof Promise);
+  const inner = known ? (connection as { hostKey?: unknown; proxy?: unknown }) : undefined;
   if (hostKey !== undefined) {
-    if (typeof hostKey === "string") checkHostKey({ hostKey }, skip, property);
+    if (
+      typeof inner?.hostKey === "string" &&
+      typeof hostKey === "string" &&
+      inner.hostKey.trim() !== hostKey.trim()
+    ) {
+      throw new PkiError(property, "differs from connection.hostKey; give the host's key once");
+    }
+    checkHostKey({ hostKey, proxy: inner?.proxy }, skip, property);
     return;
   }
-  // An output connection is checked by HostCredentialInstall once known.
-  if (pulumi.Output.isInstance(connection) || connection instanceof Promise) return;
-  checkHostKey(connection as { hostKey?: unknown }, skip, property);
+  if (inner !== undefined) checkHostKey(inner, skip, property);
 }

@@ -525,6 +525,12 @@ function libvirtSystem(
   systemTrust(b, from, layout);
   const role = layout.kind === "libvirt-server" ? "server" : "client";
   const rq = ownership === "root-qemu";
+  if (rq && layout.kind === "libvirt-client" && layout.keyReadableByAllUsers === true) {
+    throw new PkiError(
+      `${from}.keyReadableByAllUsers`,
+      'has no effect with ownership "root-qemu" (every key is 0440 root:QEMU); remove one of the two',
+    );
+  }
   const group = rq ? QEMU_GROUP : ROOT;
   b.dir(from, { path: "/etc/pki/libvirt", owner: ROOT, group, mode: 0o755, managed: true });
   b.dir(from, {

@@ -74,12 +74,23 @@ function roleLeaf(news: HostIdentitiesInputs, role: HostRole): CertificateInputs
 /** Validates the server identity's inputs (the roles' are derived from them) and the role list. */
 export function check(olds: Record<string, unknown>, news: HostIdentitiesInputs): CheckResult {
   const record = news as unknown as Record<string, unknown>;
-  for (const refused of ["template", "csrPem", "profile"]) {
+  for (const refused of ["template", "csrPem", "profile", "autoRenew"]) {
     if (record[refused] !== undefined) {
       return {
         failures: [{ property: refused, reason: `HostIdentities takes subject and names, not ${refused}` }],
       };
     }
+  }
+  const unit = isKnown(news.subject) ? news.subject?.organizationalUnit : undefined;
+  if (typeof unit === "string" && Object.values(ROLE_UNITS).includes(unit.trim())) {
+    return {
+      failures: [
+        {
+          property: "subject",
+          reason: `subject.organizationalUnit "${unit.trim()}" is the OU of a role's DN; the server identity would share that role's DN. Use another OU or none`,
+        },
+      ],
+    };
   }
   let roles: HostRole[];
   try {

@@ -190,8 +190,49 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
   ],
   [
     "a host key that is not an OpenSSH public key line",
-    { hosts: [{ name: "a", fqdn: "a.x", connection: connection("192.0.2.1"), hostKey: "AAAA; rm -rf /" }] },
+    {
+      hosts: [
+        {
+          name: "a",
+          fqdn: "a.x",
+          connection: { host: "192.0.2.1", privateKey: "k" },
+          hostKey: "AAAA; rm -rf /",
+        },
+      ],
+    },
     /^hosts\[0\]\.hostKey: is not an OpenSSH public key line/,
+  ],
+  [
+    "a hostKey that differs from the connection's",
+    {
+      hosts: [
+        {
+          name: "a",
+          fqdn: "a.x",
+          connection: connection("192.0.2.1"),
+          hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherOtherOtherOtherOtherOtherOtherOther",
+        },
+      ],
+    },
+    /^hosts\[0\]\.hostKey: differs from connection\.hostKey/,
+  ],
+  [
+    "a hostKey without a connection",
+    { hosts: [{ name: "a", fqdn: "a.x", hostKey: HOST_KEY }], stagingRoot: "/tmp/s" },
+    /^hosts\[0\]\.hostKey: is only used with a connection/,
+  ],
+  [
+    "a bastion without its host key",
+    {
+      hosts: [
+        {
+          name: "a",
+          fqdn: "a.x",
+          connection: { ...connection("192.0.2.1"), proxy: { host: "192.0.2.254", privateKey: "k" } },
+        },
+      ],
+    },
+    /^hosts\[0\]\.proxy\.hostKey: is required/,
   ],
   [
     "a client install connection without a host key",
@@ -231,6 +272,23 @@ test.each(bad)("bad input: %s", async (_name, extra, message) => {
       new VirtualizationPki("prod", args(extra));
     }),
   ).rejects.toThrow(message);
+});
+
+test("every role's key is a secret output of the host's one HostIdentities resource", async () => {
+  const resources = await captureResources(
+    () => {
+      new VirtualizationPki("prod", args());
+    },
+    { preview: true },
+  );
+  const ids = resources.find((r) => r.name === "prod-compute1" && r.type.endsWith(":HostIdentities"))!;
+  expect(ids).toBeDefined();
+  expect(ids.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
+  expect([...(ids.options?.additionalSecretOutputs ?? [])].sort()).toEqual([
+    "clientKeyPem",
+    "keyPem",
+    "qemuKeyPem",
+  ]);
 });
 
 test("skipHostKeyVerification is the explicit way to connect without host keys", async () => {

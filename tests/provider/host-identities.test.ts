@@ -100,6 +100,12 @@ test.each([
   [{ roles: ["qemu", "qemu"] }, "roles", "lists a role twice"],
   [{ template: "cn = x\n" }, "template", "HostIdentities takes subject and names"],
   [{ keySpec: "dsa" }, "keySpec", 'unknown key spec "dsa"'],
+  [{ autoRenew: false }, "autoRenew", "HostIdentities takes subject and names, not autoRenew"],
+  [
+    { subject: { organization: "Org", organizationalUnit: "libvirt-client", commonName: "hv1.example.org" } },
+    "subject",
+    "is the OU of a role's DN",
+  ],
 ])("%j fails on %s", (extra, property, reason) => {
   const r = hostIdentities.check({}, inputs(extra) as never);
   expect(r.inputs).toBeUndefined();
