@@ -71,8 +71,8 @@ export interface CertificateSummary extends AltNames {
 }
 
 /** Summarises the first certificate in a PEM text. */
-export function inspectCertificate(certPem: string): CertificateSummary {
-  return summarize(parseCertificatePem(certPem, "certPem"));
+export function inspectCertificate(certPem: string, property = "certPem"): CertificateSummary {
+  return summarize(parseCertificatePem(certPem, property));
 }
 
 function summarize(cert: ParsedCertificate): CertificateSummary {
