@@ -6,7 +6,7 @@ import { issueCertificate, IssuedCertificate, LeafProfile, resolveLeafRequest } 
 import { normalizeAltNames } from "../pki/altnames";
 import { normalizeSubject, Subject } from "../pki/names";
 import { parseAndVerifyCsr } from "../pki/csr";
-import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "../pki/validity";
+import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS, isValidHours } from "../pki/validity";
 import {
   changedKeys,
   CheckResult,
@@ -93,6 +93,7 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
   const structuredKnown = [news.subject, news.template, news.dnsNames, news.ipAddresses, news.csrPem].every(
     isKnown,
   );
+  let requestedHours: number | undefined; // the validity the request resolves to (a template's expiration_days)
   const failures = collectFailures([
     () => {
       if (!news.ca)
@@ -107,7 +108,7 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
       if (!structuredKnown) return;
       const csr = news.csrPem !== undefined ? parseAndVerifyCsr(news.csrPem, "csrPem") : undefined;
       const fromCsr = csr && news.subject === undefined && news.template === undefined;
-      resolveLeafRequest({
+      requestedHours = resolveLeafRequest({
         profile: news.profile,
         template: news.template,
         subject: fromCsr
@@ -116,7 +117,7 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
         dnsNames: news.dnsNames,
         ipAddresses: news.ipAddresses,
         validityHours: news.validityHours,
-      });
+      }).validityHours;
     },
     () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
     () =>
@@ -128,6 +129,10 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
       news.renewBeforeHours !== undefined &&
       checkHours(news.renewBeforeHours, "renewBeforeHours", false),
     () =>
+      isKnown(news.maxValidityHours) &&
+      news.maxValidityHours !== undefined &&
+      checkHours(news.maxValidityHours, "maxValidityHours"),
+    () =>
       checkRenewWindow(
         news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
         news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
@@ -135,9 +140,14 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
     () => {
       if (!news.ca || !isKnown(news.ca)) return;
       const issuer = loadIssuer(news.ca, "ca");
+      if (!isKnown(news.validityHours) || !isKnown(news.maxValidityHours)) return;
+      if (!isKnown(news.truncateToIssuer)) return;
+      // A bad number is reported by its own check above, once.
+      if (news.validityHours !== undefined && !isValidHours(news.validityHours)) return;
+      if (news.maxValidityHours !== undefined && !isValidHours(news.maxValidityHours)) return;
       computeValidity({
-        validityHours: news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
-        issuerNotAfter: issuer.cert.notAfter,
+        validityHours: requestedHours ?? news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+        issuerNotAfter: issuer.chainNotAfter,
         truncateToIssuer: news.truncateToIssuer,
         maxValidityHours: news.maxValidityHours,
       });

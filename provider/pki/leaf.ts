@@ -33,9 +33,9 @@ import {
 } from "./keys";
 import { attributesToSubject, normalizeSubject, Subject, subjectToAsn1 } from "./names";
 import { CertificateFacts, factsOf } from "./result";
-import { newSerialNumber, normalizeSerial } from "./serial";
+import { newSerialNumber, refuseChosenSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
-import { computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "./validity";
+import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "./validity";
 import { parseCertificateDer } from "./x509";
 
 /** What a leaf certificate is for: TLS server, TLS client, or both in one certificate. */
@@ -77,8 +77,6 @@ export interface IssueCertificateArgs {
   readonly truncateToIssuer?: boolean;
   /** Policy: refuse validity longer than this many hours (Ganeti: 168). @default no limit */
   readonly maxValidityHours?: number;
-  /** Explicit serial (hex). @default a time-ordered random serial */
-  readonly serialNumber?: string;
   /** Issuance time (a past time issues an already-expired certificate, for tests). @default now */
   readonly now?: Date;
 }
@@ -105,7 +103,6 @@ export interface LeafRequest {
   readonly altNames: AltNames;
   readonly profile: LeafProfile;
   readonly validityHours: number;
-  readonly serialNumber?: string;
 }
 
 const LEAF_FORBIDDEN_USAGES: readonly KeyUsage[] = ["keyCertSign", "cRLSign"];
@@ -119,10 +116,12 @@ function profileFromUsages(ekus: readonly ExtendedKeyUsage[]): LeafProfile | und
 /** Merges and validates the structured or template inputs of a leaf into one normalised request. */
 export function resolveLeafRequest(args: Omit<IssueCertificateArgs, "issuer">): LeafRequest {
   const structured = ["subject", "dnsNames", "ipAddresses", "emailAddresses", "uris"] as const;
+  refuseChosenSerial(args, undefined);
   if (args.template !== undefined) {
     const clash = structured.find((k) => args[k] !== undefined);
     if (clash) throw new PkiError(clash, `give either template or ${clash}, not both`);
     const t = parseCerttoolTemplate(args.template);
+    refuseChosenSerial({}, t.serialNumber);
     if (t.ca)
       throw new PkiError("template", "this template describes a CA (`ca`); use createCertificateAuthority");
     const bad = t.keyUsages.find((u) => LEAF_FORBIDDEN_USAGES.includes(u));
@@ -137,21 +136,16 @@ export function resolveLeafRequest(args: Omit<IssueCertificateArgs, "issuer">): 
         "template",
         "say what the certificate is for: add tls_www_server and/or tls_www_client",
       );
-    return finish(
-      t.subject,
-      t,
-      profile,
-      args.validityHours ?? (t.expirationDays ?? 365) * 24,
-      args.serialNumber ?? t.serialNumber,
-      "template",
-    );
+    const hours =
+      args.validityHours ??
+      checkHours((t.expirationDays ?? 365) * 24, "template", true, "expiration_days * 24");
+    return finish(t.subject, t, profile, hours, "template");
   }
   return finish(
     args.subject,
     args,
     args.profile ?? "server",
     args.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
-    args.serialNumber,
     "subject",
   );
 }
@@ -161,7 +155,6 @@ function finish(
   names: Partial<Record<keyof AltNames, readonly string[]>>,
   profile: LeafProfile,
   validityHours: number,
-  serialNumber: string | undefined,
   subjectProperty: string,
 ): LeafRequest {
   if (!LEAF_PROFILES.includes(profile)) {
@@ -175,7 +168,7 @@ function finish(
     throw new PkiError(`${subjectProperty}.commonName`, "a leaf certificate needs a commonName");
   let altNames = normalizeAltNames(names as Partial<AltNames>);
   if (profile !== "client") altNames = withCommonName(altNames, subject.commonName, subjectProperty);
-  return { subject, altNames, profile, validityHours, serialNumber };
+  return { subject, altNames, profile, validityHours };
 }
 
 /** Servers get their CN as a SAN too: GnuTLS ignores the CN once any DNS SAN exists. */
@@ -256,7 +249,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
   const validity = computeValidity({
     validityHours: request.validityHours,
     now,
-    issuerNotAfter: issuer.cert.notAfter,
+    issuerNotAfter: issuer.chainNotAfter,
     truncateToIssuer: args.truncateToIssuer,
     maxValidityHours: args.maxValidityHours,
   });
@@ -270,8 +263,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
   ];
   const certDer = signCertificate(
     {
-      serialNumber:
-        request.serialNumber !== undefined ? normalizeSerial(request.serialNumber) : newSerialNumber(now),
+      serialNumber: newSerialNumber(now),
       issuer: issuer.cert.subject,
       subject: subjectToAsn1(request.subject),
       validity,
