@@ -145,12 +145,15 @@ describe("CAs signed with SHA-1 are refused where GnuTLS rejects the chain", () 
         issuer: { certPem: int, keyPem: key },
         keySpec: "ecdsa-p256",
         subject: { commonName: "e.example" },
+        validityHours: 24,
       }),
     ).rejects.toThrow(`issuer.certPem: ${weak}`);
     await expect(
       pki.createCertificateAuthority({
         subject: { commonName: "Sub" },
         parent: { certPem: int, keyPem: key },
+        keySpec: "ecdsa-p256",
+        validityHours: 24,
       }),
     ).rejects.toThrow(`parent.certPem: ${weak}`);
     const imported = certificateAuthority.check({}, { import: { certPem: int, keyPem: key } });
