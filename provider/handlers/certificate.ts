@@ -2,7 +2,13 @@
 import { PkiError } from "../pki/errors";
 import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
-import { issueCertificate, IssuedCertificate, LeafProfile, resolveLeafRequest } from "../pki/leaf";
+import {
+  issueCertificate,
+  IssuedCertificate,
+  LeafProfile,
+  resolveCsrLeafRequest,
+  resolveLeafRequest,
+} from "../pki/leaf";
 import { normalizeAltNames } from "../pki/altnames";
 import { normalizeSubject, Subject } from "../pki/names";
 import { parseAndVerifyCsr } from "../pki/csr";
@@ -88,6 +94,11 @@ function normalize(news: CertificateInputs): CertificateInputs {
   }) as CertificateInputs;
 }
 
+/** An empty list as create sees it after normalisation: absent. */
+function noneIfEmpty<T>(list: T[] | undefined): T[] | undefined {
+  return Array.isArray(list) && list.length === 0 ? undefined : list;
+}
+
 /** Validates and normalises leaf inputs; unknown values (preview) are left unparsed. */
 export function check(_olds: Record<string, unknown>, news: CertificateInputs): CheckResult {
   const structuredKnown = [news.subject, news.template, news.dnsNames, news.ipAddresses, news.csrPem].every(
@@ -106,18 +117,20 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
     },
     () => {
       if (!structuredKnown) return;
-      const csr = news.csrPem !== undefined ? parseAndVerifyCsr(news.csrPem, "csrPem") : undefined;
-      const fromCsr = csr && news.subject === undefined && news.template === undefined;
-      requestedHours = resolveLeafRequest({
+      // The request exactly as create resolves it (with a CSR: its subject and names when none are given).
+      const args = {
         profile: news.profile,
         template: news.template,
-        subject: fromCsr
-          ? { commonName: csr.subjectAttributes.find((a) => a.type === "CN")?.value }
-          : news.subject,
-        dnsNames: news.dnsNames,
-        ipAddresses: news.ipAddresses,
+        subject: news.subject,
+        dnsNames: noneIfEmpty(news.dnsNames),
+        ipAddresses: noneIfEmpty(news.ipAddresses),
         validityHours: news.validityHours,
-      }).validityHours;
+      };
+      requestedHours = (
+        news.csrPem !== undefined
+          ? resolveCsrLeafRequest(args, parseAndVerifyCsr(news.csrPem, "csrPem"))
+          : resolveLeafRequest(args)
+      ).validityHours;
     },
     () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
     () =>

@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import * as der from "./asn1";
 import { AltNames, hasAltNames, normalizeAltNames, normalizeDnsName, normalizeIpAddress } from "./altnames";
 import { signCertificate } from "./certificate";
-import { parseAndVerifyCsr } from "./csr";
+import { parseAndVerifyCsr, VerifiedCsr } from "./csr";
 import { PkiError } from "./errors";
 import {
   authorityKeyIdentifier,
@@ -150,6 +150,34 @@ export function resolveLeafRequest(args: Omit<IssueCertificateArgs, "issuer">): 
   );
 }
 
+/**
+ * The request of a leaf that certifies a CSR's key: the CSR's subject when neither subject nor template
+ * is given, and its requested alternative names when no names are given either.
+ */
+export function resolveCsrLeafRequest(
+  args: Omit<IssueCertificateArgs, "issuer" | "csrPem">,
+  csr: VerifiedCsr,
+): LeafRequest {
+  const noSubject = args.template === undefined && args.subject === undefined;
+  const noNames = (["dnsNames", "ipAddresses", "emailAddresses", "uris"] as const).every(
+    (k) => args[k] === undefined,
+  );
+  try {
+    return resolveLeafRequest({
+      ...args,
+      subject: noSubject ? attributesToSubject(csr.subjectAttributes) : args.subject,
+      ...(noSubject && noNames ? csr.altNames : {}),
+    });
+  } catch (e) {
+    // The subject came from the CSR: say so, rather than blame a subject input that was not given.
+    if (!noSubject || !(e instanceof PkiError) || !e.property.startsWith("subject")) throw e;
+    throw new PkiError(
+      "csrPem",
+      `the CSR's ${e.message}; give a subject (or template) to use instead of the CSR's`,
+    );
+  }
+}
+
 function finish(
   rawSubject: Subject | undefined,
   names: Partial<Record<keyof AltNames, readonly string[]>>,
@@ -224,15 +252,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
   let request: LeafRequest;
   if (args.csrPem !== undefined) {
     const csr = parseAndVerifyCsr(args.csrPem, "csrPem");
-    const noSubject = args.template === undefined && args.subject === undefined;
-    const noNames = ["dnsNames", "ipAddresses", "emailAddresses", "uris"].every(
-      (k) => args[k as keyof IssueCertificateArgs] === undefined,
-    );
-    request = resolveLeafRequest({
-      ...args,
-      subject: noSubject ? attributesToSubject(csr.subjectAttributes) : args.subject,
-      ...(noSubject && noNames ? csr.altNames : {}),
-    });
+    request = resolveCsrLeafRequest(args, csr);
     spki = csr.spki;
     spec = keySpecOf(csr.publicKey, "csrPem");
   } else {

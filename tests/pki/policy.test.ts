@@ -283,6 +283,24 @@ describe("what passes check does not fail in create", () => {
   });
 });
 
+describe("a CSR's subject is checked at check as create uses it", () => {
+  test("a CSR whose subject create would refuse (country G1) fails check on csrPem", async () => {
+    await openssl(
+      ...["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+      ...["-keyout", "g1.key", "-out", "g1.csr", "-subj", "/C=G1/CN=j.example"],
+    );
+    const csrPem = await read("g1.csr");
+    const reason =
+      'csrPem: the CSR\'s subject.country: must be a two-letter ISO 3166 code such as "GB", got "G1"; give a subject (or template) to use instead of the CSR\'s';
+    const checked = certificate.check(
+      {},
+      { ca: { certPem: ca.certPem, keyPem: ca.keyPem }, profile: "client", csrPem },
+    );
+    expect(checked.failures).toEqual([{ property: "csrPem", reason: expect.stringContaining(reason) }]);
+    await expect(pki.issueCertificate({ issuer: ca, csrPem })).rejects.toThrow(reason);
+  });
+});
+
 describe("certificate inputs holding a private key are refused", () => {
   const keyLine = () => ca.keyPem.split("\n")[1];
   const expectRefused = (
