@@ -7,6 +7,8 @@ import { PkiError } from "./errors";
 
 /** Largest PEM text one field may hold (a certificate, a chain, a key, a CSR, a CRL): 64 KiB. */
 export const MAX_PEM_CHARS = 64 * 1024;
+/** Largest trust bundle `verifyChain` reads (a system CA bundle is about 200 KiB): 4 MiB. */
+export const MAX_TRUST_BUNDLE_CHARS = 4 * 1024 * 1024;
 /** Largest certtool template: 64 KiB. */
 export const MAX_TEMPLATE_CHARS = 64 * 1024;
 /** Largest `keys.psk` text: 1 MiB (the maximum number of users with the longest names and keys). */

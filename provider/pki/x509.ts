@@ -41,11 +41,11 @@ const CERT_LABELS = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
 
 /**
  * Checks a text given where certificates (or a CSR, a CRL) belong: at most `MAX_PEM_CHARS` long and
- * holding no private key block, since such texts are copied into non-secret outputs and state. The
- * error never echoes the text.
+ * (or `maxChars`) holding no private key block, since such texts are copied into non-secret outputs and
+ * state. The error never echoes the text.
  */
-export function checkPublicPem(pem: unknown, property: string): void {
-  checkTextSize(pem, property, MAX_PEM_CHARS, "PEM text");
+export function checkPublicPem(pem: unknown, property: string, maxChars = MAX_PEM_CHARS): void {
+  checkTextSize(pem, property, maxChars, "PEM text");
   if (typeof pem !== "string") return;
   const key = der.pemLabels(pem).find((label) => label.endsWith("PRIVATE KEY"));
   if (key !== undefined) {
@@ -69,9 +69,13 @@ export function parseCertificatePem(pem: string, property = "certPem"): ParsedCe
   return parseCertificateDer(bytes, property);
 }
 
-/** Every certificate in a PEM bundle, in order. */
-export function parseCertificateBundle(pem: string, property = "certPem"): ParsedCertificate[] {
-  checkPublicPem(pem, property);
+/** Every certificate in a PEM bundle, in order; the bundle may be at most `maxChars` long. */
+export function parseCertificateBundle(
+  pem: string,
+  property = "certPem",
+  maxChars = MAX_PEM_CHARS,
+): ParsedCertificate[] {
+  checkPublicPem(pem, property, maxChars);
   const blocks = der
     .pemBlocks(typeof pem === "string" ? pem : "")
     .filter((b) => CERT_LABELS.includes(b.label));

@@ -89,6 +89,26 @@ describe("PEM scanning", () => {
     expect(d.value).toBe(true);
   });
 
+  test("verifyChain still reads a trust bundle the size of a system CA bundle (about 200 KiB)", async () => {
+    const others = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        pki.createCertificateAuthority({ subject: { commonName: `Other ${i}` }, keySpec: "ecdsa-p256" }),
+      ),
+    );
+    let bundle = "";
+    while (bundle.length < 200 * 1024) bundle += others.map((o) => o.certPem).join("");
+    bundle += ca.certPem;
+    expect(bundle.length).toBeGreaterThan(pki.MAX_PEM_CHARS);
+    const leaf = await pki.issueCertificate({
+      issuer: ca,
+      keySpec: "ecdsa-p256",
+      subject: { commonName: "v.example" },
+    });
+    const r = timed(() => pki.verifyChain(leaf.certPem, bundle));
+    expect(r.ms).toBeLessThan(BOUND_MS);
+    expect((r.value as pki.ChainVerification).ok).toBe(true);
+  });
+
   test("the linear scanner finds the same blocks as the PEM regex it replaced", () => {
     const reference = (text: string) => {
       const out: { label: string; der: Buffer }[] = [];
