@@ -9,6 +9,7 @@
  */
 import { createHash } from "crypto";
 import { PkiError } from "../../provider/pki/errors";
+import { isKeysPskText } from "../../provider/pki/psk";
 
 /** QEMU TLS services that libvirt gives their own credentials directory (`/etc/pki/libvirt-<service>`). */
 export const QEMU_SERVICES = ["default", "vnc", "spice", "chardev", "migrate", "backup", "nbd"] as const;
@@ -670,7 +671,7 @@ function qemu(b: PlanBuilder, from: string, layout: QemuLayout, ownership: Owner
 function qemuPsk(b: PlanBuilder, from: string, layout: QemuPskLayout): void {
   const dir = layout.dir ?? "/etc/pki/qemu";
   checkPath(`${from}.dir`, dir);
-  if (typeof layout.keysPsk !== "string" || !/^([^:\s]+:[0-9a-fA-F]+\n?)+$/.test(layout.keysPsk)) {
+  if (!isKeysPskText(layout.keysPsk)) {
     throw new PkiError(`${from}.keysPsk`, "is required: give keys.psk content, lines of username:hexkey");
   }
   if (dir.startsWith("/etc/pki/")) {

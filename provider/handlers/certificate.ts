@@ -2,11 +2,17 @@
 import { PkiError } from "../pki/errors";
 import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
-import { issueCertificate, IssuedCertificate, LeafProfile, resolveLeafRequest } from "../pki/leaf";
+import {
+  issueCertificate,
+  IssuedCertificate,
+  LeafProfile,
+  resolveCsrLeafRequest,
+  resolveLeafRequest,
+} from "../pki/leaf";
 import { normalizeAltNames } from "../pki/altnames";
-import { attributesToSubject, normalizeSubject, Subject } from "../pki/names";
+import { normalizeSubject, Subject } from "../pki/names";
 import { parseAndVerifyCsr } from "../pki/csr";
-import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "../pki/validity";
+import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS, isValidHours } from "../pki/validity";
 import {
   changedKeys,
   CheckResult,
@@ -88,11 +94,17 @@ function normalize(news: CertificateInputs): CertificateInputs {
   }) as CertificateInputs;
 }
 
+/** An empty list as create sees it after normalisation: absent. */
+function noneIfEmpty<T>(list: T[] | undefined): T[] | undefined {
+  return Array.isArray(list) && list.length === 0 ? undefined : list;
+}
+
 /** Validates and normalises leaf inputs; unknown values (preview) are left unparsed. */
 export function check(_olds: Record<string, unknown>, news: CertificateInputs): CheckResult {
   const structuredKnown = [news.subject, news.template, news.dnsNames, news.ipAddresses, news.csrPem].every(
     isKnown,
   );
+  let requestedHours: number | undefined; // the validity the request resolves to (a template's expiration_days)
   const failures = collectFailures([
     () => {
       if (!news.ca)
@@ -105,20 +117,20 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
     },
     () => {
       if (!structuredKnown) return;
-      const csr = news.csrPem !== undefined ? parseAndVerifyCsr(news.csrPem, "csrPem") : undefined;
-      const fromCsr = csr && news.subject === undefined && news.template === undefined;
-      // The whole requested subject, as issueCertificate will take it: every field is checked here.
-      resolveLeafRequest(
-        {
-          profile: news.profile,
-          template: news.template,
-          subject: fromCsr ? attributesToSubject(csr.subjectAttributes) : news.subject,
-          dnsNames: news.dnsNames,
-          ipAddresses: news.ipAddresses,
-          validityHours: news.validityHours,
-        },
-        fromCsr ? "csrPem.subject" : "subject",
-      );
+      // The request exactly as create resolves it (with a CSR: its subject and names when none are given).
+      const args = {
+        profile: news.profile,
+        template: news.template,
+        subject: news.subject,
+        dnsNames: noneIfEmpty(news.dnsNames),
+        ipAddresses: noneIfEmpty(news.ipAddresses),
+        validityHours: news.validityHours,
+      };
+      requestedHours = (
+        news.csrPem !== undefined
+          ? resolveCsrLeafRequest(args, parseAndVerifyCsr(news.csrPem, "csrPem"))
+          : resolveLeafRequest(args)
+      ).validityHours;
     },
     () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
     () =>
@@ -130,6 +142,10 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
       news.renewBeforeHours !== undefined &&
       checkHours(news.renewBeforeHours, "renewBeforeHours", false),
     () =>
+      isKnown(news.maxValidityHours) &&
+      news.maxValidityHours !== undefined &&
+      checkHours(news.maxValidityHours, "maxValidityHours"),
+    () =>
       checkRenewWindow(
         news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
         news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
@@ -137,9 +153,14 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
     () => {
       if (!news.ca || !isKnown(news.ca)) return;
       const issuer = loadIssuer(news.ca, "ca");
+      if (!isKnown(news.validityHours) || !isKnown(news.maxValidityHours)) return;
+      if (!isKnown(news.truncateToIssuer)) return;
+      // A bad number is reported by its own check above, once.
+      if (news.validityHours !== undefined && !isValidHours(news.validityHours)) return;
+      if (news.maxValidityHours !== undefined && !isValidHours(news.maxValidityHours)) return;
       computeValidity({
-        validityHours: news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
-        issuerNotAfter: issuer.cert.notAfter,
+        validityHours: requestedHours ?? news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+        issuerNotAfter: issuer.chainNotAfter,
         truncateToIssuer: news.truncateToIssuer,
         maxValidityHours: news.maxValidityHours,
       });

@@ -2,6 +2,7 @@
 import {
   createCertificateAuthority,
   importCertificateAuthority,
+  resolveCaRequest,
   CertificateAuthority as CaResult,
 } from "../pki/ca";
 import { PkiError } from "../pki/errors";
@@ -9,7 +10,7 @@ import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
 import { normalizeSubject, Subject } from "../pki/names";
 import { parseCerttoolTemplate } from "../pki/template";
-import { checkHours, computeValidity, DEFAULT_CA_VALIDITY_HOURS } from "../pki/validity";
+import { checkHours, DEFAULT_CA_VALIDITY_HOURS } from "../pki/validity";
 import {
   changedKeys,
   CheckResult,
@@ -82,6 +83,20 @@ function normalize(news: CaInputs): CaInputs {
 
 /** Validates and normalises CA inputs; unknown values (preview) are left unparsed. */
 export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResult {
+  // With every input create reads known, create's own checks run (resolveCaRequest) instead of the
+  // per-input ones, so what passes check does not fail in create and nothing is reported twice.
+  const whole =
+    news.import === undefined &&
+    (news.subject === undefined) !== (news.template === undefined) &&
+    [
+      news.subject,
+      news.template,
+      news.validityHours,
+      news.pathLength,
+      news.parent,
+      news.maxValidityHours,
+      news.truncateToIssuer,
+    ].every(isKnown);
   const failures = collectFailures([
     () => {
       if (news.import !== undefined) {
@@ -102,9 +117,9 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
         );
       }
     },
-    () => isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
+    () => !whole && isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
     () => {
-      if (typeof news.template === "string" && isKnown(news.template)) {
+      if (!whole && typeof news.template === "string" && isKnown(news.template)) {
         if (!parseCerttoolTemplate(news.template).ca) {
           throw new PkiError("template", "a CA template must contain the `ca` keyword");
         }
@@ -112,6 +127,7 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
     },
     () => isKnown(news.keySpec) && parseKeySpec(news.keySpec),
     () =>
+      !whole &&
       isKnown(news.validityHours) &&
       news.validityHours !== undefined &&
       checkHours(news.validityHours, "validityHours"),
@@ -127,6 +143,7 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
     () => {
       const p = news.pathLength;
       if (
+        !whole &&
         p !== undefined &&
         isKnown(p) &&
         (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 16)
@@ -134,15 +151,23 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
         throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${JSON.stringify(p)}`);
       }
     },
-    () => {
-      if (news.parent === undefined || !isKnown(news.parent)) return;
-      const parent = loadIssuer(news.parent, "parent");
-      computeValidity({
-        validityHours: news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
-        issuerNotAfter: parent.cert.notAfter,
+    () =>
+      !whole &&
+      isKnown(news.maxValidityHours) &&
+      news.maxValidityHours !== undefined &&
+      checkHours(news.maxValidityHours, "maxValidityHours"),
+    () => !whole && news.parent !== undefined && isKnown(news.parent) && loadIssuer(news.parent, "parent"),
+    () =>
+      whole &&
+      resolveCaRequest({
+        subject: news.subject,
+        template: news.template,
+        validityHours: news.validityHours,
+        pathLength: news.pathLength,
+        parent: news.parent,
         truncateToIssuer: news.truncateToIssuer,
-      });
-    },
+        maxValidityHours: news.maxValidityHours,
+      }),
   ]);
   return failures.length ? { failures } : { inputs: normalize(news) as Record<string, unknown> };
 }

@@ -3,6 +3,7 @@
  * `PkiError`s into check failures, and comparing normalised inputs. Pure: no Pulumi import, so the
  * serialized providers only `require()` this package and the logic lives in versioned code.
  */
+import { pemBlocks } from "../pki/asn1";
 import { PkiError } from "../pki/errors";
 import { renewAtFor, renewal } from "../pki/inspect";
 
@@ -156,8 +157,9 @@ export function storedRenewBefore(state: Record<string, unknown>, fallback: numb
 /** The first PEM certificate of a text, whitespace removed, so a CA given with or without its chain compares equal. */
 function firstCertificate(pem: unknown): unknown {
   if (typeof pem !== "string") return pem;
-  const m = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(pem);
-  return m ? m[0].replace(/\s+/g, "") : pem;
+  // The linear PEM scanner: a regex here rescans the rest of the text from every BEGIN line.
+  const first = pemBlocks(pem).find((b) => b.label === "CERTIFICATE");
+  return first ? first.der.toString("base64") : pem;
 }
 
 /**

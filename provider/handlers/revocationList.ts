@@ -11,6 +11,7 @@ import { loadIssuer } from "../pki/issuer";
 import { inspectCertificate } from "../pki/inspect";
 import { normalizeSerial } from "../pki/serial";
 import { checkHours } from "../pki/validity";
+import { checkRevokedCount } from "../pki/crl";
 import {
   changedKeys,
   CheckResult,
@@ -49,6 +50,8 @@ export function defaultCrlRenewBeforeHours(nextUpdateHours: number): number {
 function normalizeRevoked(
   revoked: RevocationInput[] | undefined,
 ): { serialNumber: string; reason?: RevocationReason }[] {
+  checkRevokedCount(revoked);
+  const seen = new Map<string, number>();
   return (revoked ?? [])
     .map((r, i) => {
       if (!r || (r.serialNumber === undefined) === (r.certPem === undefined)) {
@@ -62,8 +65,16 @@ function normalizeRevoked(
       }
       const serialNumber =
         r.certPem !== undefined
-          ? inspectCertificate(r.certPem).serialNumber
+          ? inspectCertificate(r.certPem, `revoked[${i}].certPem`).serialNumber
           : normalizeSerial(r.serialNumber as string, `revoked[${i}].serialNumber`);
+      const first = seen.get(serialNumber);
+      if (first !== undefined) {
+        throw new PkiError(
+          `revoked[${i}]`,
+          `serial ${serialNumber} is already listed as revoked[${first}]; list each certificate once`,
+        );
+      }
+      seen.set(serialNumber, i);
       return compact({ serialNumber, reason: r.reason });
     })
     .sort((a, b) => a.serialNumber.localeCompare(b.serialNumber));

@@ -121,12 +121,72 @@ export function derToPem(der: Buffer, label: string): string {
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
-/** Every PEM block in a text, in order, as label and DER. */
+/** A `-----BEGIN label-----` or `-----END label-----` line marker: where it starts and ends, and its label. */
+interface PemMarker {
+  readonly begin: boolean;
+  readonly label: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+const PEM_LABEL_CHAR = /[A-Z0-9 ]/;
+
+/** Every BEGIN and END marker of a text, in order, found in one linear pass (no backtracking regex). */
+function pemMarkers(text: string): PemMarker[] {
+  const out: PemMarker[] = [];
+  let at = text.indexOf("-----", 0);
+  while (at >= 0) {
+    const begin = text.startsWith("BEGIN ", at + 5);
+    const labelStart = at + 5 + (begin ? 6 : 4);
+    if (begin || text.startsWith("END ", at + 5)) {
+      let i = labelStart;
+      while (i < text.length && PEM_LABEL_CHAR.test(text[i])) i++;
+      if (i > labelStart && text.startsWith("-----", i)) {
+        out.push({ begin, label: text.slice(labelStart, i), start: at, end: i + 5 });
+        at = text.indexOf("-----", i + 5);
+        continue;
+      }
+      at = text.indexOf("-----", Math.max(i, at + 1));
+      continue;
+    }
+    at = text.indexOf("-----", at + 1);
+  }
+  return out;
+}
+
+/** The label of every `-----BEGIN label-----` line in a text, ended or not, in order. */
+export function pemLabels(text: string): string[] {
+  return pemMarkers(text)
+    .filter((m) => m.begin)
+    .map((m) => m.label);
+}
+
+/**
+ * Every PEM block in a text, in order, as label and DER: a BEGIN line up to the first END line with the
+ * same label. Linear in the text: each label's END markers are walked with one forward pointer.
+ */
 export function pemBlocks(text: string): { label: string; der: Buffer }[] {
+  const markers = pemMarkers(text);
+  const ends = new Map<string, PemMarker[]>();
+  for (const m of markers) {
+    if (m.begin) continue;
+    const list = ends.get(m.label);
+    if (list) list.push(m);
+    else ends.set(m.label, [m]);
+  }
+  const next = new Map<string, number>();
   const out: { label: string; der: Buffer }[] = [];
-  const re = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    out.push({ label: m[1], der: Buffer.from(m[2].replace(/\s+/g, ""), "base64") });
+  let consumed = 0;
+  for (const m of markers) {
+    if (!m.begin || m.start < consumed) continue;
+    const list = ends.get(m.label) ?? [];
+    let k = next.get(m.label) ?? 0;
+    while (k < list.length && list[k].start < m.end) k++;
+    next.set(m.label, k);
+    if (k === list.length) continue;
+    const body = text.slice(m.end, list[k].start);
+    out.push({ label: m.label, der: Buffer.from(body.replace(/\s+/g, ""), "base64") });
+    consumed = list[k].end;
   }
   return out;
 }

@@ -11,7 +11,7 @@ import {
   readBasicConstraints,
   subjectKeyIdentifier,
 } from "./extensions";
-import { IssuerCredentials, loadIssuer } from "./issuer";
+import { IssuerCredentials, LoadedIssuer, loadIssuer } from "./issuer";
 import {
   DEFAULT_KEY_SPEC,
   generateKey,
@@ -25,9 +25,9 @@ import {
 } from "./keys";
 import { normalizeSubject, Subject, subjectToAsn1 } from "./names";
 import { CertificateFacts, factsOf } from "./result";
-import { newSerialNumber, normalizeSerial } from "./serial";
+import { newSerialNumber, refuseChosenSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
-import { computeValidity, DEFAULT_CA_VALIDITY_HOURS } from "./validity";
+import { checkHours, computeValidity, DEFAULT_CA_VALIDITY_HOURS, Validity } from "./validity";
 import { findExtension, parseCertificateDer } from "./x509";
 
 /** Arguments of `createCertificateAuthority`. Give `subject` or a certtool `template`, not both. */
@@ -50,8 +50,6 @@ export interface CreateCertificateAuthorityArgs {
   readonly truncateToIssuer?: boolean;
   /** Policy: refuse validity longer than this many hours. @default no limit */
   readonly maxValidityHours?: number;
-  /** Explicit serial (hex). @default a time-ordered random serial */
-  readonly serialNumber?: string;
   /** Issuance time. @default now */
   readonly now?: Date;
 }
@@ -73,19 +71,36 @@ function checkPathLength(value: unknown, property: string): number {
   return value;
 }
 
-/** Creates a CA: self-signed root, or an intermediate signed by `parent`. The key never leaves as anything but PEM. */
-export async function createCertificateAuthority(
-  args: CreateCertificateAuthorityArgs,
-): Promise<CertificateAuthority> {
+/** A CA request after its inputs are merged, range-checked and checked against its parent. */
+export interface CaRequest {
+  /** The CA's subject. */
+  readonly subject: Subject;
+  /** The basicConstraints path length to write. */
+  readonly pathLength: number;
+  /** The loaded parent, for an intermediate. */
+  readonly parent?: LoadedIssuer;
+  /** The validity window it gets. */
+  readonly validity: Validity;
+}
+
+/**
+ * Everything `createCertificateAuthority` checks before it makes a key and signs: subject or template,
+ * serial policy, path length (also against the parent's), validity (against policy and the parent's
+ * chain). The resource's check runs this too, so what passes check does not fail in create.
+ */
+export function resolveCaRequest(
+  args: Omit<CreateCertificateAuthorityArgs, "keyPem" | "keySpec">,
+): CaRequest {
   let subject: Subject;
   let validityHours = args.validityHours;
   let pathLength = args.pathLength;
-  let serial = args.serialNumber;
+  refuseChosenSerial(args, undefined);
   if (args.template !== undefined) {
     if (args.subject !== undefined) {
       throw new PkiError("template", "give either template or subject, not both");
     }
     const t = parseCerttoolTemplate(args.template);
+    refuseChosenSerial({}, t.serialNumber);
     if (!t.ca) throw new PkiError("template", "a CA template must contain the `ca` keyword");
     if (t.dnsNames.length || t.ipAddresses.length || t.extendedKeyUsages.length) {
       throw new PkiError(
@@ -94,33 +109,45 @@ export async function createCertificateAuthority(
       );
     }
     subject = normalizeSubject(t.subject, "template");
-    validityHours ??= t.expirationDays !== undefined ? t.expirationDays * 24 : undefined;
+    if (validityHours === undefined && t.expirationDays !== undefined) {
+      validityHours = checkHours(t.expirationDays * 24, "template", true, "expiration_days * 24");
+    }
     pathLength ??= t.pathLength;
-    serial ??= t.serialNumber;
   } else {
     subject = normalizeSubject(args.subject, "subject");
   }
   pathLength = checkPathLength(pathLength ?? 0, "pathLength");
-  const now = args.now ?? new Date();
   const parent = args.parent ? loadIssuer(args.parent, "parent") : undefined;
   if (parent && parent.pathLength !== undefined && parent.pathLength <= pathLength) {
     throw new PkiError(
       "pathLength",
-      `the parent CA allows ${parent.pathLength} more CA level(s) below it, so this CA's pathLength must be below ${parent.pathLength}`,
+      parent.pathLength === 0
+        ? "the parent CA allows 0 more CA levels below it (its pathLength is 0), so it cannot sign this CA; " +
+            "give the parent a larger pathLength, or issue from a CA that allows intermediates"
+        : `the parent CA allows ${parent.pathLength} more CA level(s) below it, so this CA's pathLength must be below ${parent.pathLength}`,
     );
   }
+  const validity = computeValidity({
+    validityHours: validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
+    now: args.now,
+    issuerNotAfter: parent?.chainNotAfter,
+    truncateToIssuer: args.truncateToIssuer,
+    maxValidityHours: args.maxValidityHours,
+  });
+  return { subject, pathLength, parent, validity };
+}
+
+/** Creates a CA: self-signed root, or an intermediate signed by `parent`. The key never leaves as anything but PEM. */
+export async function createCertificateAuthority(
+  args: CreateCertificateAuthorityArgs,
+): Promise<CertificateAuthority> {
+  const now = args.now ?? new Date();
+  const { subject, pathLength, parent, validity } = resolveCaRequest({ ...args, now });
   const key =
     args.keyPem !== undefined
       ? loadPrivateKey(args.keyPem, "keyPem")
       : (await generateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC))).privateKey;
   const spki = spkiDer(key);
-  const validity = computeValidity({
-    validityHours: validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
-    now,
-    issuerNotAfter: parent?.cert.notAfter,
-    truncateToIssuer: args.truncateToIssuer,
-    maxValidityHours: args.maxValidityHours,
-  });
   const subjectName = subjectToAsn1(subject);
   const ownKeyId = keyIdentifier(spki);
   const extensions: Extension[] = [
@@ -131,7 +158,7 @@ export async function createCertificateAuthority(
   ];
   const certDer = signCertificate(
     {
-      serialNumber: serial !== undefined ? normalizeSerial(serial) : newSerialNumber(now),
+      serialNumber: newSerialNumber(now),
       issuer: parent ? parent.cert.subject : subjectName,
       subject: subjectName,
       validity,

@@ -16,7 +16,9 @@ import { IssuerCredentials, loadIssuer } from "./issuer";
 import { algorithmIdentifier, keySpecOf, signatureAlgorithmFor, signStructure } from "./keys";
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { normalizeSerial } from "./serial";
+import { MAX_CRL_ENTRIES } from "./limits";
 import { checkHours } from "./validity";
+import { checkPublicPem } from "./x509";
 
 /** RFC 5280 CRLReason values by name (7 is unused in the standard). */
 export const REVOCATION_REASONS = {
@@ -75,6 +77,16 @@ export interface Crl {
   readonly revokedSerials: string[];
 }
 
+/** Refuses a revocation list longer than `MAX_CRL_ENTRIES` (a CRL is signed, stored and installed whole). */
+export function checkRevokedCount(revoked: unknown, property = "revoked"): void {
+  if (Array.isArray(revoked) && revoked.length > MAX_CRL_ENTRIES) {
+    throw new PkiError(
+      property,
+      `lists ${revoked.length} certificates; at most ${MAX_CRL_ENTRIES} are accepted in one CRL`,
+    );
+  }
+}
+
 function toDate(value: Date | string, property: string): Date {
   const d = value instanceof Date ? value : new Date(value);
   if (Number.isNaN(d.getTime())) throw new PkiError(property, `${JSON.stringify(value)} is not a date`);
@@ -91,6 +103,7 @@ export function createCrl(args: CreateCrlArgs): Crl {
   if (!Number.isSafeInteger(crlNumber) || crlNumber < 0) {
     throw new PkiError("crlNumber", `must be a whole number of 0 or more, got ${crlNumber}`);
   }
+  checkRevokedCount(args.revoked);
   const seen = new Set<string>();
   const entries = (args.revoked ?? []).map((r, i) => {
     const serial = normalizeSerial(r?.serialNumber, `revoked[${i}].serialNumber`);
@@ -165,6 +178,7 @@ export interface CrlSummary {
 
 /** Reads a PEM CRL (no signature check: use `openssl crl -verify` or `verifyCrl` for that). */
 export function inspectCrl(pem: string, property = "crlPem"): CrlSummary {
+  checkPublicPem(pem, property);
   try {
     const [tbs] = der.children(der.fromDer(der.pemToDer(pem, ["X509 CRL"], "CRL")));
     const parts = der.children(tbs);

@@ -15,6 +15,7 @@ import { PkiError } from "./errors";
 import { extensionsFromAsn1, extensionsToAsn1, OID, readSubjectAltName, subjectAltName } from "./extensions";
 import { keySpecOf, loadPrivateKey, signStructure, spkiDer } from "./keys";
 import { DnAttribute, nameFromAsn1, normalizeSubject, Subject, subjectToAsn1 } from "./names";
+import { checkPublicPem } from "./x509";
 
 /** Arguments of `createCsr`. */
 export interface CreateCsrArgs {
@@ -74,6 +75,7 @@ const CSR_HASHES: Record<string, "sha256" | "sha384" | "sha512" | null> = {
 
 /** Parses a PEM CSR and verifies its self-signature; throws a PkiError on `property` otherwise. */
 export function parseAndVerifyCsr(pem: string, property = "csrPem"): VerifiedCsr {
+  checkPublicPem(pem, property);
   let parts: der.Asn1[];
   let info: der.Asn1[];
   try {

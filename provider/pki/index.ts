@@ -19,3 +19,4 @@ export * from "./crl";
 export * from "./psk";
 export * from "./template";
 export * from "./inspect";
+export * from "./limits";

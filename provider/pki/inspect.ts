@@ -26,6 +26,7 @@ import {
   Subject,
   attributesToSubject,
 } from "./names";
+import { MAX_TRUST_BUNDLE_CHARS } from "./limits";
 import { findExtension, parseCertificateBundle, parseCertificatePem, ParsedCertificate } from "./x509";
 
 /** Everything `inspectCertificate` reports. */
@@ -71,8 +72,8 @@ export interface CertificateSummary extends AltNames {
 }
 
 /** Summarises the first certificate in a PEM text. */
-export function inspectCertificate(certPem: string): CertificateSummary {
-  return summarize(parseCertificatePem(certPem, "certPem"));
+export function inspectCertificate(certPem: string, property = "certPem"): CertificateSummary {
+  return summarize(parseCertificatePem(certPem, property));
 }
 
 function summarize(cert: ParsedCertificate): CertificateSummary {
@@ -153,7 +154,9 @@ export function verifyChain(
       : []
     ).map((c) => new X509Certificate(c.der)),
   ];
-  const anchors = parseCertificateBundle(trustedPem, "trustedPem").map((c) => new X509Certificate(c.der));
+  const anchors = parseCertificateBundle(trustedPem, "trustedPem", MAX_TRUST_BUNDLE_CHARS).map(
+    (c) => new X509Certificate(c.der),
+  );
   const path = [leaf];
   const valid = (c: X509Certificate) =>
     now.getTime() >= new Date(c.validFrom).getTime() && now.getTime() <= new Date(c.validTo).getTime();

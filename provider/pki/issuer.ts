@@ -28,6 +28,37 @@ export interface LoadedIssuer {
   readonly pathLength?: number;
   /** The issuer certificate followed by its chain, PEM. */
   readonly chainPem: string;
+  /** The earliest notAfter of the issuer and every certificate of its chain: nothing it signs may outlive it. */
+  readonly chainNotAfter: Date;
+}
+
+/** Signature algorithms GnuTLS (libvirt, QEMU) rejects in a certificate chain as insecure: MD2, MD4, MD5, SHA-1. */
+const WEAK_SIGNATURES: Readonly<Record<string, string>> = {
+  "1.2.840.113549.1.1.2": "md2WithRSAEncryption",
+  "1.2.840.113549.1.1.3": "md4WithRSAEncryption",
+  "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
+  "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+  "1.3.14.3.2.3": "md5WithRSA",
+  "1.3.14.3.2.29": "sha1WithRSA",
+  "1.3.14.3.2.27": "dsaWithSHA1",
+  "1.2.840.10040.4.3": "dsa-with-sha1",
+  "1.2.840.10045.4.1": "ecdsa-with-SHA1",
+};
+
+/**
+ * Refuses a certificate of an issuer's chain signed with MD5 or SHA-1: GnuTLS fails such a chain ("the
+ * certificate chain uses insecure algorithm"). A self-signed root is exempt: a trust anchor's own
+ * signature is not checked by GnuTLS (certtool 3.7 verifies a chain under a SHA-1 self-signed root).
+ */
+function checkSignatureAlgorithm(cert: ParsedCertificate, property: string): void {
+  const weak = WEAK_SIGNATURES[cert.signatureAlgorithm];
+  if (weak === undefined) return;
+  if (der.toDer(cert.issuer).equals(der.toDer(cert.subject))) return;
+  throw new PkiError(
+    property,
+    `a CA certificate in it is signed with ${weak}, which GnuTLS (libvirt, QEMU) rejects as insecure; ` +
+      "have it re-issued with SHA-256 or better",
+  );
 }
 
 /** Whether a private key is the one whose public half is in this SubjectPublicKeyInfo. */
@@ -84,12 +115,15 @@ function checkIssuer(issuer: IssuerCredentials, property: string): LoadedIssuer 
     throw new PkiError(`${property}.keyPem`, "the private key does not match the CA certificate");
   }
   let chain = certs;
+  certs.forEach((c) => checkSignatureAlgorithm(c, `${property}.certPem`));
   if (issuer.chainPem !== undefined && issuer.chainPem !== "") {
     chain = parseCertificateBundle(issuer.chainPem, `${property}.chainPem`);
     if (!chain[0].der.equals(cert.der)) {
       throw new PkiError(`${property}.chainPem`, "the chain must start with the CA certificate itself");
     }
+    chain.forEach((c) => checkSignatureAlgorithm(c, `${property}.chainPem`));
   }
+  const chainNotAfter = new Date(Math.min(...chain.map((c) => c.notAfter.getTime())));
   const ski = findExtension(cert, OID.subjectKeyIdentifier);
   const keyId = ski ? Buffer.from(readSubjectKeyIdentifier(ski.value), "hex") : keyIdentifier(cert.spki);
   return {
@@ -98,5 +132,6 @@ function checkIssuer(issuer: IssuerCredentials, property: string): LoadedIssuer 
     keyId,
     pathLength: constraints.pathLength,
     chainPem: chain.map((c) => der.derToPem(c.der, "CERTIFICATE")).join(""),
+    chainNotAfter,
   };
 }

@@ -14,6 +14,7 @@ import {
 import { promisify } from "node:util";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
+import { checkTextSize, MAX_PEM_CHARS } from "./limits";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -76,6 +77,7 @@ export async function generatePrivateKey(spec: KeySpec = DEFAULT_KEY_SPEC): Prom
  * SEC1 (`EC PRIVATE KEY`). The error names `property` and never echoes the input.
  */
 export function loadPrivateKey(pem: string, property = "keyPem"): KeyObject {
+  checkTextSize(pem, property, MAX_PEM_CHARS, "PEM private key");
   if (typeof pem !== "string" || !/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(pem)) {
     if (typeof pem === "string" && pem.includes("ENCRYPTED PRIVATE KEY")) {
       throw new PkiError(

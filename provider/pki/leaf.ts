@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import * as der from "./asn1";
 import { AltNames, hasAltNames, normalizeAltNames, normalizeDnsName, normalizeIpAddress } from "./altnames";
 import { signCertificate } from "./certificate";
-import { parseAndVerifyCsr } from "./csr";
+import { parseAndVerifyCsr, VerifiedCsr } from "./csr";
 import { PkiError } from "./errors";
 import {
   authorityKeyIdentifier,
@@ -33,9 +33,9 @@ import {
 } from "./keys";
 import { attributesToSubject, checkDnListSubject, normalizeSubject, Subject, subjectToAsn1 } from "./names";
 import { CertificateFacts, factsOf } from "./result";
-import { newSerialNumber, normalizeSerial } from "./serial";
+import { newSerialNumber, refuseChosenSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
-import { computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "./validity";
+import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "./validity";
 import { parseCertificateDer } from "./x509";
 
 /** What a leaf certificate is for: TLS server, TLS client, or both in one certificate. */
@@ -77,8 +77,6 @@ export interface IssueCertificateArgs {
   readonly truncateToIssuer?: boolean;
   /** Policy: refuse validity longer than this many hours (Ganeti: 168). @default no limit */
   readonly maxValidityHours?: number;
-  /** Explicit serial (hex). @default a time-ordered random serial */
-  readonly serialNumber?: string;
   /** Issuance time (a past time issues an already-expired certificate, for tests). @default now */
   readonly now?: Date;
 }
@@ -105,7 +103,6 @@ export interface LeafRequest {
   readonly altNames: AltNames;
   readonly profile: LeafProfile;
   readonly validityHours: number;
-  readonly serialNumber?: string;
 }
 
 const LEAF_FORBIDDEN_USAGES: readonly KeyUsage[] = ["keyCertSign", "cRLSign"];
@@ -126,10 +123,12 @@ export function resolveLeafRequest(
   subjectProperty = "subject",
 ): LeafRequest {
   const structured = ["subject", "dnsNames", "ipAddresses", "emailAddresses", "uris"] as const;
+  refuseChosenSerial(args, undefined);
   if (args.template !== undefined) {
     const clash = structured.find((k) => args[k] !== undefined);
     if (clash) throw new PkiError(clash, `give either template or ${clash}, not both`);
     const t = parseCerttoolTemplate(args.template);
+    refuseChosenSerial({}, t.serialNumber);
     if (t.ca)
       throw new PkiError("template", "this template describes a CA (`ca`); use createCertificateAuthority");
     const bad = t.keyUsages.find((u) => LEAF_FORBIDDEN_USAGES.includes(u));
@@ -144,22 +143,40 @@ export function resolveLeafRequest(
         "template",
         "say what the certificate is for: add tls_www_server and/or tls_www_client",
       );
-    return finish(
-      t.subject,
-      t,
-      profile,
-      args.validityHours ?? (t.expirationDays ?? 365) * 24,
-      args.serialNumber ?? t.serialNumber,
-      "template",
-    );
+    const hours =
+      args.validityHours ??
+      checkHours((t.expirationDays ?? 365) * 24, "template", true, "expiration_days * 24");
+    return finish(t.subject, t, profile, hours, "template");
   }
   return finish(
     args.subject,
     args,
     args.profile ?? "server",
     args.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
-    args.serialNumber,
     subjectProperty,
+  );
+}
+
+/**
+ * The request of a leaf that certifies a CSR's key: the CSR's subject when neither subject nor template
+ * is given, and its requested alternative names when no names are given either.
+ */
+export function resolveCsrLeafRequest(
+  args: Omit<IssueCertificateArgs, "issuer" | "csrPem">,
+  csr: VerifiedCsr,
+): LeafRequest {
+  const noSubject = args.template === undefined && args.subject === undefined;
+  const noNames = (["dnsNames", "ipAddresses", "emailAddresses", "uris"] as const).every(
+    (k) => args[k] === undefined,
+  );
+  // The subject came from the CSR: errors name it (csrPem.subject.<field>), not a subject input never given.
+  return resolveLeafRequest(
+    {
+      ...args,
+      subject: noSubject ? attributesToSubject(csr.subjectAttributes) : args.subject,
+      ...(noSubject && noNames ? csr.altNames : {}),
+    },
+    noSubject ? "csrPem.subject" : "subject",
   );
 }
 
@@ -168,7 +185,6 @@ function finish(
   names: Partial<Record<keyof AltNames, readonly string[]>>,
   profile: LeafProfile,
   validityHours: number,
-  serialNumber: string | undefined,
   subjectProperty: string,
 ): LeafRequest {
   if (!LEAF_PROFILES.includes(profile)) {
@@ -184,7 +200,7 @@ function finish(
   checkDnListSubject(subject, subjectProperty);
   let altNames = normalizeAltNames(names as Partial<AltNames>);
   if (profile !== "client") altNames = withCommonName(altNames, subject.commonName, subjectProperty);
-  return { subject, altNames, profile, validityHours, serialNumber };
+  return { subject, altNames, profile, validityHours };
 }
 
 /** Servers get their CN as a SAN too: GnuTLS ignores the CN once any DNS SAN exists. */
@@ -240,18 +256,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
   let request: LeafRequest;
   if (args.csrPem !== undefined) {
     const csr = parseAndVerifyCsr(args.csrPem, "csrPem");
-    const noSubject = args.template === undefined && args.subject === undefined;
-    const noNames = ["dnsNames", "ipAddresses", "emailAddresses", "uris"].every(
-      (k) => args[k as keyof IssueCertificateArgs] === undefined,
-    );
-    request = resolveLeafRequest(
-      {
-        ...args,
-        subject: noSubject ? attributesToSubject(csr.subjectAttributes) : args.subject,
-        ...(noSubject && noNames ? csr.altNames : {}),
-      },
-      noSubject ? "csrPem.subject" : "subject",
-    );
+    request = resolveCsrLeafRequest(args, csr);
     spki = csr.spki;
     spec = keySpecOf(csr.publicKey, "csrPem");
   } else {
@@ -268,7 +273,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
   const validity = computeValidity({
     validityHours: request.validityHours,
     now,
-    issuerNotAfter: issuer.cert.notAfter,
+    issuerNotAfter: issuer.chainNotAfter,
     truncateToIssuer: args.truncateToIssuer,
     maxValidityHours: args.maxValidityHours,
   });
@@ -282,8 +287,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
   ];
   const certDer = signCertificate(
     {
-      serialNumber:
-        request.serialNumber !== undefined ? normalizeSerial(request.serialNumber) : newSerialNumber(now),
+      serialNumber: newSerialNumber(now),
       issuer: issuer.cert.subject,
       subject: subjectToAsn1(request.subject),
       validity,

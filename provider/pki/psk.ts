@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { PkiError } from "./errors";
+import { checkTextSize, MAX_PSK_TEXT_CHARS, MAX_PSK_USERS } from "./limits";
 
 /** Default PSK length in bytes, as psktool uses. */
 export const DEFAULT_PSK_BYTES = 32;
@@ -28,6 +29,7 @@ function checkUsername(name: unknown, property: string): string {
 
 /** Parses `keys.psk` content. Errors name the line but never echo a key. */
 export function parsePreSharedKeys(text: string, property = "keysPsk"): PreSharedKey[] {
+  checkTextSize(text, property, MAX_PSK_TEXT_CHARS, "keys.psk text");
   const out: PreSharedKey[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
@@ -36,6 +38,17 @@ export function parsePreSharedKeys(text: string, property = "keysPsk"): PreShare
     out.push({ username: checkUsername(m[1], `${property}:${i + 1}`), keyHex: m[2].toLowerCase() });
   });
   return out;
+}
+
+/**
+ * Whether a text has the shape of `keys.psk` content: one or more `name:hexkey` lines (name without
+ * whitespace or colon), each but the last ending in a newline. Checked line by line in linear time (the
+ * single regex `^([^:\s]+:[0-9a-fA-F]+\n?)+$` backtracks exponentially on `a:0000000:0000000:...!`).
+ */
+export function isKeysPskText(text: unknown): boolean {
+  if (typeof text !== "string" || text === "" || text.length > MAX_PSK_TEXT_CHARS) return false;
+  const lines = text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
+  return lines.every((line) => /^[^:\s]+:[0-9a-fA-F]+$/.test(line));
 }
 
 /** Serialises keys as `keys.psk` content (newline-terminated lines). */
@@ -53,6 +66,12 @@ export function createPreSharedKeys(
 ): { keysPsk: string; keys: PreSharedKey[] } {
   if (!Array.isArray(usernames) || usernames.length === 0) {
     throw new PkiError("usernames", "give at least one PSK username (QEMU clients use `qemu` by default)");
+  }
+  if (usernames.length > MAX_PSK_USERS) {
+    throw new PkiError(
+      "usernames",
+      `lists ${usernames.length} users; at most ${MAX_PSK_USERS} are accepted in one keys.psk`,
+    );
   }
   const keyBytes = options.keyBytes ?? DEFAULT_PSK_BYTES;
   if (!Number.isInteger(keyBytes) || keyBytes < 16 || keyBytes > 64) {

@@ -63,3 +63,23 @@ export function compareSerials(a: string, b: string): number {
   const y = BigInt(`0x${normalizeSerial(b)}`);
   return x < y ? -1 : x > y ? 1 : 0;
 }
+
+/**
+ * Serial numbers are always generated (`newSerialNumber`): a chosen serial is how two certificates of
+ * one CA came to share serial `01`, and a CRL then revokes both. Refuses a `serialNumber` argument (from
+ * JavaScript callers) and a template's `serial` line.
+ */
+export function refuseChosenSerial(args: object, templateSerial: string | undefined): void {
+  if ((args as { serialNumber?: unknown }).serialNumber !== undefined) {
+    throw new PkiError(
+      "serialNumber",
+      "serial numbers are always generated (time-ordered and random, so never reused); remove serialNumber",
+    );
+  }
+  if (templateSerial !== undefined) {
+    throw new PkiError(
+      "template",
+      "serial numbers are always generated (time-ordered and random, so never reused); remove the template's serial line",
+    );
+  }
+}

@@ -22,6 +22,7 @@
 import { isIP } from "node:net";
 import { normalizeDnsName, normalizeIpAddress } from "./altnames";
 import { PkiError } from "./errors";
+import { checkTextSize, MAX_TEMPLATE_CHARS } from "./limits";
 import { ExtendedKeyUsage, KEY_USAGES, KeyUsage } from "./extensions";
 import { Subject, normalizeSubject } from "./names";
 import { normalizeSerial } from "./serial";
@@ -120,6 +121,8 @@ const SUPPORTED = [
   "serial",
 ];
 const SUPPORTED_SET = new Set([...SUPPORTED, "o", "ou"]);
+/** Longest keyword `suggest` computes an edit distance for: the longest candidate plus 2. */
+const SUGGEST_MAX_LENGTH = Math.max(...SUPPORTED.map((k) => k.length)) + 2;
 
 /** certtool keywords (GnuTLS 3.7) this library deliberately does not implement, with a hint where useful. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
@@ -190,6 +193,8 @@ function editDistance(a: string, b: string): number {
 }
 
 function suggest(keyword: string): string | undefined {
+  // A keyword more than 2 characters longer than every candidate is more than 2 edits from each.
+  if (keyword.length > SUGGEST_MAX_LENGTH) return undefined;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of SUPPORTED) {
@@ -447,6 +452,7 @@ function rejectKeyword(keyword: string): never {
  */
 export function parseCerttoolTemplate(text: string): CerttoolTemplate {
   if (typeof text !== "string") throw new PkiError("template", `must be a string, got ${typeof text}`);
+  checkTextSize(text, "template", MAX_TEMPLATE_CHARS, "template");
   const subject: Record<string, unknown> = {};
   const lists: Record<ListField, string[]> = { dnsNames: [], ipAddresses: [], emailAddresses: [], uris: [] };
   const domainComponents: string[] = [];

@@ -1,5 +1,6 @@
 /** Validity windows: hours-based, back-dated for clock skew, bounded by the issuer and by policy. */
 import { PkiError } from "./errors";
+import { MAX_HOURS } from "./limits";
 
 /** notBefore is set this many minutes before issuance so hosts with a slow clock accept new certificates. */
 export const BACKDATE_MINUTES = 5;
@@ -18,7 +19,7 @@ export interface ValidityOptions {
   readonly now?: Date;
   /** Minutes to back-date notBefore. @default 5 */
   readonly backdateMinutes?: number;
-  /** The issuer's notAfter: a certificate may not outlive its CA. */
+  /** The earliest notAfter of the issuer and its chain: a certificate may not outlive any of them. */
   readonly issuerNotAfter?: Date;
   /** Shorten the certificate to end with its issuer instead of failing. @default false */
   readonly truncateToIssuer?: boolean;
@@ -34,15 +35,35 @@ export interface Validity {
   readonly notAfter: Date;
 }
 
-/** Checks an hours value (validity, renewal window): a finite number, optionally > 0. */
-export function checkHours(value: unknown, property: string, positive = true): number {
+/**
+ * Checks an hours value (validity, renewal window): a finite number up to `MAX_HOURS`, optionally > 0.
+ * `what` names the value in the message when it is not the property itself (a template's expiration_days).
+ */
+export function checkHours(value: unknown, property: string, positive = true, what?: string): number {
+  const label = what ? `${what} ` : "";
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new PkiError(property, `must be a number of hours, got ${JSON.stringify(value)}`);
+    throw new PkiError(property, `${label}must be a number of hours, got ${JSON.stringify(value)}`);
   }
   if (positive ? value <= 0 : value < 0) {
-    throw new PkiError(property, `must be ${positive ? "greater than 0" : "0 or more"} hours, got ${value}`);
+    throw new PkiError(
+      property,
+      `${label}must be ${positive ? "greater than 0" : "0 or more"} hours, got ${value}`,
+    );
+  }
+  if (value > MAX_HOURS) {
+    throw new PkiError(property, `${label}must be at most ${MAX_HOURS} hours (100 years), got ${value}`);
   }
   return value;
+}
+
+/** Whether `checkHours` accepts a value (for checks that must not report a bad value a second time). */
+export function isValidHours(value: unknown, positive = true): boolean {
+  try {
+    checkHours(value, "hours", positive);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Computes notBefore/notAfter, enforcing the policy limit and the issuer's lifetime. */
@@ -65,7 +86,8 @@ export function computeValidity(opts: ValidityOptions): Validity {
     if (!opts.truncateToIssuer) {
       throw new PkiError(
         "validityHours",
-        `the certificate would end ${notAfter.toISOString()}, after its CA (${opts.issuerNotAfter.toISOString()}); ` +
+        `the certificate would end ${notAfter.toISOString()}, after its CA or a certificate in the CA's chain ` +
+          `(${opts.issuerNotAfter.toISOString()}); ` +
           "shorten validityHours, renew the CA, or set truncateToIssuer to end with the CA",
       );
     }

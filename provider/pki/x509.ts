@@ -8,6 +8,7 @@ import forge from "node-forge";
 import * as der from "./asn1";
 import { extensionsFromAsn1, RawExtension } from "./extensions";
 import { PkiError } from "./errors";
+import { checkTextSize, MAX_PEM_CHARS } from "./limits";
 
 /** A certificate split into the parts this library reads. */
 export interface ParsedCertificate {
@@ -38,8 +39,27 @@ export interface ParsedCertificate {
 /** Certificate PEM labels accepted on input. */
 const CERT_LABELS = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
 
+/**
+ * Checks a text given where certificates (or a CSR, a CRL) belong: at most `MAX_PEM_CHARS` long and
+ * (or `maxChars`) holding no private key block, since such texts are copied into non-secret outputs and
+ * state. The error never echoes the text.
+ */
+export function checkPublicPem(pem: unknown, property: string, maxChars = MAX_PEM_CHARS): void {
+  checkTextSize(pem, property, maxChars, "PEM text");
+  if (typeof pem !== "string") return;
+  const key = der.pemLabels(pem).find((label) => label.endsWith("PRIVATE KEY"));
+  if (key !== undefined) {
+    throw new PkiError(
+      property,
+      `holds a private key (-----BEGIN ${key}-----); remove it: this text is copied into outputs and ` +
+        "state that are not secret, and a key belongs only in its own secret field",
+    );
+  }
+}
+
 /** Parses the first certificate of a PEM text; errors name `property`. */
 export function parseCertificatePem(pem: string, property = "certPem"): ParsedCertificate {
+  checkPublicPem(pem, property);
   let bytes: Buffer;
   try {
     bytes = der.pemToDer(pem, CERT_LABELS, "certificate");
@@ -49,8 +69,13 @@ export function parseCertificatePem(pem: string, property = "certPem"): ParsedCe
   return parseCertificateDer(bytes, property);
 }
 
-/** Every certificate in a PEM bundle, in order. */
-export function parseCertificateBundle(pem: string, property = "certPem"): ParsedCertificate[] {
+/** Every certificate in a PEM bundle, in order; the bundle may be at most `maxChars` long. */
+export function parseCertificateBundle(
+  pem: string,
+  property = "certPem",
+  maxChars = MAX_PEM_CHARS,
+): ParsedCertificate[] {
+  checkPublicPem(pem, property, maxChars);
   const blocks = der
     .pemBlocks(typeof pem === "string" ? pem : "")
     .filter((b) => CERT_LABELS.includes(b.label));
