@@ -7,15 +7,19 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { CaCredentials, CaLike } from "../provider/caCredentials";
 import { CertificateAuthority } from "../provider/certificateAuthority";
-import { CertificateRevocationList } from "../provider/certificateRevocationList";
+import { CertificateRevocationList, RevokedCertificateArgs } from "../provider/certificateRevocationList";
 import { ClientCertificate } from "../provider/clientCertificate";
 import { PreSharedKeys } from "../provider/preSharedKeys";
 import { HostIdentities, HostRole } from "../provider/hostIdentities";
+import { REVOCATION_REASONS, RevocationReason } from "../provider/pki/crl";
 import { PkiError } from "../provider/pki/errors";
 import { KeySpec } from "../provider/pki/keys";
 import { Subject } from "../provider/pki/names";
+import { isoSecond } from "../provider/pki/revocations";
+import { normalizeSerial } from "../provider/pki/serial";
 import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
 import { Ownership, PathOverride, QEMU_SERVICES, QemuService, checkPath } from "./install";
+import { RetainedInstall } from "./retainedInstall";
 
 /** A CA the fleet creates. */
 export interface NewFleetCa {
@@ -95,6 +99,13 @@ export interface FleetClientInstall {
   root?: string;
   /** Per-user install (`~user/.pki/libvirt`); without it, the system-wide `libvirt-client` layout. */
   user?: string;
+  /**
+   * The machine is gone or can no longer be reached (lost, stolen, scrapped): the fleet never contacts it
+   * again. Its install stays in the state exactly as it is (every command input ignored, `retainOnDelete`),
+   * so revoking the client in the same `up` does not touch it, and removing `install` (or the client) later
+   * only forgets it. Its files stay on that machine: revoke the client. @default false
+   */
+  unreachable?: boolean;
 }
 
 /** An operator or management client (a virt-manager workstation, say). */
@@ -105,6 +116,27 @@ export interface FleetClient {
   subject: Subject;
   /** Where to install its credentials; none: only the certificate is created (read it from `clients`). */
   install?: FleetClientInstall;
+}
+
+/**
+ * A revoked client with the reason its CRL entries give. For a client that is no longer in `clients`
+ * (its certificate resource is gone), also its certificate's record, copied from the fleet's
+ * `revocations` output: then every CRL, also one of a CA added later, keeps listing it until notAfter.
+ */
+export interface FleetRevokedClient {
+  /** The client's name. */
+  name: string;
+  /** The RFC 5280 reason the CRLs list, e.g. "keyCompromise", "affiliationChanged", "cessationOfOperation". @default "keyCompromise" */
+  reason?: RevocationReason;
+  /** Only for a client no longer in `clients`: its certificate's serial (hex). */
+  serialNumber?: string;
+  /**
+   * When it was revoked, ISO 8601: the date a CRL gives when it first lists the serial. Required for a
+   * client no longer in `clients`. @default the certificate's `revokedAt` (set when it was marked revoked)
+   */
+  revokedAt?: string;
+  /** Only for a client no longer in `clients`: its certificate's notAfter; it is listed until then. */
+  notAfter?: string;
 }
 
 /** Arguments of {@link VirtualizationPki}. */
@@ -120,8 +152,13 @@ export interface VirtualizationPkiArgs {
   organization?: string;
   hosts: FleetHost[];
   clients?: FleetClient[];
-  /** Names of clients whose certificates are revoked: listed in the CRL installed on every host. */
-  revokedClients?: string[];
+  /**
+   * Revoked clients: names (reason `keyCompromise`) or `{ name, reason }`, listed in every CRL installed on
+   * every host and left out of `tlsAllowedDnList`. A revoked certificate is never re-issued. A client
+   * removed from `clients` needs its record `{ name, reason, serialNumber, revokedAt, notAfter }` (from
+   * `revocations`) to stay listed in new CRLs. @default none
+   */
+  revokedClients?: (string | FleetRevokedClient)[];
   /** QEMU TLS-PSK user names; one `keys.psk` shared by all hosts. */
   pskUsers?: string[];
   /** Key type of host and client keys. @default "ecdsa-p256" */
@@ -247,16 +284,66 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
       );
     }
   });
-  (args.revokedClients ?? []).forEach((n, i) => {
-    if (!clientNames.has(n)) {
-      throw new PkiError(
-        `revokedClients[${i}]`,
-        `"${n}" is not in clients; keep a revoked client listed in clients until its certificate has expired`,
-      );
-    }
-  });
+  checkRevokedClients(args.revokedClients, clientNames);
   if (args.stagingRoot !== undefined) checkPath("stagingRoot", args.stagingRoot);
   return { cas, issuing };
+}
+
+/** The reason a revoked client given by name alone gets (what the fleet always used before reasons). */
+const DEFAULT_REVOCATION_REASON: RevocationReason = "keyCompromise";
+
+/** `revokedClients` as records: names become `{ name, reason: "keyCompromise" }`. */
+function revokedRecords(list: VirtualizationPkiArgs["revokedClients"]): FleetRevokedClient[] {
+  return (list ?? []).map((r) =>
+    typeof r === "string"
+      ? { name: r, reason: DEFAULT_REVOCATION_REASON }
+      : { ...r, reason: r.reason ?? DEFAULT_REVOCATION_REASON },
+  );
+}
+
+/** `revokedClients`: known names, or full records for clients that left `clients`; valid reasons and dates. */
+function checkRevokedClients(list: VirtualizationPkiArgs["revokedClients"], clientNames: Set<string>): void {
+  const seen = new Set<string>();
+  (list ?? []).forEach((r, i) => {
+    const at = `revokedClients[${i}]`;
+    const rec = typeof r === "string" ? { name: r } : r;
+    if (!rec || typeof rec !== "object" || typeof rec.name !== "string" || !ID.test(rec.name)) {
+      throw new PkiError(
+        at,
+        'give a client name, or { name, reason }, e.g. { name: "laptop", reason: "keyCompromise" }',
+      );
+    }
+    if (seen.has(rec.name)) throw new PkiError(at, `"${rec.name}" is listed twice`);
+    seen.add(rec.name);
+    const full = rec as FleetRevokedClient;
+    if (full.reason !== undefined && !(full.reason in REVOCATION_REASONS)) {
+      throw new PkiError(
+        `${at}.reason`,
+        `unknown reason ${JSON.stringify(full.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+      );
+    }
+    if (full.revokedAt !== undefined) isoSecond(full.revokedAt, `${at}.revokedAt`);
+    if (clientNames.has(rec.name)) {
+      for (const k of ["serialNumber", "notAfter"] as const) {
+        if (full[k] !== undefined) {
+          throw new PkiError(
+            `${at}.${k}`,
+            `"${rec.name}" is in clients: its certificate gives the ${k}; remove ${k}`,
+          );
+        }
+      }
+      return;
+    }
+    if (full.serialNumber === undefined || full.revokedAt === undefined || full.notAfter === undefined) {
+      throw new PkiError(
+        at,
+        `"${rec.name}" is not in clients; keep a revoked client listed in clients until its certificate has expired, ` +
+          "or give its record { name, reason, serialNumber, revokedAt, notAfter } from the fleet's revocations output",
+      );
+    }
+    normalizeSerial(full.serialNumber, `${at}.serialNumber`);
+    isoSecond(full.notAfter, `${at}.notAfter`);
+  });
 }
 
 /**
@@ -274,6 +361,11 @@ export class VirtualizationPki extends pulumi.ComponentResource {
   readonly crlPem: pulumi.Output<string>;
   /** Per host: FQDN, the server identity's fingerprint, notAfter, renewAt, DN, and the roles' DNs. */
   readonly hosts: pulumi.Output<Record<string, FleetHostOutputs>>;
+  /**
+   * Per revoked client: what its CRL entries carry (`serialNumber`, `revokedAt`, `reason`, `notAfter`). Copy
+   * an entry into `revokedClients` before removing that client from `clients`.
+   */
+  readonly revocations: pulumi.Output<Record<string, Required<Omit<FleetRevokedClient, "name">>>>;
   /** Per client: DN in libvirt's form, fingerprint, notAfter, revoked. */
   readonly clients: pulumi.Output<
     Record<
@@ -335,7 +427,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     this.issuingCaCertPem = pulumi.output(issuer.certPem);
 
     // Clients first: the CRL revokes some of them, the allowed DN list lists the others.
-    const revoked = new Set(args.revokedClients ?? []);
+    const revokedList = revokedRecords(args.revokedClients);
+    const revoked = new Set(revokedList.map((r) => r.name));
     const leafDefaults = {
       keySpec,
       validityHours: args.validityHours ?? 8760,
@@ -345,17 +438,59 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     for (const c of args.clients ?? []) {
       this.clientCertificates[c.name] = new ClientCertificate(
         `${name}-client-${c.name}`,
-        // A revoked client is never re-issued (not by renewal, not by a new CA): its revoked certificate
-        // stays as it is, listed in the CRL, until it expires.
+        // A revoked client is never re-issued (not by renewal, a new CA, keySpec or validityHours): its
+        // revoked certificate stays as it is, listed in the CRLs, until it expires.
         {
           ca: issuer,
           subject: c.subject,
           ...leafDefaults,
           autoRenew: revoked.has(c.name) ? false : undefined,
+          revoked: revoked.has(c.name) ? true : undefined,
         },
         revoked.has(c.name) ? { ...parent, ignoreChanges: ["ca"] } : parent,
       );
     }
+
+    // What every CRL lists: a client still in `clients` by its certificate (serial and notAfter) and the
+    // date it was marked revoked; a client that left `clients` by its record.
+    const revokedEntries = revokedList.map((r): RevokedCertificateArgs => {
+      const cert = this.clientCertificates[r.name];
+      return cert
+        ? {
+            certPem: cert.certPem,
+            reason: r.reason,
+            revocationDate: r.revokedAt ?? (cert.revokedAt as pulumi.Output<string>),
+          }
+        : {
+            serialNumber: r.serialNumber,
+            reason: r.reason,
+            revocationDate: r.revokedAt,
+            notAfter: r.notAfter,
+          };
+    });
+    this.revocations = pulumi.all(
+      Object.fromEntries(
+        revokedList.map((r) => {
+          const cert = this.clientCertificates[r.name];
+          const record = cert
+            ? pulumi
+                .all([cert.serialNumber, cert.revokedAt, cert.notAfter])
+                .apply(([serialNumber, revokedAt, notAfter]) => ({
+                  serialNumber,
+                  revokedAt: r.revokedAt ?? revokedAt ?? "",
+                  reason: r.reason!,
+                  notAfter,
+                }))
+            : pulumi.output({
+                serialNumber: r.serialNumber!,
+                revokedAt: r.revokedAt!,
+                reason: r.reason!,
+                notAfter: r.notAfter!,
+              });
+          return [r.name, record];
+        }),
+      ),
+    );
 
     // One CRL per trusted CA, concatenated into the one CRL file libvirt and QEMU load.
     const crls = [...trusted.entries()].map(
@@ -366,11 +501,9 @@ export class VirtualizationPki extends pulumi.ComponentResource {
             ca,
             // Every CA's CRL lists every revoked client: GnuTLS applies a CRL only to certificates of its
             // own issuer, so the entry counts in the CRL of whichever CA issued the client (during a
-            // rotation the revoked client's certificate stays with the old CA).
-            revoked: [...revoked].map((n) => ({
-              certPem: this.clientCertificates[n].certPem,
-              reason: "keyCompromise" as const,
-            })),
+            // rotation the revoked client's certificate stays with the old CA). Each CRL also keeps what it
+            // has listed until the certificate expires, so a client removed from `clients` stays listed.
+            revoked: revokedEntries,
             nextUpdateHours: args.crlNextUpdateHours ?? 720,
           },
           parent,
@@ -467,6 +600,21 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     }
     for (const c of args.clients ?? []) {
       if (!c.install) continue;
+      if (c.install.unreachable) {
+        // Never contacted again: the install stays in the state as it is, and is only forgotten when removed.
+        new RetainedInstall(
+          `${name}-client-${c.name}`,
+          target(
+            c.install.connection,
+            c.install.hostKey,
+            c.install.root,
+            args.stagingRoot,
+            `client-${c.name}`,
+          ),
+          parent,
+        );
+        continue;
+      }
       const cert = this.clientCertificates[c.name];
       const key = cert.keyPem as pulumi.Output<string>;
       const layout: LayoutArgs = c.install.user
@@ -566,6 +714,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       crlPem: this.crlPem,
       hosts: this.hosts,
       clients: this.clients,
+      revocations: this.revocations,
       earliestRenewAt: this.earliestRenewAt,
       tlsAllowedDnList: this.tlsAllowedDnList,
       libvirtdConf: this.libvirtdConf,

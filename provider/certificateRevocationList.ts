@@ -12,6 +12,29 @@ export interface RevokedCertificateArgs {
   readonly certPem?: pulumi.Input<string>;
   /** Why. @default unspecified */
   readonly reason?: pulumi.Input<RevocationReason>;
+  /**
+   * When it was revoked, ISO 8601 (e.g. a ClientCertificate's `revokedAt`), so that every CRL, also one of
+   * a CA added later, lists the same original date. Used when this CRL first lists the serial; after that
+   * the listed date never moves. @default the time this CRL first lists the serial
+   */
+  readonly revocationDate?: pulumi.Input<string>;
+  /**
+   * The certificate's notAfter, ISO 8601: the entry stays in the CRL until then, even once it is no longer
+   * in `revoked`. @default read from `certPem`; for a bare serial unknown, and the entry is kept for good
+   */
+  readonly notAfter?: pulumi.Input<string>;
+}
+
+/** One entry of the CRL's ledger (the `revokedCertificates` output). */
+export interface RevokedCertificateEntry {
+  /** Serial number, hex. */
+  readonly serialNumber: string;
+  /** The original revocation date, ISO 8601. */
+  readonly revocationDate: string;
+  /** The RFC 5280 reason, if any. */
+  readonly reason?: RevocationReason;
+  /** The certificate's notAfter, ISO 8601, if known: the entry is dropped once it has passed. */
+  readonly notAfter?: string;
 }
 
 /** Arguments of a CertificateRevocationList. */
@@ -22,11 +45,16 @@ export interface CertificateRevocationListArgs {
   readonly revoked?: pulumi.Input<pulumi.Input<RevokedCertificateArgs>[]>;
   /** Hours from signing to nextUpdate. @default 168 */
   readonly nextUpdateHours?: pulumi.Input<number>;
-  /** Re-sign (replace, shown as `nextUpdate`) this many hours before nextUpdate. @default a third of nextUpdateHours */
+  /** Re-sign (in place) this many hours before nextUpdate. @default a third of nextUpdateHours */
   readonly renewBeforeHours?: pulumi.Input<number>;
 }
 
-/** A v2 CRL signed by the CA (cacrl.pem / ca-crl.pem). Re-signed with a higher CRL number when revocations change. */
+/**
+ * A v2 CRL signed by the CA (cacrl.pem / ca-crl.pem). Re-signed in place with a higher CRL number when
+ * revocations change or nextUpdate nears. It keeps a ledger of every serial it has listed: an entry keeps
+ * its original revocation date across re-signs, and stays listed after it leaves `revoked` until the
+ * certificate's notAfter has passed (a `certificateHold` entry is lifted when it leaves `revoked`).
+ */
 export class CertificateRevocationList extends pulumi.dynamic.Resource {
   /** The CRL (PEM). */
   declare readonly crlPem: pulumi.Output<string>;
@@ -38,6 +66,8 @@ export class CertificateRevocationList extends pulumi.dynamic.Resource {
   declare readonly nextUpdate: pulumi.Output<string>;
   /** The revoked serials, hex, sorted. */
   declare readonly revokedSerials: pulumi.Output<string[]>;
+  /** Every listed entry: serial, original revocation date, reason, notAfter. */
+  declare readonly revokedCertificates: pulumi.Output<RevokedCertificateEntry[]>;
 
   constructor(name: string, args: CertificateRevocationListArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -53,6 +83,7 @@ export class CertificateRevocationList extends pulumi.dynamic.Resource {
         thisUpdate: undefined,
         nextUpdate: undefined,
         revokedSerials: undefined,
+        revokedCertificates: undefined,
       },
       opts,
       "virt-pki",

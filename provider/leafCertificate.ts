@@ -34,6 +34,12 @@ export interface LeafCertificateArgs {
    * with a new serial that the CRL does not list. @default true
    */
   readonly autoRenew?: pulumi.Input<boolean>;
+  /**
+   * The certificate is revoked (listed in a CRL): it is frozen as issued. No change of any input (keySpec,
+   * validityHours, subject, the CA, ...) and no renewal re-issues it; `revokedAt` records when it was
+   * marked. Removing the mark re-issues it with a new serial. @default false
+   */
+  readonly revoked?: pulumi.Input<boolean>;
 }
 
 /** The dynamic resource inputs for a leaf: the arguments plus the profile and every output declared. */
@@ -50,6 +56,7 @@ export function leafInputs(args: LeafCertificateArgs, profile: pulumi.Input<stri
     validityHours: args.validityHours,
     renewBeforeHours: args.renewBeforeHours,
     autoRenew: args.autoRenew,
+    revoked: args.revoked,
     truncateToIssuer: args.truncateToIssuer,
     maxValidityHours: args.maxValidityHours,
     certPem: undefined,
@@ -63,6 +70,7 @@ export function leafInputs(args: LeafCertificateArgs, profile: pulumi.Input<stri
     fingerprintSha256: undefined,
     subjectDn: undefined,
     distinguishedName: undefined,
+    revokedAt: undefined,
   };
 }
 
@@ -98,6 +106,8 @@ export abstract class LeafCertificate extends pulumi.dynamic.Resource {
   declare readonly subjectDn: pulumi.Output<string>;
   /** The DN exactly as libvirtd's `tls_allowed_dn_list` takes it, e.g. `C=GB,ST=London,L=London,O=Libvirt Project,CN=client1`. */
   declare readonly distinguishedName: pulumi.Output<string>;
+  /** When it was marked `revoked`, ISO 8601 (the revocation date its CRL entries carry); absent otherwise. */
+  declare readonly revokedAt: pulumi.Output<string | undefined>;
 
   protected constructor(
     type: "ServerCertificate" | "ClientCertificate",

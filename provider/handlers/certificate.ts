@@ -48,6 +48,8 @@ export interface CertificateInputs {
   renewBeforeHours?: number;
   /** false: never re-issued for renewal (a revoked certificate must not come back with a new serial). */
   autoRenew?: boolean;
+  /** true: the certificate is revoked and frozen: no input, CA or renewal ever re-issues it. */
+  revoked?: boolean;
   truncateToIssuer?: boolean;
   maxValidityHours?: number;
 }
@@ -89,6 +91,7 @@ function normalize(news: CertificateInputs): CertificateInputs {
     validityHours: news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
     renewBeforeHours: news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
     autoRenew: news.autoRenew === false ? false : undefined,
+    revoked: news.revoked === true ? true : undefined,
     truncateToIssuer: news.truncateToIssuer,
     maxValidityHours: news.maxValidityHours,
   }) as CertificateInputs;
@@ -169,7 +172,11 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
   return failures.length ? { failures } : { inputs: normalize(news) as unknown as Record<string, unknown> };
 }
 
-function toState(inputs: CertificateInputs, cert: IssuedCertificate): Record<string, unknown> {
+function toState(
+  inputs: CertificateInputs,
+  cert: IssuedCertificate,
+  revokedAt?: string,
+): Record<string, unknown> {
   const { ca, ...rest } = inputs;
   void ca; // the CA's key never enters this resource's state
   const renewBeforeHours = inputs.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS;
@@ -191,7 +198,13 @@ function toState(inputs: CertificateInputs, cert: IssuedCertificate): Record<str
     keySpec: inputs.csrPem !== undefined ? undefined : cert.keySpec,
     certificateDnsNames: cert.altNames.dnsNames,
     certificateIpAddresses: cert.altNames.ipAddresses,
+    revokedAt,
   });
+}
+
+/** Now, to the second, ISO 8601: when a certificate was marked revoked (the date every CRL lists). */
+function revocationTime(): string {
+  return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
 }
 
 /** Issues the certificate. With a CSR no private key exists in state. */
@@ -210,28 +223,37 @@ export async function create(raw: CertificateInputs): Promise<{ id: string; outs
     truncateToIssuer: inputs.truncateToIssuer,
     maxValidityHours: inputs.maxValidityHours,
   });
-  return { id: cert.serialNumber, outs: toState(inputs, cert) };
+  return {
+    id: cert.serialNumber,
+    outs: toState(inputs, cert, inputs.revoked ? revocationTime() : undefined),
+  };
 }
 
 /**
  * Replacement (create-before-delete) when the certificate's content changes, when the issuing CA's
  * certificate changed (renewed or rotated: listed as `ca`), or when renewal is due (listed as `notAfter`).
- * A new renewal window alone is an in-place update.
+ * A new renewal window alone is an in-place update. A revoked certificate (`revoked: true`) is never
+ * replaced, whatever changed: a new serial would not be in the CRL, and the revoked one would be issued
+ * again in effect. Its changed re-issue inputs are not shown as a change. Removing the mark re-issues.
  */
 export function diff(_id: string, oldState: Record<string, unknown>, news: CertificateInputs): DiffResult {
   const olds = upgradeState(oldState, "Certificate");
   const n = normalize(news) as unknown as Record<string, unknown>;
+  const updates = changedKeys(olds, n, ["renewBeforeHours", "autoRenew", "revoked"]);
+  if (n.revoked === true) return { changes: updates.length > 0 };
   const replaces = changedKeys(olds, n, REISSUE_KEYS);
   if (issuerChanged(olds.caCertPem, news.ca)) replaces.push("ca");
   const renewBefore =
     typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
   if (n.autoRenew !== false && renewalDue(olds.notBefore, olds.notAfter, renewBefore))
     replaces.push("notAfter");
-  const updates = changedKeys(olds, n, ["renewBeforeHours", "autoRenew"]);
   return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
 }
 
-/** In-place update: only the renewal window (or autoRenew) changed. */
+/**
+ * In-place update: the renewal window, autoRenew or the revoked mark changed. Marking it revoked records
+ * `revokedAt` (once: the original date stays when it is marked again); un-marking clears it.
+ */
 export async function update(
   _id: string,
   oldState: Record<string, unknown>,
@@ -241,6 +263,13 @@ export async function update(
   const outs = withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS);
   if (news.autoRenew === false) outs.autoRenew = false;
   else delete outs.autoRenew;
+  if (news.revoked === true) {
+    outs.revoked = true;
+    outs.revokedAt = typeof olds.revokedAt === "string" ? olds.revokedAt : revocationTime();
+  } else {
+    delete outs.revoked;
+    delete outs.revokedAt;
+  }
   return { outs };
 }
 
@@ -251,7 +280,10 @@ export async function read(
 ): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
   const s = upgradeState(state, "Certificate");
   // Inputs as stored; the issuing CA is represented by its certificate (its key is never in this state).
-  const inputs = { ...pick(s, [...REISSUE_KEYS, "renewBeforeHours"]), ca: { certPem: s.caCertPem } };
+  const inputs = {
+    ...pick(s, [...REISSUE_KEYS, "renewBeforeHours", "autoRenew", "revoked"]),
+    ca: { certPem: s.caCertPem },
+  };
   return { id, props: withRenewalWindow(s, storedRenewBefore(s, DEFAULT_LEAF_RENEW_BEFORE_HOURS)), inputs };
 }
 

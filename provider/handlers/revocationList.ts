@@ -2,6 +2,7 @@
 import {
   createCrl,
   Crl,
+  inspectCrl,
   DEFAULT_CRL_NEXT_UPDATE_HOURS,
   REVOCATION_REASONS,
   RevocationReason,
@@ -9,6 +10,7 @@ import {
 import { PkiError } from "../pki/errors";
 import { loadIssuer } from "../pki/issuer";
 import { inspectCertificate } from "../pki/inspect";
+import { isoSecond, mergeRevocations, RevocationEntry, WantedRevocation } from "../pki/revocations";
 import { normalizeSerial } from "../pki/serial";
 import { checkHours } from "../pki/validity";
 import { checkRevokedCount } from "../pki/crl";
@@ -26,11 +28,16 @@ import {
   upgradeState,
 } from "./common";
 
-/** One revocation as the resource takes it: a serial or a certificate, with an optional reason. */
+/**
+ * One revocation as the resource takes it: a serial or a certificate, with an optional reason, and
+ * optionally the original revocation date and the certificate's notAfter (taken from `certPem` when given).
+ */
 export interface RevocationInput {
   serialNumber?: string;
   certPem?: string;
   reason?: RevocationReason;
+  revocationDate?: string;
+  notAfter?: string;
 }
 
 /** The CRL resource's inputs after check. */
@@ -46,10 +53,12 @@ export function defaultCrlRenewBeforeHours(nextUpdateHours: number): number {
   return Math.round((nextUpdateHours / 3) * 100) / 100;
 }
 
-/** Normalised revocations: serial hex (from the certificate when given), sorted, with the reason. */
-function normalizeRevoked(
-  revoked: RevocationInput[] | undefined,
-): { serialNumber: string; reason?: RevocationReason }[] {
+/**
+ * Normalised revocations: serial hex (from the certificate when given), with the reason, the revocation
+ * date and notAfter to the second (notAfter read from the certificate when given), sorted by serial. A
+ * serial listed twice is refused (create would fail signing it).
+ */
+function normalizeRevoked(revoked: RevocationInput[] | undefined): WantedRevocation[] {
   checkRevokedCount(revoked);
   const seen = new Map<string, number>();
   return (revoked ?? [])
@@ -63,10 +72,11 @@ function normalizeRevoked(
           `unknown reason ${JSON.stringify(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
         );
       }
-      const serialNumber =
-        r.certPem !== undefined
-          ? inspectCertificate(r.certPem, `revoked[${i}].certPem`).serialNumber
-          : normalizeSerial(r.serialNumber as string, `revoked[${i}].serialNumber`);
+      const cert =
+        r.certPem !== undefined ? inspectCertificate(r.certPem, `revoked[${i}].certPem`) : undefined;
+      const serialNumber = cert
+        ? cert.serialNumber
+        : normalizeSerial(r.serialNumber as string, `revoked[${i}].serialNumber`);
       const first = seen.get(serialNumber);
       if (first !== undefined) {
         throw new PkiError(
@@ -75,9 +85,39 @@ function normalizeRevoked(
         );
       }
       seen.set(serialNumber, i);
-      return compact({ serialNumber, reason: r.reason });
+      const notAfter = r.notAfter ?? cert?.notAfter;
+      return compact({
+        serialNumber,
+        reason: r.reason,
+        revocationDate:
+          r.revocationDate !== undefined
+            ? isoSecond(r.revocationDate, `revoked[${i}].revocationDate`)
+            : undefined,
+        notAfter: notAfter !== undefined ? isoSecond(notAfter, `revoked[${i}].notAfter`) : undefined,
+      });
     })
     .sort((a, b) => a.serialNumber.localeCompare(b.serialNumber));
+}
+
+/** Reason names by RFC 5280 code, for reading back a CRL signed before the ledger was kept in state. */
+const REASON_NAMES = Object.fromEntries(
+  Object.entries(REVOCATION_REASONS).map(([name, code]) => [code, name as RevocationReason]),
+);
+
+/**
+ * The ledger stored with a CRL. States written before it was kept have only the CRL itself: its entries,
+ * with the dates and reasons it lists, are the ledger then.
+ */
+function storedLedger(state: Record<string, unknown>): RevocationEntry[] {
+  if (Array.isArray(state.revokedCertificates)) return state.revokedCertificates as RevocationEntry[];
+  if (typeof state.crlPem !== "string") return [];
+  return inspectCrl(state.crlPem).revoked.map((e) =>
+    compact({
+      serialNumber: e.serialNumber,
+      revocationDate: e.revocationDate,
+      reason: e.reasonCode !== undefined ? REASON_NAMES[e.reasonCode] : undefined,
+    }),
+  );
 }
 
 function normalize(news: CrlInputs): Record<string, unknown> {
@@ -115,7 +155,12 @@ export function check(_olds: Record<string, unknown>, news: CrlInputs): CheckRes
   return failures.length ? { failures } : { inputs: normalize(news) };
 }
 
-function toState(inputs: Record<string, unknown>, crl: Crl, caCertPem: string): Record<string, unknown> {
+function toState(
+  inputs: Record<string, unknown>,
+  crl: Crl,
+  caCertPem: string,
+  ledger: RevocationEntry[],
+): Record<string, unknown> {
   const { ca, ...rest } = inputs;
   void ca;
   return {
@@ -127,22 +172,35 @@ function toState(inputs: Record<string, unknown>, crl: Crl, caCertPem: string): 
     thisUpdate: crl.thisUpdate,
     nextUpdate: crl.nextUpdate,
     revokedSerials: crl.revokedSerials,
+    revokedCertificates: ledger,
   };
 }
 
-function sign(inputs: Record<string, unknown>, previousNumber?: number): Record<string, unknown> {
+/**
+ * Signs with the ledger merged: the wanted revocations keep the dates they were first listed with, and
+ * earlier entries stay until their certificates expire (see `mergeRevocations`).
+ */
+function sign(
+  inputs: Record<string, unknown>,
+  previous?: { ledger: RevocationEntry[]; crlNumber: number },
+): Record<string, unknown> {
   const ca = inputs.ca as CrlInputs["ca"];
   const now = new Date();
   const byTime = Math.floor(now.getTime() / 1000);
+  const ledger = mergeRevocations(previous?.ledger ?? [], (inputs.revoked as WantedRevocation[]) ?? [], now);
   const crl = createCrl({
     issuer: ca,
-    revoked: inputs.revoked as { serialNumber: string; reason?: RevocationReason }[],
+    revoked: ledger.map((e) => ({
+      serialNumber: e.serialNumber,
+      revocationDate: e.revocationDate,
+      reason: e.reason,
+    })),
     nextUpdateHours: inputs.nextUpdateHours as number,
     thisUpdate: now,
     // CRL numbers must grow: time-based, and never below the previous one plus one.
-    crlNumber: previousNumber !== undefined ? Math.max(byTime, previousNumber + 1) : byTime,
+    crlNumber: previous !== undefined ? Math.max(byTime, previous.crlNumber + 1) : byTime,
   });
-  return toState(inputs, crl, ca.certPem);
+  return toState(inputs, crl, ca.certPem, ledger);
 }
 
 /** Signs the first CRL. */
@@ -152,8 +210,9 @@ export async function create(inputs: CrlInputs): Promise<{ id: string; outs: Rec
 }
 
 /**
- * A changed revocation list or CA is an in-place update (re-signed with a higher CRL number). A CRL
- * inside its re-sign window is replaced, listed as `nextUpdate`, so the reason shows in the preview.
+ * A changed revocation list or CA is an in-place update (re-signed with a higher CRL number). So is a CRL
+ * inside its re-sign window: an update, never a replacement, because a replacement would start from its
+ * inputs alone and lose the ledger (the original dates and the entries kept until their certificates expire).
  */
 export function diff(_id: string, oldState: Record<string, unknown>, news: CrlInputs): DiffResult {
   const olds = upgradeState(oldState, "CertificateRevocationList");
@@ -162,17 +221,19 @@ export function diff(_id: string, oldState: Record<string, unknown>, news: CrlIn
   if (issuerChanged(olds.caCertPem, news.ca)) updates.push("ca");
   const renewBefore = typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : 0;
   const due = renewalDue(olds.thisUpdate, olds.nextUpdate, renewBefore);
-  return { changes: updates.length > 0 || due, ...(due ? { replaces: ["nextUpdate"] } : {}) };
+  return { changes: updates.length > 0 || due };
 }
 
-/** Re-signs with the new revocations or CA, with a CRL number above the previous one. */
+/** Re-signs with the new revocations or CA merged into the ledger, with a CRL number above the previous one. */
 export async function update(
   _id: string,
   oldState: Record<string, unknown>,
   news: CrlInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
   const olds = upgradeState(oldState, "CertificateRevocationList");
-  return { outs: sign(normalize(news), olds.crlNumber as number) };
+  return {
+    outs: sign(normalize(news), { ledger: storedLedger(olds), crlNumber: olds.crlNumber as number }),
+  };
 }
 
 /** Refresh: the state is the truth. */

@@ -16,6 +16,7 @@ export * from "./ca";
 export * from "./leaf";
 export * from "./csr";
 export * from "./crl";
+export * from "./revocations";
 export * from "./psk";
 export * from "./template";
 export * from "./inspect";

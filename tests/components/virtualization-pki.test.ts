@@ -265,6 +265,31 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
     { revokedClients: ["bob"] },
     /^revokedClients\[0\]: "bob" is not in clients; keep a revoked client listed/,
   ],
+  [
+    "a record without its certificate's serial, date and notAfter",
+    { revokedClients: [{ name: "bob", reason: "keyCompromise", serialNumber: "1a2b" }] },
+    /^revokedClients\[0\]: "bob" is not in clients; .* or give its record \{ name, reason, serialNumber, revokedAt, notAfter \}/,
+  ],
+  [
+    "an unknown revocation reason",
+    { revokedClients: [{ name: "admin", reason: "stolen" as never }] },
+    /^revokedClients\[0\]\.reason: unknown reason "stolen"; use one of unspecified, keyCompromise/,
+  ],
+  [
+    "a serial for a client whose certificate is here",
+    { revokedClients: [{ name: "admin", serialNumber: "1a2b" }] },
+    /^revokedClients\[0\]\.serialNumber: "admin" is in clients: its certificate gives the serialNumber/,
+  ],
+  [
+    "a revocation date that is not a date",
+    { revokedClients: [{ name: "admin", revokedAt: "last week" }] },
+    /^revokedClients\[0\]\.revokedAt: "last week" is not a date/,
+  ],
+  [
+    "a client revoked twice",
+    { revokedClients: ["admin", { name: "admin" }] },
+    /^revokedClients\[1\]: "admin" is listed twice/,
+  ],
 ];
 test.each(bad)("bad input: %s", async (_name, extra, message) => {
   await expect(

@@ -332,7 +332,7 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       [
         "fleet-ca-crl update [revoked]",
         // A revoked certificate is never renewed (a new serial would not be in the CRL).
-        "fleet-client-operator update [autoRenew]",
+        "fleet-client-operator update [autoRenew, revoked]",
         "fleet-client-operator-files replace [triggers]",
         ...NAMES.map((n) => `fleet-${n}-files replace [triggers]`),
       ].sort(),

@@ -12,6 +12,11 @@
  * old one after the run; pulumi/pulumi-command#855: triggers replace even when `update` is set), any other
  * input change is an update that runs `update` (or `create`), and delete runs `delete`; every run, delete
  * included, gets the stored `stdin` (pulumi-command v1.2.1 remote/commandOutputs.go and local/commandOutputs.go `run`).
+ *
+ * Two resource options are honoured as the engine does: `ignoreChanges` (the old value of an ignored input
+ * is used, or the input is dropped when the old inputs lack it: step_generator.go processIgnoreChanges), and
+ * `retainOnDelete`, recorded in the state of every step, "same" included, and read from the OLD state when
+ * a resource is deleted or replaced: then nothing is deleted (step.go DeleteStep.Apply).
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -37,6 +42,8 @@ export interface StateEntry {
   name: string;
   inputs: Record<string, unknown>;
   outputs: Record<string, unknown>;
+  /** The resource was registered with `retainOnDelete`: deleting it only forgets it. */
+  retainOnDelete?: boolean;
 }
 
 /** The harness's state: resources by URN. */
@@ -51,6 +58,8 @@ export interface PlanStep {
   replaces?: string[];
   /** The properties that changed, for an update. */
   diffs?: string[];
+  /** A delete of a resource with `retainOnDelete`: nothing was deleted, the state forgot it. */
+  retained?: boolean;
 }
 
 /** What a run returns. */
@@ -82,15 +91,18 @@ export async function up(
   const replaced: StateEntry[] = [];
   const errors: unknown[] = [];
   let activity = 0;
-  // ignoreChanges per registration, read off the wire like the engine does (see captureResources).
+  // ignoreChanges and retainOnDelete per registration, read off the wire like the engine does (see captureResources).
   let inFlightIgnore: string[] = [];
+  let inFlightRetain = false;
 
   await pulumi.runtime.setMocks(
     {
       newResource: async (args) => {
         activity++;
         const ignoreChanges = inFlightIgnore;
+        const retainOnDelete = inFlightRetain;
         inFlightIgnore = [];
+        inFlightRetain = false;
         if (args.type === "pulumi:pulumi:StackReference") {
           const name = String(args.inputs.name);
           if (!(name in stacks)) throw new Error(`StackReference: no stack ${name} in this harness run`);
@@ -106,6 +118,7 @@ export async function up(
               next,
               plan,
               replaced,
+              { ignoreChanges, retainOnDelete },
             );
           } catch (e) {
             // A failed step fails the whole deployment (pulumi v3.248.0 pkg/resource/deploy/
@@ -128,7 +141,14 @@ export async function up(
           if (checked.failures.length) throw new CheckFailedError(urn, checked.failures);
           const inputs = checked.inputs;
           const record = (id: string, outputs: Record<string, unknown>, step: PlanStep) => {
-            next[urn] = { id, type: args.type, name: args.name, inputs, outputs };
+            next[urn] = {
+              id,
+              type: args.type,
+              name: args.name,
+              inputs,
+              outputs,
+              ...retained(retainOnDelete),
+            };
             plan.push(step);
             return { id, state: withoutProvider(outputs) };
           };
@@ -171,22 +191,28 @@ export async function up(
     false,
   );
   const monitor = pulumi.runtime.getMonitor() as unknown as {
-    registerResource: (req: { getIgnorechangesList(): string[] }, cb: unknown) => unknown;
+    registerResource: (
+      req: { getIgnorechangesList(): string[]; getRetainondelete(): boolean },
+      cb: unknown,
+    ) => unknown;
   };
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
     // MockMonitor calls mocks.newResource synchronously, before its first await.
     inFlightIgnore = req.getIgnorechangesList();
+    inFlightRetain = req.getRetainondelete();
     try {
       return register(req, cb);
     } finally {
       inFlightIgnore = [];
+      inFlightRetain = false;
     }
   };
   program();
   await settle(() => activity, 60_000);
   if (errors.length) throw errors[0];
   const remove = async (urn: string, old: StateEntry): Promise<void> => {
+    if (old.retainOnDelete) return; // DeleteStep.Apply: "the user has explicitly asked us to not delete"
     if (COMMAND_TYPES.includes(old.type)) await runCommand(old.type, old.name, old.inputs, "delete");
     else await host.delete(old.id, urn, old.outputs);
   };
@@ -195,10 +221,14 @@ export async function up(
   for (const [urn, old] of Object.entries(state).reverse()) {
     if (!next[urn]) {
       await remove(urn, old);
-      plan.push({ urn, name: old.name, op: "delete" });
+      plan.push({ urn, name: old.name, op: "delete", ...(old.retainOnDelete ? { retained: true } : {}) });
     }
   }
   return { state: next, plan };
+}
+
+function retained(retainOnDelete: boolean): { retainOnDelete?: true } {
+  return retainOnDelete ? { retainOnDelete: true } : {};
 }
 
 function withoutProvider(outputs: Record<string, unknown>): Record<string, unknown> {
@@ -218,7 +248,9 @@ export function formatPlan(plan: PlanStep[]): string {
           ? ` [diff: ${s.replaces.join(", ")}]`
           : s.diffs?.length
             ? ` [diff: ${s.diffs.join(", ")}]`
-            : ""
+            : s.retained
+              ? " [retain]"
+              : ""
       }`,
   );
   return [...lines, `${changed.length} change(s), ${plan.length - changed.length} unchanged`].join("\n");
@@ -274,9 +306,17 @@ async function commandStep(
   next: EngineState,
   plan: PlanStep[],
   replaced: StateEntry[],
+  options: { ignoreChanges: string[]; retainOnDelete: boolean },
 ): Promise<{ id: string; state: Inputs }> {
   const urn = resourceUrn(name, { type });
   const old = state[urn];
+  // processIgnoreChanges: an ignored input takes its old value, or goes when the old inputs lack it.
+  if (old) {
+    for (const k of options.ignoreChanges) {
+      if (k in old.inputs) inputs[k] = old.inputs[k];
+      else delete inputs[k];
+    }
+  }
   const record = async (
     id: string,
     op: PlanStep["op"],
@@ -287,7 +327,7 @@ async function commandStep(
       ? await runCommand(type, name, inputs, which)
       : { stdout: old!.outputs.stdout, stderr: old!.outputs.stderr };
     const outputs = { ...inputs, ...out };
-    next[urn] = { id, type, name, inputs, outputs };
+    next[urn] = { id, type, name, inputs, outputs, ...retained(options.retainOnDelete) };
     plan.push({ urn, name, op, ...extra });
     return { id, state: outputs };
   };
