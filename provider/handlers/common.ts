@@ -45,8 +45,28 @@ export function isKnown(value: unknown): boolean {
 }
 
 /**
+ * The inputs that carry a private key: an issuing CA (`ca`, `parent`: `{ certPem, keyPem }`), an imported
+ * CA (`import`) and any `keyPem`. A check failure never names them as its property, because the engine
+ * prints the value of a named property in clear text: pulumi/pulumi v3.248.0
+ * `pkg/resource/deploy/step_generator.go` `issueCheckFailures` formats a failure with a property as
+ * `diag.GetResourcePropertyInvalidValueError` ("%v resource '%v': property %v value %v has a problem: %v")
+ * with `inputs[failure.Property]`, a `resource.PropertyValue` whose `String()` prints `{%v}` of the
+ * underlying value; a secret is a `*resource.Secret` without a `String` method, so its element is printed
+ * unmasked (`RedactSecrets` is not used there). A failure without a property is printed with
+ * `diag.GetResourceInvalidError` ("%v resource '%v' has a problem: %v"): the reason alone.
+ */
+export const SECRET_INPUTS: readonly string[] = ["ca", "parent", "import", "keyPem"];
+
+/** Whether a top-level input carries a private key (see {@link SECRET_INPUTS}). */
+export function isSecretInput(property: string): boolean {
+  return SECRET_INPUTS.includes(property) || /keyPem$/.test(property);
+}
+
+/**
  * Runs validations, collecting each `PkiError` as a failure on its top-level property (the rest of the
- * path stays in the message). Any other error is a bug and is rethrown.
+ * path stays in the message). A failure about an input that carries a private key gets an empty property
+ * (its reason still starts with the property's name), so the engine does not print that input's value.
+ * Any other error is a bug and is rethrown.
  */
 export function collectFailures(checks: Array<() => void>): CheckFailure[] {
   const failures: CheckFailure[] = [];
@@ -56,7 +76,7 @@ export function collectFailures(checks: Array<() => void>): CheckFailure[] {
     } catch (e) {
       if (!(e instanceof PkiError)) throw e;
       const top = e.property.split(/[.[:]/)[0];
-      failures.push({ property: top, reason: e.message });
+      failures.push({ property: isSecretInput(top) ? "" : top, reason: e.message });
     }
   }
   return failures;
