@@ -41,6 +41,7 @@ import {
   planInstall,
   sha256Hex,
 } from "./layouts";
+import { quoteInput } from "../../provider/pki/quote";
 
 /** Options of {@link renderStdin}: what else the host scripts need besides the plan. */
 export interface PlanDataOptions {
@@ -102,7 +103,7 @@ export function reloadArgv(value: string | readonly string[], property = "reload
     if (words.length === 0 || bad !== undefined) {
       throw new PkiError(
         property,
-        `${JSON.stringify(value)} is not a plain command (${words.length ? `"${bad}" has characters a shell would interpret` : "it is empty"}); ` +
+        `${quoteInput(value)} is not a plain command (${words.length ? `${quoteInput(bad)} has characters a shell would interpret` : "it is empty"}); ` +
           `give its words, e.g. ["systemctl", "reload", "libvirtd"], or ["sh", "-c", "..."] to run a shell on the host`,
       );
     }
@@ -266,7 +267,7 @@ function checkFolder(property: string, value: unknown): void {
   if (typeof value !== "string" || value.startsWith("~")) {
     throw new PkiError(
       property,
-      `${JSON.stringify(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
+      `${quoteInput(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
     );
   }
   checkPath(property, value);

@@ -12,6 +12,7 @@ import {
   CheckResult,
   checkRenewWindow,
   collectFailures,
+  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -143,7 +144,9 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
       });
     },
   ]);
-  return failures.length ? { failures } : { inputs: normalize(news) as unknown as Record<string, unknown> };
+  return failures.length
+    ? { failures: unnamedWhereKeyText(failures, news) }
+    : { inputs: normalize(news) as unknown as Record<string, unknown> };
 }
 
 function toState(inputs: CertificateInputs, cert: IssuedCertificate): Record<string, unknown> {

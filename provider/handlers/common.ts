@@ -5,6 +5,7 @@
  */
 import { PkiError } from "../pki/errors";
 import { renewAtFor, renewal } from "../pki/inspect";
+import { looksLikeKeyMaterial } from "../pki/quote";
 
 /** The placeholder the engine sends for values not known during preview. Never parse it. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -80,6 +81,19 @@ export function collectFailures(checks: Array<() => void>): CheckFailure[] {
     }
   }
   return failures;
+}
+
+/**
+ * The failures with an empty property where the named input's value looks like key material (a key given
+ * in the wrong field, say `keySpec`): the engine would print that value (see {@link SECRET_INPUTS}).
+ */
+export function unnamedWhereKeyText(failures: CheckFailure[], inputs: object): CheckFailure[] {
+  const values = inputs as Record<string, unknown>;
+  return failures.map((f) =>
+    f.property !== "" && looksLikeKeyMaterial(JSON.stringify(values[f.property]) ?? "")
+      ? { property: "", reason: f.reason }
+      : f,
+  );
 }
 
 /** Stable JSON: object keys sorted, `undefined` dropped, so equal inputs compare equal. */

@@ -15,6 +15,7 @@ import {
   changedKeys,
   CheckResult,
   collectFailures,
+  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -101,7 +102,7 @@ export function check(_olds: Record<string, unknown>, news: CrlInputs): CheckRes
       }
     },
   ]);
-  return failures.length ? { failures } : { inputs: normalize(news) };
+  return failures.length ? { failures: unnamedWhereKeyText(failures, news) } : { inputs: normalize(news) };
 }
 
 function toState(inputs: Record<string, unknown>, crl: Crl, caCertPem: string): Record<string, unknown> {

@@ -17,6 +17,7 @@ import { algorithmIdentifier, keySpecOf, signatureAlgorithmFor, signStructure } 
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { normalizeSerial } from "./serial";
 import { checkHours } from "./validity";
+import { quoteInput } from "./quote";
 
 /** RFC 5280 CRLReason values by name (7 is unused in the standard). */
 export const REVOCATION_REASONS = {
@@ -77,7 +78,7 @@ export interface Crl {
 
 function toDate(value: Date | string, property: string): Date {
   const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) throw new PkiError(property, `${JSON.stringify(value)} is not a date`);
+  if (Number.isNaN(d.getTime())) throw new PkiError(property, `${quoteInput(value)} is not a date`);
   return d;
 }
 
@@ -100,7 +101,7 @@ export function createCrl(args: CreateCrlArgs): Crl {
     if (r.reason !== undefined && !(r.reason in REVOCATION_REASONS)) {
       throw new PkiError(
         `revoked[${i}].reason`,
-        `unknown reason ${JSON.stringify(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+        `unknown reason ${quoteInput(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
       );
     }
     const date =

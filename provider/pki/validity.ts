@@ -1,5 +1,6 @@
 /** Validity windows: hours-based, back-dated for clock skew, bounded by the issuer and by policy. */
 import { PkiError } from "./errors";
+import { quoteInput } from "./quote";
 
 /** notBefore is set this many minutes before issuance so hosts with a slow clock accept new certificates. */
 export const BACKDATE_MINUTES = 5;
@@ -37,7 +38,7 @@ export interface Validity {
 /** Checks an hours value (validity, renewal window): a finite number, optionally > 0. */
 export function checkHours(value: unknown, property: string, positive = true): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new PkiError(property, `must be a number of hours, got ${JSON.stringify(value)}`);
+    throw new PkiError(property, `must be a number of hours, got ${quoteInput(value)}`);
   }
   if (positive ? value <= 0 : value < 0) {
     throw new PkiError(property, `must be ${positive ? "greater than 0" : "0 or more"} hours, got ${value}`);
