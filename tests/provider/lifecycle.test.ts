@@ -6,7 +6,13 @@
 import { join } from "node:path";
 import * as virtpki from "../../bin/index";
 import { CheckFailedError, EngineState, formatPlan, up } from "../support/engine";
-import { captureResources, ProviderHost, resourceUrn, startProviderHost } from "../support/pulumiHost";
+import {
+  captureResources,
+  isSecretValue,
+  ProviderHost,
+  resourceUrn,
+  startProviderHost,
+} from "../support/pulumiHost";
 import { removeDir, run, tempDir, writeFiles } from "../support/programs";
 
 interface FleetConfig {
@@ -324,6 +330,46 @@ test("a check failure on an input that carries a key is printed without that inp
   for (const line of keyPem.split("\n").filter((l) => l.length > 8 && !l.startsWith("-----"))) {
     expect(message).not.toContain(line);
   }
+});
+
+test("where the CA key is stored: a secret in the inputs of each leaf, CRL and intermediate, never in their outputs", async () => {
+  const program = () => {
+    const root = new virtpki.CertificateAuthority("keyroot", {
+      subject: { commonName: "Root" },
+      keySpec: "ecdsa-p256",
+      pathLength: 1,
+    });
+    const mid = new virtpki.CertificateAuthority("keymid", {
+      subject: { commonName: "Mid" },
+      keySpec: "ecdsa-p256",
+      parent: root,
+      validityHours: 24 * 365,
+    });
+    new virtpki.ServerCertificate("keyleaf", {
+      ca: mid,
+      subject: { commonName: "h1" },
+      keySpec: "ecdsa-p256",
+    });
+    new virtpki.CertificateRevocationList("keycrl", { ca: mid });
+  };
+  const r = await up(program, host, {});
+  const body = (name: string) => (byName(r.state, name).outputs.keyPem as string).split("\n")[1];
+  const captured = await captureResources(program);
+  const inputOf = (name: string, key: string) => captured.find((c) => c.name === name)!.inputs[key];
+  for (const [name, key, signer] of [
+    ["keymid", "parent", "keyroot"],
+    ["keyleaf", "ca", "keymid"],
+    ["keycrl", "ca", "keymid"],
+  ] as const) {
+    // The program registers this input as a secret (the state encrypts it) ...
+    expect(isSecretValue(inputOf(name, key))).toBe(true);
+    // ... and the stored inputs hold the signer's key: the provider needs it on every create.
+    expect(JSON.stringify(byName(r.state, name).inputs[key])).toContain(body(signer));
+    // The resource's outputs (state) hold the signer's certificate, never its key.
+    expect(JSON.stringify(byName(r.state, name).outputs)).not.toContain(body(signer));
+  }
+  // The CA's own key is its secret output.
+  expect(captured.find((c) => c.name === "keymid")!.options?.additionalSecretOutputs).toEqual(["keyPem"]);
 });
 
 test("the SDK serializes providers that only require the handlers, and marks keys as secret outputs", async () => {
