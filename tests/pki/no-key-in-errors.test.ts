@@ -6,6 +6,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { pki } from "../../index";
 import { reloadArgv } from "../../components/install/planData";
+import { Layout, planInstall } from "../../components/install";
 import { checkFailureText } from "../support/engine";
 import { certificate } from "../../provider/handlers";
 
@@ -56,7 +57,7 @@ describe("a certtool template", () => {
   });
 
   test.each(fullLines)("key text after a keyword is not repeated (line %#)", (keyLine) => {
-    for (const text of [`cn:${keyLine}`, `${keyLine.slice(0, 30)} = x`, `dns_name = ${keyLine}`]) {
+    for (const text of [`cn:x${keyLine}`, `${keyLine.slice(0, 30)} = x`, `dns_name = ${keyLine}`]) {
       const message = messageOf(() => pki.parseCerttoolTemplate(`${text}\n`));
       expect(message).toMatch(/^template:1: /);
       expectNoKeyText(message, keyLine);
@@ -81,6 +82,21 @@ describe("other inputs", () => {
     ["hours", (l) => pki.checkHours(l, "validityHours")],
     ["a PSK username", (l) => pki.createPreSharedKeys([`${l} x`])],
     ["a reload command", (l) => reloadArgv(`systemctl reload ${l};`)],
+    [
+      "an install path",
+      (l) => planInstall([{ kind: "custom", dir: `/etc/${l}!`, files: [{ name: "a", content: "x" }] }]),
+    ],
+    [
+      "a custom file name",
+      (l) => planInstall([{ kind: "custom", dir: "/etc/x", files: [{ name: `${l}!`, content: "x" }] }]),
+    ],
+    [
+      "a user name",
+      (l) =>
+        planInstall([
+          { kind: "custom", dir: "/etc/x", dirOwner: l, files: [{ name: "a", content: "x" }] } as Layout,
+        ]),
+    ],
     ["a whole key as keySpec", () => pki.parseKeySpec(keyPem)],
   ])("%s holding key text", (_what, fn) => {
     for (const keyLine of fullLines) {
