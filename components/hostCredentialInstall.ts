@@ -99,7 +99,8 @@ export interface HostCredentialInstallArgs {
  * `libvirt-client`, `libvirt-client-user`, `qemu-server`, `qemu-client`, `qemu`, `qemu-psk`, `custom`).
  *
  * Key material goes only on the command's stdin (a secret); the script is visible in previews and
- * holds paths, hashes, owners and modes. The command's triggers are the content hashes, so a re-issued
+ * holds paths, hashes, owners and modes. The command's triggers are the content hashes (HMACs for secret
+ * files, which a dictionary of guesses cannot match; see `install/digests.ts`), so a re-issued
  * certificate re-installs and an unchanged one runs nothing. Each file is replaced atomically, the host
  * reports a manifest that is checked against what was sent, and delete removes only this install's files.
  */
