@@ -20,11 +20,13 @@ import {
   QemuLayout,
   QemuPskLayout,
   REMOVE_SCRIPT,
+  checkDigestKey,
   checkInstallOptions,
   checkLayoutShape,
   checkPlanShape,
   checkStateDir,
   checkPlanOptions,
+  digestKeyOf,
   installCommand,
   libvirtdConfSnippet,
   modeString,
@@ -89,6 +91,14 @@ export interface HostCredentialInstallArgs {
   stateDir?: string;
   /** For the `libvirtd.conf` snippet: the client DNs the server accepts. */
   tlsAllowedDnList?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * A secret of at least 32 characters (e.g. a `PreSharedKeys` resource's `keysPsk`) that keys the digests
+   * triggers, state and the host's manifest show of secret files, instead of their plain sha256, which a
+   * dictionary attack reverses for a short secret. Needed when the only secret files are `custom` ones;
+   * it also keeps their digests unchanged when a key is re-issued.
+   * @default derived from the private keys and `keys.psk` this install places
+   */
+  digestKey?: pulumi.Input<string>;
 }
 
 /**
@@ -96,7 +106,8 @@ export interface HostCredentialInstallArgs {
  * `libvirt-client`, `libvirt-client-user`, `qemu-server`, `qemu-client`, `qemu`, `qemu-psk`, `custom`).
  *
  * Key material goes only on the command's stdin (a secret); the script is visible in previews and
- * holds paths, hashes, owners and modes. The command's triggers are the content hashes, so a re-issued
+ * holds paths, hashes, owners and modes. The command's triggers are the content hashes (HMACs for secret
+ * files, which a dictionary of guesses cannot match; see `install/digests.ts`), so a re-issued
  * certificate re-installs and an unchanged one runs nothing. Each file is replaced atomically, the host
  * reports a manifest that is checked against what was sent, and delete removes only this install's files.
  */
@@ -131,7 +142,8 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
         });
     // The host scripts are fixed texts; everything of this host and plan is data on stdin (secret: it
     // carries the keys). A preview shows the triggers: each file's path, hash prefix, owner and mode.
-    const cmd = pulumi.all([layouts, target, args.reloadCommand]).apply(([l, t, reload]) =>
+    const digestKey = pulumi.secret(pulumi.output(args.digestKey));
+    const cmd = pulumi.all([layouts, target, args.reloadCommand, digestKey]).apply(([l, t, reload, dk]) =>
       installCommand({
         name,
         hostLabel,
@@ -146,6 +158,7 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
         reloadCommand: reload,
         stateDir,
         keepOnDelete: args.keepOnDelete,
+        digestKey: dk,
       }),
     );
     const plan = cmd.plan;
@@ -153,7 +166,7 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
       create: INSTALL_SCRIPT,
       delete: args.keepOnDelete ? undefined : REMOVE_SCRIPT,
       stdin: pulumi.secret(cmd.stdin),
-      // Paths, hash prefixes, owners and modes: no secret, shown by previews.
+      // Paths, digest prefixes (HMACs for secret files), owners and modes: no secret, shown by previews.
       triggers: pulumi.unsecret(cmd.triggers),
       logging: "stdout" as const,
       addPreviousOutputInEnv: false,
@@ -173,15 +186,21 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
 
     this.generation = pulumi.unsecret(cmd.generation);
     this.files = pulumi.unsecret(
-      pulumi.all([this.command.stdout, plan]).apply(([stdout, p]) =>
+      pulumi.all([this.command.stdout, plan, cmd.digests, digestKey]).apply(([stdout, p, digests, dk]) =>
         // No stdout yet (preview): report the plan; after the command ran: what the host says, checked.
         typeof stdout === "string"
-          ? verifyManifest(stdout, p, { hostLabel, setOwners, qemuGroup: args.qemuGroup, root: args.root })
-          : p.files.map((f) => ({
+          ? verifyManifest(stdout, p, {
+              hostLabel,
+              setOwners,
+              qemuGroup: args.qemuGroup,
+              root: args.root,
+              digestKey: dk,
+            })
+          : p.files.map((f, i) => ({
               path: f.path,
               hostPath: f.path,
               role: f.role,
-              sha256: f.sha256,
+              sha256: digests[i],
               mode: modeString(f.mode),
               owner: f.owner,
               group: f.group,
@@ -241,6 +260,9 @@ function checkArgs(args: HostCredentialInstallArgs): void {
     (v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise),
   );
   if (plan !== undefined) checkStateDir(plan, args.stateDir ?? DEFAULT_STATE_DIR);
+  // Secret files need a digest key: a given digestKey, or the install's own keys (see install/digests.ts).
+  if (typeof args.digestKey === "string") checkDigestKey(args.digestKey);
+  else if (plan !== undefined && args.digestKey === undefined) digestKeyOf(plan);
 }
 
 /** An OpenSSH public key line, as `ssh.ParseAuthorizedKey` reads it: type, base64 blob, optional comment. */

@@ -20,6 +20,7 @@ import { normalizeSerial } from "../provider/pki/serial";
 import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
 import { Ownership, PathOverride, QEMU_SERVICES, QemuService, checkPath } from "./install";
 import { RetainedInstall } from "./retainedInstall";
+import { quoteInput } from "../provider/pki/quote";
 
 /** A CA the fleet creates. */
 export interface NewFleetCa {
@@ -209,13 +210,14 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     throw new PkiError("ca", "is required: give { subject } for a new CA or { certPem, keyPem }");
   const ids = cas.map((c) => c.id ?? "ca");
   ids.forEach((id, i) => {
-    if (!ID.test(id)) throw new PkiError(`ca[${i}].id`, `"${id}" is not a short name (a-z, 0-9, -)`);
+    if (!ID.test(id))
+      throw new PkiError(`ca[${i}].id`, `${quoteInput(id)} is not a short name (a-z, 0-9, -)`);
     if (ids.indexOf(id) !== i)
-      throw new PkiError(`ca[${i}].id`, `"${id}" is used twice; give each CA its own id`);
+      throw new PkiError(`ca[${i}].id`, `${quoteInput(id)} is used twice; give each CA its own id`);
   });
   const issuing = args.issuingCa ?? ids[0];
   if (!ids.includes(issuing)) {
-    throw new PkiError("issuingCa", `"${issuing}" is not the id of a CA in ca (${ids.join(", ")})`);
+    throw new PkiError("issuingCa", `${quoteInput(issuing)} is not the id of a CA in ca (${ids.join(", ")})`);
   }
   if (!Array.isArray(args.hosts) || args.hosts.length === 0) {
     throw new PkiError("hosts", "is required: give at least one { name, fqdn }");
@@ -223,14 +225,14 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
   const names = new Set<string>();
   args.hosts.forEach((h, i) => {
     if (!ID.test(h.name ?? ""))
-      throw new PkiError(`hosts[${i}].name`, `"${h.name}" is not a short name (a-z, 0-9, -)`);
-    if (names.has(h.name)) throw new PkiError(`hosts[${i}].name`, `"${h.name}" is used twice`);
+      throw new PkiError(`hosts[${i}].name`, `${quoteInput(h.name)} is not a short name (a-z, 0-9, -)`);
+    if (names.has(h.name)) throw new PkiError(`hosts[${i}].name`, `${quoteInput(h.name)} is used twice`);
     names.add(h.name);
     if (typeof h.fqdn !== "string" || h.fqdn === "")
       throw new PkiError(`hosts[${i}].fqdn`, "is required, e.g. compute1.example.org");
     for (const s of h.qemu ?? []) {
       if (!(QEMU_SERVICES as readonly string[]).includes(s)) {
-        throw new PkiError(`hosts[${i}].qemu`, `"${s}" is not one of ${QEMU_SERVICES.join(", ")}`);
+        throw new PkiError(`hosts[${i}].qemu`, `${quoteInput(s)} is not one of ${QEMU_SERVICES.join(", ")}`);
       }
     }
     if (h.qemuPskDir !== undefined) checkPath(`hosts[${i}].qemuPskDir`, h.qemuPskDir);
@@ -252,8 +254,9 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
   const clientNames = new Set<string>();
   (args.clients ?? []).forEach((c, i) => {
     if (!ID.test(c.name ?? ""))
-      throw new PkiError(`clients[${i}].name`, `"${c.name}" is not a short name (a-z, 0-9, -)`);
-    if (clientNames.has(c.name)) throw new PkiError(`clients[${i}].name`, `"${c.name}" is used twice`);
+      throw new PkiError(`clients[${i}].name`, `${quoteInput(c.name)} is not a short name (a-z, 0-9, -)`);
+    if (clientNames.has(c.name))
+      throw new PkiError(`clients[${i}].name`, `${quoteInput(c.name)} is used twice`);
     clientNames.add(c.name);
     if (
       c.install &&

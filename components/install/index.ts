@@ -3,4 +3,5 @@ export * from "./layouts";
 export * from "./planData";
 export * from "./hostScripts";
 export * from "./manifest";
+export * from "./digests";
 export * from "./snippets";

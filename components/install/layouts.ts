@@ -10,6 +10,7 @@
 import { createHash } from "crypto";
 import { PkiError } from "../../provider/pki/errors";
 import { isKeysPskText } from "../../provider/pki/psk";
+import { quoteInput } from "../../provider/pki/quote";
 
 /** QEMU TLS services that libvirt gives their own credentials directory (`/etc/pki/libvirt-<service>`). */
 export const QEMU_SERVICES = ["default", "vnc", "spice", "chardev", "migrate", "backup", "nbd"] as const;
@@ -233,14 +234,11 @@ export function checkPath(property: string, path: string): void {
   if (typeof path !== "string" || !SAFE_PATH.test(path)) {
     throw new PkiError(
       property,
-      `${JSON.stringify(path)} is not an absolute path of letters, digits and ._@+- (or ~user/...). Give e.g. "/etc/pki/qemu"`,
+      `${quoteInput(path)} is not an absolute path of letters, digits and ._@+- (or ~user/...). Give e.g. "/etc/pki/qemu"`,
     );
   }
   if (path.split("/").some((part) => part === "." || part === "..")) {
-    throw new PkiError(
-      property,
-      `${JSON.stringify(path)} contains "." or ".."; give the plain absolute path`,
-    );
+    throw new PkiError(property, `${quoteInput(path)} contains "." or ".."; give the plain absolute path`);
   }
 }
 
@@ -251,7 +249,7 @@ export function checkAccount(property: string, name: string): void {
   if (typeof account !== "string" || !SAFE_ACCOUNT.test(account)) {
     throw new PkiError(
       property,
-      `${JSON.stringify(name)} is not a user or group name (lower-case letters, digits, _ and -; e.g. "root"; ` +
+      `${quoteInput(name)} is not a user or group name (lower-case letters, digits, _ and -; e.g. "root"; ` +
         `or "@qemu", or "@primary:<user>")`,
     );
   }
@@ -707,10 +705,7 @@ function custom(b: PlanBuilder, from: string, layout: CustomLayout): void {
   layout.files.forEach((f, i) => {
     const at = `${from}.files[${i}]`;
     if (typeof f.name !== "string" || !SAFE_NAME.test(f.name) || f.name === "." || f.name === "..") {
-      throw new PkiError(
-        `${at}.name`,
-        `${JSON.stringify(f.name)} is not a file name (letters, digits, ._@+-)`,
-      );
+      throw new PkiError(`${at}.name`, `${quoteInput(f.name)} is not a file name (letters, digits, ._@+-)`);
     }
     if (typeof f.content !== "string")
       throw new PkiError(`${at}.content`, "is required: give the file's text");
@@ -744,7 +739,7 @@ export function checkPlanOptions(options: PlanOptions, property = "overrides"): 
     options.ownership !== "default" &&
     options.ownership !== "root-qemu"
   ) {
-    throw new PkiError("ownership", `"${String(options.ownership)}" is not "default" or "root-qemu"`);
+    throw new PkiError("ownership", `${quoteInput(options.ownership)} is not "default" or "root-qemu"`);
   }
   if (
     options.overrides !== undefined &&
@@ -784,10 +779,7 @@ export function checkLayoutShape(
   }
   if (typeof layout.kind !== "string") return; // not known yet
   if (!(LAYOUT_KINDS as readonly string[]).includes(layout.kind)) {
-    throw new PkiError(
-      `${from}.kind`,
-      `${JSON.stringify(layout.kind)} is not one of ${LAYOUT_KINDS.join(", ")}`,
-    );
+    throw new PkiError(`${from}.kind`, `${quoteInput(layout.kind)} is not one of ${LAYOUT_KINDS.join(", ")}`);
   }
   if (typeof layout.user === "string") checkAccount(`${from}.user`, layout.user);
   if (layout.kind === "libvirt-client-user" && layout.user === undefined) {
@@ -797,7 +789,10 @@ export function checkLayoutShape(
     );
   }
   if (typeof layout.service === "string" && !(QEMU_SERVICES as readonly string[]).includes(layout.service)) {
-    throw new PkiError(`${from}.service`, `"${layout.service}" is not one of ${QEMU_SERVICES.join(", ")}`);
+    throw new PkiError(
+      `${from}.service`,
+      `${quoteInput(layout.service)} is not one of ${QEMU_SERVICES.join(", ")}`,
+    );
   }
   if (typeof layout.dir === "string") {
     const user = typeof layout.user === "string" ? layout.user : "user";

@@ -4,11 +4,12 @@
  * ```
  * virt-pki-install <generation> changed=<0|1>
  * virt-pki-home <user> <home directory>        (one per user the plan names; the home may hold spaces)
- * virt-pki-file <planned path> <sha256> <mode> <owner> <group>
+ * virt-pki-file <planned path> <digest> <mode> <owner> <group>   (digest: as shown, see digests.ts)
  * virt-pki-reloaded                            (when the reload command ran)
  * ```
  * Pure.
  */
+import { shownDigests } from "./digests";
 import { InstallPlan, QEMU_GROUP, modeString } from "./layouts";
 
 /** Prefix of manifest lines on stdout. */
@@ -77,6 +78,10 @@ export interface InstalledFile {
   hostPath: string;
   /** What it holds, e.g. `server-key`. */
   role: string;
+  /**
+   * The sha256 of its content, or for a secret file an HMAC-SHA256 under the install's digest key (a
+   * plain hash of a short secret could be reversed by trying guesses; see `digests.ts`).
+   */
   sha256: string;
   /** Octal, 4 digits. */
   mode: string;
@@ -85,28 +90,30 @@ export interface InstalledFile {
 }
 
 /**
- * Checks the host's manifest against the plan: every file present with the content hash and mode
- * sent and (with `setOwners`) the planned owner and group. Throws naming the host and the file.
+ * Checks the host's manifest against the plan: every file present with the digest (as shown, see
+ * `digests.ts`; the host reports it after checking the plain sha256 it received) and mode sent and (with
+ * `setOwners`) the planned owner and group. Throws naming the host and the file.
  */
 export function verifyManifest(
   stdout: string,
   plan: InstallPlan,
-  opts: { hostLabel: string; setOwners: boolean; qemuGroup?: string; root?: string },
+  opts: { hostLabel: string; setOwners: boolean; qemuGroup?: string; root?: string; digestKey?: string },
 ): InstalledFile[] {
   const manifest = parseManifest(stdout);
+  const shown = shownDigests(plan, opts.digestKey);
   const entries = new Map(manifest.files.map((e) => [e.path, e]));
   const problems: string[] = [];
   for (const [path, n] of count(manifest.files.map((e) => e.path))) {
     if (n > 1) problems.push(`${path}: reported ${n} times`);
   }
   const installed: InstalledFile[] = [];
-  for (const f of plan.files) {
+  for (const [i, f] of plan.files.entries()) {
     const e = entries.get(f.path);
     if (e === undefined) {
       problems.push(`${f.path}: missing from the host's manifest`);
       continue;
     }
-    if (e.sha256 !== f.sha256) problems.push(`${f.path}: sha256 ${e.sha256} on the host, ${f.sha256} sent`);
+    if (e.sha256 !== shown[i]) problems.push(`${f.path}: sha256 ${e.sha256} on the host, ${shown[i]} sent`);
     if (e.mode !== modeString(f.mode))
       problems.push(`${f.path}: mode ${e.mode} on the host, ${modeString(f.mode)} planned`);
     if (opts.setOwners) {

@@ -15,8 +15,9 @@
  * reload <word>                          (one per word of the reload command)
  * part root 0 <bytes>                    (what root writes: every directory root writes in, with all
  * d <path> <owner> <group> <mode> <managed 0|1>      its ancestors and the state directory, a user's top
- * f <path> <owner> <group> <mode> <lines> <sha256> <claim>   directory, and root's files; claim: the
- *                                                             sha256 of the path, its claim file's name)
+ * f <path> <owner> <group> <mode> <lines> <sha256> <claim> <shown>   directory, and root's files; claim:
+ *                                  the sha256 of the path, its claim file's name; shown: the digest the
+ *                                  host's manifest reports, an HMAC for a secret file, see digests.ts)
  * part <user> <switch 0|1> <bytes>       (what a user writes, as that user when switch is 1; bytes: of
  *                                         the part's files, which follow root's on stdin)
  * d ... / f ...
@@ -27,6 +28,7 @@
  * Pure.
  */
 import { PkiError } from "../../provider/pki/errors";
+import { shownDigests } from "./digests";
 import { INSTALL_SCRIPT, REMOVE_SCRIPT } from "./hostScripts";
 import {
   InstallPlan,
@@ -41,6 +43,7 @@ import {
   planInstall,
   sha256Hex,
 } from "./layouts";
+import { quoteInput } from "../../provider/pki/quote";
 
 /** Options of {@link renderStdin}: what else the host scripts need besides the plan. */
 export interface PlanDataOptions {
@@ -62,18 +65,22 @@ export interface PlanDataOptions {
   reload?: readonly string[];
   /** Where claims are kept. @default "/var/lib/virt-pki" */
   stateDir?: string;
+  /** Keys the digests shown of secret files (see `digests.ts`). @default derived from the install's keys */
+  digestKey?: string;
 }
 
 /** Default folder of the claims that make delete remove only what this install wrote last. */
 export const DEFAULT_STATE_DIR = "/var/lib/virt-pki";
 
 /**
- * The generation of an install: a digest of its name, its target and every file's path, content hash,
- * owner, group and mode. A claim carries it, so deleting an older generation (Pulumi replaces the
- * command when its triggers change, creating the new one first) keeps files a newer one wrote.
+ * The generation of an install: a digest of its name, its target and every file's path, shown digest
+ * (an HMAC for a secret file, see `digests.ts`: the generation is shown too), owner, group and mode. A
+ * claim carries it, so deleting an older generation (Pulumi replaces the command when its triggers
+ * change, creating the new one first) keeps files a newer one wrote.
  */
-export function generationOf(name: string, target: string, plan: InstallPlan): string {
-  const files = plan.files.map((f) => [f.path, f.sha256, f.owner, f.group, f.mode]);
+export function generationOf(name: string, target: string, plan: InstallPlan, digestKey?: string): string {
+  const shown = shownDigests(plan, digestKey);
+  const files = plan.files.map((f, i) => [f.path, shown[i], f.owner, f.group, f.mode]);
   return sha256Hex(JSON.stringify({ name, target, files })).slice(0, 32);
 }
 
@@ -102,7 +109,7 @@ export function reloadArgv(value: string | readonly string[], property = "reload
     if (words.length === 0 || bad !== undefined) {
       throw new PkiError(
         property,
-        `${JSON.stringify(value)} is not a plain command (${words.length ? `"${bad}" has characters a shell would interpret` : "it is empty"}); ` +
+        `${quoteInput(value)} is not a plain command (${words.length ? `${quoteInput(bad)} has characters a shell would interpret` : "it is empty"}); ` +
           `give its words, e.g. ["systemctl", "reload", "libvirtd"], or ["sh", "-c", "..."] to run a shell on the host`,
       );
     }
@@ -201,6 +208,7 @@ export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
   }
   // A user's own process writes the user's paths, except in a staging tree without owners (local mode).
   const switching = opts.root === undefined || opts.setOwners;
+  const shown = new Map(shownDigests(plan, opts.digestKey).map((d, i) => [plan.files[i], d]));
   for (const part of partsOf(plan, stateDir)) {
     const bytes = part.files.reduce((n, f) => n + Buffer.byteLength(f.content, "utf8"), 0);
     lines.push(`part ${field(part.writer)} ${part.writer !== "root" && switching ? 1 : 0} ${bytes}`);
@@ -211,7 +219,16 @@ export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
     }
     for (const f of part.files) {
       const count = String(f.content.split("\n").length - 1);
-      const fields = [f.path, f.owner, f.group, modeString(f.mode), count, f.sha256, sha256Hex(f.path)];
+      const fields = [
+        f.path,
+        f.owner,
+        f.group,
+        modeString(f.mode),
+        count,
+        f.sha256,
+        sha256Hex(f.path),
+        shown.get(f)!,
+      ];
       lines.push(`f ${fields.map(field).join(" ")}`);
     }
   }
@@ -230,10 +247,14 @@ export function renderStdin(plan: InstallPlan, opts: PlanDataOptions): string {
   );
 }
 
-/** What `pulumi preview` shows of an install: one line per file, `path sha256-prefix owner:group mode`. */
-export function triggersOf(plan: InstallPlan): string[] {
+/**
+ * What `pulumi preview` shows of an install: one line per file, `path digest-prefix owner:group mode`, the
+ * digest being the sha256, or for a secret file an HMAC under the install's digest key (`digests.ts`).
+ */
+export function triggersOf(plan: InstallPlan, digestKey?: string): string[] {
+  const shown = shownDigests(plan, digestKey);
   return plan.files.map(
-    (f) => `${f.path} ${f.sha256.slice(0, 12)} ${f.owner}:${f.group} ${modeString(f.mode)}`,
+    (f, i) => `${f.path} ${shown[i].slice(0, 12)} ${f.owner}:${f.group} ${modeString(f.mode)}`,
   );
 }
 
@@ -259,6 +280,8 @@ export interface InstallCommand {
   /** The plan and the files' contents (secret). */
   stdin: string;
   triggers: string[];
+  /** Each file's shown digest, in the order of `plan.files` (see `digests.ts`). */
+  digests: string[];
 }
 
 /** An absolute folder on the machine running Pulumi or on the host: no `~`, `.` or `..`. */
@@ -266,7 +289,7 @@ function checkFolder(property: string, value: unknown): void {
   if (typeof value !== "string" || value.startsWith("~")) {
     throw new PkiError(
       property,
-      `${JSON.stringify(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
+      `${quoteInput(value)} is not an absolute folder path, e.g. "/var/lib/virt-pki"`,
     );
   }
   checkPath(property, value);
@@ -308,7 +331,7 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
   checkInstallOptions(a);
   const plan = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
   checkStateDir(plan, a.stateDir ?? DEFAULT_STATE_DIR);
-  const generation = generationOf(a.name, a.target, plan);
+  const generation = generationOf(a.name, a.target, plan, a.digestKey);
   const reload = a.reloadCommand === undefined ? undefined : reloadArgv(a.reloadCommand);
   return {
     plan,
@@ -316,6 +339,7 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
     create: INSTALL_SCRIPT,
     delete: a.keepOnDelete ? undefined : REMOVE_SCRIPT,
     stdin: renderStdin(plan, { ...a, generation, reload }),
-    triggers: triggersOf(plan),
+    triggers: triggersOf(plan, a.digestKey),
+    digests: shownDigests(plan, a.digestKey),
   };
 }

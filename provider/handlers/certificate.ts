@@ -18,6 +18,7 @@ import {
   CheckResult,
   checkRenewWindow,
   collectFailures,
+  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -169,7 +170,9 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
       });
     },
   ]);
-  return failures.length ? { failures } : { inputs: normalize(news) as unknown as Record<string, unknown> };
+  return failures.length
+    ? { failures: unnamedWhereKeyText(failures, news) }
+    : { inputs: normalize(news) as unknown as Record<string, unknown> };
 }
 
 function toState(

@@ -16,6 +16,7 @@ import {
   CheckResult,
   checkRenewWindow,
   collectFailures,
+  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -28,6 +29,7 @@ import {
   upgradeState,
   withRenewalWindow,
 } from "./common";
+import { quoteInput } from "../pki/quote";
 
 /** Default renewal window of a CA: 30 days before it expires. */
 export const DEFAULT_CA_RENEW_BEFORE_HOURS = 720;
@@ -148,7 +150,7 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
         isKnown(p) &&
         (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 16)
       ) {
-        throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${JSON.stringify(p)}`);
+        throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${quoteInput(p)}`);
       }
     },
     () =>
@@ -169,7 +171,9 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
         maxValidityHours: news.maxValidityHours,
       }),
   ]);
-  return failures.length ? { failures } : { inputs: normalize(news) as Record<string, unknown> };
+  return failures.length
+    ? { failures: unnamedWhereKeyText(failures, news) }
+    : { inputs: normalize(news) as Record<string, unknown> };
 }
 
 /** The stored state: inputs without any other CA's key, plus the CA's certificate, key and facts. */

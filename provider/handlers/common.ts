@@ -6,6 +6,7 @@
 import { pemBlocks } from "../pki/asn1";
 import { PkiError } from "../pki/errors";
 import { renewAtFor, renewal } from "../pki/inspect";
+import { looksLikeKeyMaterial } from "../pki/quote";
 
 /** The placeholder the engine sends for values not known during preview. Never parse it. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -46,8 +47,28 @@ export function isKnown(value: unknown): boolean {
 }
 
 /**
+ * The inputs that carry a private key: an issuing CA (`ca`, `parent`: `{ certPem, keyPem }`), an imported
+ * CA (`import`) and any `keyPem`. A check failure never names them as its property, because the engine
+ * prints the value of a named property in clear text: pulumi/pulumi v3.248.0
+ * `pkg/resource/deploy/step_generator.go` `issueCheckFailures` formats a failure with a property as
+ * `diag.GetResourcePropertyInvalidValueError` ("%v resource '%v': property %v value %v has a problem: %v")
+ * with `inputs[failure.Property]`, a `resource.PropertyValue` whose `String()` prints `{%v}` of the
+ * underlying value; a secret is a `*resource.Secret` without a `String` method, so its element is printed
+ * unmasked (`RedactSecrets` is not used there). A failure without a property is printed with
+ * `diag.GetResourceInvalidError` ("%v resource '%v' has a problem: %v"): the reason alone.
+ */
+export const SECRET_INPUTS: readonly string[] = ["ca", "parent", "import", "keyPem"];
+
+/** Whether a top-level input carries a private key (see {@link SECRET_INPUTS}). */
+export function isSecretInput(property: string): boolean {
+  return SECRET_INPUTS.includes(property) || /keyPem$/.test(property);
+}
+
+/**
  * Runs validations, collecting each `PkiError` as a failure on its top-level property (the rest of the
- * path stays in the message). Any other error is a bug and is rethrown.
+ * path stays in the message). A failure about an input that carries a private key gets an empty property
+ * (its reason still starts with the property's name), so the engine does not print that input's value.
+ * Any other error is a bug and is rethrown.
  */
 export function collectFailures(checks: Array<() => void>): CheckFailure[] {
   const failures: CheckFailure[] = [];
@@ -57,10 +78,23 @@ export function collectFailures(checks: Array<() => void>): CheckFailure[] {
     } catch (e) {
       if (!(e instanceof PkiError)) throw e;
       const top = e.property.split(/[.[:]/)[0];
-      failures.push({ property: top, reason: e.message });
+      failures.push({ property: isSecretInput(top) ? "" : top, reason: e.message });
     }
   }
   return failures;
+}
+
+/**
+ * The failures with an empty property where the named input's value looks like key material (a key given
+ * in the wrong field, say `keySpec`): the engine would print that value (see {@link SECRET_INPUTS}).
+ */
+export function unnamedWhereKeyText(failures: CheckFailure[], inputs: object): CheckFailure[] {
+  const values = inputs as Record<string, unknown>;
+  return failures.map((f) =>
+    f.property !== "" && looksLikeKeyMaterial(JSON.stringify(values[f.property]) ?? "")
+      ? { property: "", reason: f.reason }
+      : f,
+  );
 }
 
 /** Stable JSON: object keys sorted, `undefined` dropped, so equal inputs compare equal. */

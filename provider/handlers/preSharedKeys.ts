@@ -5,6 +5,7 @@ import {
   changedKeys,
   CheckResult,
   collectFailures,
+  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -29,7 +30,7 @@ export function check(_olds: Record<string, unknown>, news: PskInputs): CheckRes
     },
   ]);
   return failures.length
-    ? { failures }
+    ? { failures: unnamedWhereKeyText(failures, news) }
     : { inputs: compact({ usernames: news.usernames, keyBytes: news.keyBytes ?? DEFAULT_PSK_BYTES }) };
 }
 

@@ -18,6 +18,7 @@ import {
   changedKeys,
   CheckResult,
   collectFailures,
+  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -152,7 +153,7 @@ export function check(_olds: Record<string, unknown>, news: CrlInputs): CheckRes
       }
     },
   ]);
-  return failures.length ? { failures } : { inputs: normalize(news) };
+  return failures.length ? { failures: unnamedWhereKeyText(failures, news) } : { inputs: normalize(news) };
 }
 
 function toState(

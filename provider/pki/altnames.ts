@@ -6,6 +6,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
+import { quoteInput } from "./quote";
 
 /** The alternative names of a certificate, each list normalised, sorted and de-duplicated. */
 export interface AltNames {
@@ -35,14 +36,14 @@ export function normalizeDnsName(name: string, property = "dnsNames"): string {
   const bad = (why: string) =>
     new PkiError(
       property,
-      `${JSON.stringify(name)} is not a valid DNS name (${why}); use letters, digits and hyphens`,
+      `${quoteInput(name)} is not a valid DNS name (${why}); use letters, digits and hyphens`,
     );
   if (n === "") throw bad("empty");
   if (n.length > 253) throw bad("longer than 253 characters");
   if (isIPv4(n)) throw bad("it is an IP address: put it in ipAddresses");
   labels.forEach((label, i) => {
     if (i === 0 && label === "*" && labels.length > 2) return;
-    if (!LABEL.test(label)) throw bad(`label ${JSON.stringify(label)}`);
+    if (!LABEL.test(label)) throw bad(`label ${quoteInput(label)}`);
   });
   return n;
 }
@@ -56,7 +57,7 @@ export function normalizeIpAddress(ip: string, property = "ipAddresses"): string
       .map((o) => String(Number(o)))
       .join(".");
   if (isIPv6(t)) return new URL(`http://[${t}]/`).hostname.slice(1, -1);
-  throw new PkiError(property, `${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
+  throw new PkiError(property, `${quoteInput(ip)} is not an IPv4 or IPv6 address`);
 }
 
 function normalizeList(
@@ -76,13 +77,13 @@ export function normalizeAltNames(input: Partial<AltNames>, prefix = ""): AltNam
     ipAddresses: normalizeList(input.ipAddresses, `${prefix}ipAddresses`, normalizeIpAddress),
     emailAddresses: normalizeList(input.emailAddresses, `${prefix}emailAddresses`, (v, p) => {
       if (typeof v !== "string" || !/^[^@\s]+@[^@\s]+$/.test(v.trim())) {
-        throw new PkiError(p, `${JSON.stringify(v)} is not an e-mail address`);
+        throw new PkiError(p, `${quoteInput(v)} is not an e-mail address`);
       }
       return v.trim();
     }),
     uris: normalizeList(input.uris, `${prefix}uris`, (v, p) => {
       if (typeof v !== "string" || !/^[a-z][a-z0-9+.-]*:\S+$/i.test(v.trim())) {
-        throw new PkiError(p, `${JSON.stringify(v)} is not a URI (scheme:rest)`);
+        throw new PkiError(p, `${quoteInput(v)} is not a URI (scheme:rest)`);
       }
       return v.trim();
     }),
@@ -100,7 +101,7 @@ export function hasAltNames(names: AltNames): boolean {
 export function ipToBytes(ip: string): string {
   const bytes = forgeIp.bytesFromIP(ip);
   if (bytes === null || bytes === undefined)
-    throw new PkiError("ipAddresses", `${JSON.stringify(ip)} is not an IP`);
+    throw new PkiError("ipAddresses", `${quoteInput(ip)} is not an IP`);
   return bytes;
 }
 

@@ -29,6 +29,7 @@ import { newSerialNumber, refuseChosenSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
 import { checkHours, computeValidity, DEFAULT_CA_VALIDITY_HOURS, Validity } from "./validity";
 import { findExtension, parseCertificateDer } from "./x509";
+import { quoteInput } from "./quote";
 
 /** Arguments of `createCertificateAuthority`. Give `subject` or a certtool `template`, not both. */
 export interface CreateCertificateAuthorityArgs {
@@ -66,7 +67,7 @@ export interface CertificateAuthority extends CertificateFacts {
 
 function checkPathLength(value: unknown, property: string): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 16) {
-    throw new PkiError(property, `must be a whole number from 0 to 16, got ${JSON.stringify(value)}`);
+    throw new PkiError(property, `must be a whole number from 0 to 16, got ${quoteInput(value)}`);
   }
   return value;
 }

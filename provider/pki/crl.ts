@@ -19,6 +19,7 @@ import { normalizeSerial } from "./serial";
 import { MAX_CRL_ENTRIES } from "./limits";
 import { checkHours } from "./validity";
 import { checkPublicPem } from "./x509";
+import { quoteInput } from "./quote";
 
 /** RFC 5280 CRLReason values by name (7 is unused in the standard). */
 export const REVOCATION_REASONS = {
@@ -89,7 +90,7 @@ export function checkRevokedCount(revoked: unknown, property = "revoked"): void 
 
 function toDate(value: Date | string, property: string): Date {
   const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) throw new PkiError(property, `${JSON.stringify(value)} is not a date`);
+  if (Number.isNaN(d.getTime())) throw new PkiError(property, `${quoteInput(value)} is not a date`);
   return d;
 }
 
@@ -113,7 +114,7 @@ export function createCrl(args: CreateCrlArgs): Crl {
     if (r.reason !== undefined && !(r.reason in REVOCATION_REASONS)) {
       throw new PkiError(
         `revoked[${i}].reason`,
-        `unknown reason ${JSON.stringify(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+        `unknown reason ${quoteInput(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
       );
     }
     const date =

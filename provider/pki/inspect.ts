@@ -28,6 +28,7 @@ import {
 } from "./names";
 import { MAX_TRUST_BUNDLE_CHARS } from "./limits";
 import { findExtension, parseCertificateBundle, parseCertificatePem, ParsedCertificate } from "./x509";
+import { quoteInput } from "./quote";
 
 /** Everything `inspectCertificate` reports. */
 export interface CertificateSummary extends AltNames {
@@ -243,10 +244,7 @@ export function renewal(
   renewBeforeHours: number,
 ): RenewalDecision {
   if (typeof renewBeforeHours !== "number" || !Number.isFinite(renewBeforeHours) || renewBeforeHours < 0) {
-    throw new PkiError(
-      "renewBeforeHours",
-      `must be 0 or more hours, got ${JSON.stringify(renewBeforeHours)}`,
-    );
+    throw new PkiError("renewBeforeHours", `must be 0 or more hours, got ${quoteInput(renewBeforeHours)}`);
   }
   const info = typeof cert === "string" ? inspectCertificate(cert) : cert;
   const notAfter = new Date(info.notAfter);

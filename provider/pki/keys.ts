@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
 import { checkTextSize, MAX_PEM_CHARS } from "./limits";
+import { quoteInput } from "./quote";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -40,10 +41,7 @@ export function parseKeySpec(value: unknown, property = "keySpec"): KeySpec {
   if (typeof value === "string" && (KEY_SPECS as readonly string[]).includes(value.toLowerCase())) {
     return value.toLowerCase() as KeySpec;
   }
-  throw new PkiError(
-    property,
-    `unknown key spec ${JSON.stringify(value)}; use one of ${KEY_SPECS.join(", ")}`,
-  );
+  throw new PkiError(property, `unknown key spec ${quoteInput(value)}; use one of ${KEY_SPECS.join(", ")}`);
 }
 
 /** A freshly generated key pair as native key objects. */

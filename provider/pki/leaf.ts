@@ -37,6 +37,7 @@ import { newSerialNumber, refuseChosenSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
 import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "./validity";
 import { parseCertificateDer } from "./x509";
+import { quoteInput } from "./quote";
 
 /** What a leaf certificate is for: TLS server, TLS client, or both in one certificate. */
 export type LeafProfile = "server" | "client" | "server+client";
@@ -188,10 +189,7 @@ function finish(
   subjectProperty: string,
 ): LeafRequest {
   if (!LEAF_PROFILES.includes(profile)) {
-    throw new PkiError(
-      "profile",
-      `unknown profile ${JSON.stringify(profile)}; use ${LEAF_PROFILES.join(", ")}`,
-    );
+    throw new PkiError("profile", `unknown profile ${quoteInput(profile)}; use ${LEAF_PROFILES.join(", ")}`);
   }
   const subject = normalizeSubject(rawSubject, subjectProperty);
   if (!subject.commonName)
@@ -214,7 +212,7 @@ function withCommonName(names: AltNames, cn: string, subjectProperty: string): A
   } catch {
     throw new PkiError(
       `${subjectProperty}.commonName`,
-      `${JSON.stringify(cn)} is not a host name; a server certificate's CN must be the name clients connect to`,
+      `${quoteInput(cn)} is not a host name; a server certificate's CN must be the name clients connect to`,
     );
   }
   return normalizeAltNames({ ...names, dnsNames: [...names.dnsNames, dns] });

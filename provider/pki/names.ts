@@ -7,6 +7,7 @@ import forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
 import { gnutlsValueText } from "./gnutlsdn";
+import { quoteInput } from "./quote";
 
 /** A certificate subject. Every field is optional, but a certificate needs at least one. */
 export interface Subject {
@@ -109,7 +110,7 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
         );
       }
       if (def.field === "country" && !/^[A-Za-z]{2}$/.test(t)) {
-        throw new PkiError(path, `must be a two-letter ISO 3166 code such as "GB", got ${JSON.stringify(t)}`);
+        throw new PkiError(path, `must be a two-letter ISO 3166 code such as "GB", got ${quoteInput(t)}`);
       }
       if (t.length > def.maxLength) throw new PkiError(path, `at most ${def.maxLength} characters`);
       if (def.tag === T.IA5STRING && !/^[\x20-\x7e]+$/.test(t)) {
@@ -118,7 +119,7 @@ export function normalizeSubject(subject: Subject | undefined, property = "subje
       return t;
     });
     if (def.field === "emailAddress" && !/^[^@\s]+@[^@\s]+$/.test(values[0])) {
-      throw new PkiError(path, `must be an e-mail address, got ${JSON.stringify(values[0])}`);
+      throw new PkiError(path, `must be an e-mail address, got ${quoteInput(values[0])}`);
     }
     out[def.field] = Array.isArray(raw)
       ? values

@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { PkiError } from "./errors";
 import { checkTextSize, MAX_PSK_TEXT_CHARS, MAX_PSK_USERS } from "./limits";
+import { quoteInput } from "./quote";
 
 /** Default PSK length in bytes, as psktool uses. */
 export const DEFAULT_PSK_BYTES = 32;
@@ -21,7 +22,7 @@ function checkUsername(name: unknown, property: string): string {
   if (typeof name !== "string" || !/^[A-Za-z0-9._@+-]{1,128}$/.test(name)) {
     throw new PkiError(
       property,
-      `${JSON.stringify(name)} is not a usable PSK username (letters, digits, . _ @ + -)`,
+      `${quoteInput(name)} is not a usable PSK username (letters, digits, . _ @ + -)`,
     );
   }
   return name;

@@ -9,6 +9,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { PkiError } from "./errors";
+import { quoteInput } from "./quote";
 
 const TIME_OCTETS = 6;
 const RANDOM_OCTETS = 10;
@@ -29,7 +30,7 @@ export function normalizeSerial(serial: string, property = "serialNumber"): stri
   const hex =
     typeof serial === "string" ? serial.trim().toLowerCase().replace(/[:\s]/g, "").replace(/^0x/, "") : "";
   if (!/^[0-9a-f]+$/.test(hex))
-    throw new PkiError(property, `${JSON.stringify(serial)} is not a hex serial number`);
+    throw new PkiError(property, `${quoteInput(serial)} is not a hex serial number`);
   const even = hex.length % 2 ? `0${hex}` : hex;
   const trimmed = even.replace(/^(00)+(?=..)/, "");
   if (trimmed.length > 40) throw new PkiError(property, "serial numbers are at most 20 octets");

@@ -23,6 +23,7 @@ import { isIP } from "node:net";
 import { normalizeDnsName, normalizeIpAddress } from "./altnames";
 import { PkiError } from "./errors";
 import { checkTextSize, MAX_TEMPLATE_CHARS } from "./limits";
+import { isPemOrBase64Line, looksLikeKeyMaterial, quoteInput } from "./quote";
 import { ExtendedKeyUsage, KEY_USAGES, KeyUsage } from "./extensions";
 import { Subject, normalizeSubject } from "./names";
 import { normalizeSerial } from "./serial";
@@ -213,7 +214,12 @@ function reason(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-const q = JSON.stringify;
+/** Input text in a message: short and never key material (see {@link quoteInput}). */
+const q = quoteInput;
+/** The error of a template line that holds PEM or base64 text, which is never repeated. */
+const KEY_TEXT_LINE =
+  "this line holds PEM or base64 text (a key or certificate pasted into the template?), which is not " +
+  "repeated here; a template holds certtool keywords only. Fix or remove the line";
 const EMAIL = /^[^@\s]+@[^@\s]+$/;
 const URI = /^[a-z][a-z0-9+.-]*:\S+$/i;
 const INT32_MAX = 2147483647;
@@ -470,6 +476,7 @@ export function parseCerttoolTemplate(text: string): CerttoolTemplate {
     const lineNo = index + 1;
     try {
       const line = lines[index];
+      if (isPemOrBase64Line(line)) throw new Error(KEY_TEXT_LINE);
       if (line.includes("\r")) {
         throw new Error(
           "line ends in a carriage return (CRLF); certtool keeps it in the value, so save the template with LF line endings",
@@ -517,7 +524,11 @@ export function parseCerttoolTemplate(text: string): CerttoolTemplate {
         pathLine = lineNo;
       }
     } catch (e) {
-      throw new PkiError(`template:${lineNo}`, reason(e));
+      // A line that holds text like a key's gets no detail: any detail would quote part of it.
+      throw new PkiError(
+        `template:${lineNo}`,
+        looksLikeKeyMaterial(lines[index]) ? KEY_TEXT_LINE : reason(e),
+      );
     }
   }
 

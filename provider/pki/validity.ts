@@ -1,6 +1,7 @@
 /** Validity windows: hours-based, back-dated for clock skew, bounded by the issuer and by policy. */
 import { PkiError } from "./errors";
 import { MAX_HOURS } from "./limits";
+import { quoteInput } from "./quote";
 
 /** notBefore is set this many minutes before issuance so hosts with a slow clock accept new certificates. */
 export const BACKDATE_MINUTES = 5;
@@ -42,7 +43,7 @@ export interface Validity {
 export function checkHours(value: unknown, property: string, positive = true, what?: string): number {
   const label = what ? `${what} ` : "";
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new PkiError(property, `${label}must be a number of hours, got ${JSON.stringify(value)}`);
+    throw new PkiError(property, `${label}must be a number of hours, got ${quoteInput(value)}`);
   }
   if (positive ? value <= 0 : value < 0) {
     throw new PkiError(

@@ -13,6 +13,8 @@ import {
   installCommand,
   planInstall,
   renderStdin,
+  sha256Hex,
+  shownDigests,
   triggersOf,
 } from "../../components/install";
 import { PkiError } from "../../provider/pki/errors";
@@ -97,8 +99,10 @@ describe("HostCredentialInstall over SSH", () => {
     expect(inputs.triggers).toEqual([
       `/etc/pki/CA/cacert.pem ${plan.files[0].sha256.slice(0, 12)} root:root 0644`,
       `/etc/pki/libvirt/servercert.pem ${plan.files[1].sha256.slice(0, 12)} root:root 0644`,
-      `/etc/pki/libvirt/private/serverkey.pem ${plan.files[2].sha256.slice(0, 12)} root:root 0600`,
+      // A secret file shows an HMAC under the install's digest key, not its sha256 (install/digests.ts).
+      `/etc/pki/libvirt/private/serverkey.pem ${shownDigests(plan)[2].slice(0, 12)} root:root 0600`,
     ]);
+    expect(shownDigests(plan)[2]).not.toBe(plan.files[2].sha256);
     expect(inputs.logging).toBe("stdout");
     expect(inputs.addPreviousOutputInEnv).toBe(false);
     expect(cmd.options?.additionalSecretOutputs).toContain("stdin");
@@ -151,6 +155,106 @@ describe("HostCredentialInstall over SSH", () => {
       });
     });
     expect(changed.inputs.triggers).not.toEqual(first.inputs.triggers);
+  });
+});
+
+describe("secret files: what triggers and outputs show of them", () => {
+  // A VNC password in a custom layout. Its plain sha256 in the triggers (shown by every preview, kept in
+  // state) or in the files output would be reversed by trying guesses.
+  const vncPlain = (password: string) => ({
+    kind: "custom" as const,
+    dir: "/etc/pki/vnc",
+    files: [{ name: "passwd", content: password, secret: true }],
+  });
+  const vnc = (password: string) => ({
+    ...vncPlain(password),
+    files: pulumi.secret(vncPlain(password).files),
+  });
+  const guesses = ["password", "123456", "hunter2", "letmein", "qwerty"].flatMap((g) => [g, `${g}\n`]);
+
+  async function installOf(layouts: unknown[], extra: Record<string, unknown> = {}) {
+    let files: pulumi.Output<{ path: string; sha256: string }[]> | undefined;
+    let generation: pulumi.Output<string> | undefined;
+    const cmd = await commandOf(() => {
+      const i = new HostCredentialInstall("h1", { connection, layouts: layouts as never, ...extra });
+      files = i.files;
+      generation = i.generation;
+    });
+    const resolve = <T>(o: pulumi.Output<T>) => new Promise<T>((r) => o.apply(r));
+    return {
+      triggers: cmd.inputs.triggers as string[],
+      files: await resolve(files!),
+      generation: await resolve(generation!),
+    };
+  }
+
+  it("a dictionary of guesses matches nothing shown of a secret file: triggers, files output, generation", async () => {
+    const shown = await installOf([serverLayout(), vnc("hunter2")]);
+    const line = shown.triggers.find((t) => t.startsWith("/etc/pki/vnc/passwd "))!;
+    expect(line).toMatch(/^\/etc\/pki\/vnc\/passwd [0-9a-f]{12} root:root 0600$/);
+    const text = JSON.stringify(shown);
+    for (const guess of guesses) expect(text).not.toContain(sha256Hex(guess).slice(0, 12));
+    // The generation is not the digest a plain sha256 of "hunter2\n" would give either.
+    const plan = planInstall([{ ...serverLayout(), keyPem: leaf.keyPem }, vncPlain("hunter2")] as never);
+    const plain = sha256Hex(
+      JSON.stringify({
+        name: "h1",
+        target: "root@127.0.0.21:2222",
+        files: plan.files.map((f) => [f.path, f.sha256, f.owner, f.group, f.mode]),
+      }),
+    ).slice(0, 32);
+    expect(shown.generation).not.toBe(plain);
+    expect(shown.generation).toBe(generationOf("h1", "root@127.0.0.21:2222", plan));
+  });
+
+  it("the same inputs keep their triggers (no replacement on a preview); another password changes its line", async () => {
+    const a = await installOf([serverLayout(), vnc("hunter2")]);
+    const b = await installOf([serverLayout(), vnc("hunter2")]);
+    const c = await installOf([serverLayout(), vnc("hunter3")]);
+    expect(b.triggers).toEqual(a.triggers);
+    expect(c.triggers.filter((t) => !a.triggers.includes(t))).toEqual([
+      expect.stringMatching(/^\/etc\/pki\/vnc\/passwd /),
+    ]);
+  });
+
+  it("custom secrets alone need a digestKey, which keeps their line when a key is re-issued", async () => {
+    await expect(
+      captureResources(
+        () => void new HostCredentialInstall("h1", { connection, layouts: [vncPlain("hunter2")] }),
+      ),
+    ).rejects.toThrow(/^digestKey: \/etc\/pki\/vnc\/passwd is secret and this install has no private key/);
+    await expect(
+      captureResources(
+        () =>
+          void new HostCredentialInstall("h1", {
+            connection,
+            layouts: [vncPlain("hunter2")],
+            digestKey: "short",
+          }),
+      ),
+    ).rejects.toThrow(/^digestKey: must be a secret string of at least 32 characters/);
+    const digestKey = pulumi.secret("9f".repeat(32));
+    const alone = await installOf([vnc("hunter2")], { digestKey });
+    expect(alone.triggers).toHaveLength(1);
+    const renewed = await issueCertificate({
+      issuer: ca,
+      subject: { commonName: "h1.test" },
+      keySpec: "ecdsa-p256",
+    });
+    const renewedLayout = {
+      ...serverLayout(),
+      certPem: renewed.certPem,
+      keyPem: pulumi.secret(renewed.keyPem!),
+    };
+    const before = await installOf([serverLayout(), vnc("hunter2")], { digestKey });
+    const after = await installOf([renewedLayout, vnc("hunter2")], { digestKey });
+    const passwd = (t: string[]) => t.find((l) => l.startsWith("/etc/pki/vnc/passwd "));
+    expect(passwd(after.triggers)).toBe(passwd(before.triggers));
+    expect(passwd(alone.triggers)).toBe(passwd(before.triggers));
+    // Without digestKey the key is derived from the install's own keys: a re-issued key changes it.
+    const derived = await installOf([serverLayout(), vnc("hunter2")]);
+    const derivedAfter = await installOf([renewedLayout, vnc("hunter2")]);
+    expect(passwd(derivedAfter.triggers)).not.toBe(passwd(derived.triggers));
   });
 });
 

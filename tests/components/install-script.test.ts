@@ -22,6 +22,8 @@ import {
   renderPlan,
   renderStdin,
   sha256Hex,
+  shownDigests,
+  triggersOf,
   verifyManifest,
 } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
@@ -420,6 +422,46 @@ describe.each(SHELLS)("the scripts run by %s", (shell) => {
     expect(existsSync(canary)).toBe(false);
   });
 
+  it("report a secret file's HMAC, never its sha256, and still check the sha256 received", async () => {
+    // A VNC password: a plain sha256 of it, in the state or a preview, is reversed by trying guesses.
+    const vnc = (password: string): Layout => ({
+      kind: "custom",
+      dir: "/etc/pki/vnc",
+      files: [{ name: "passwd", content: password, secret: true }],
+    });
+    const plan = planInstall([server(), vnc("hunter2\n")]);
+    const secret = plan.files.find((f) => f.path === "/etc/pki/vnc/passwd")!;
+    const guesses = ["password", "123456", "hunter2", "letmein"].flatMap((g) => [g, `${g}\n`]);
+    const r = install(shell, plan);
+    expect(r.code).toBe(0);
+    expect(await fs.readFile(join(root, "etc/pki/vnc/passwd"), "utf8")).toBe("hunter2\n");
+    const shown = shownDigests(plan);
+    const key = plan.files.find((f) => f.role === "server-key")!;
+    const visible = [r.stdout, ...triggersOf(plan)];
+    for (const guess of guesses) {
+      for (const text of visible) expect(text).not.toContain(sha256Hex(guess).slice(0, 12));
+    }
+    expect(r.stdout).not.toContain(key.sha256);
+    // The generation (shown as an output and in the claims) is not the one a plain sha256 would give.
+    const files = (digest: (f: typeof secret) => string) =>
+      plan.files.map((f) => [f.path, digest(f), f.owner, f.group, f.mode]);
+    const plainGeneration = sha256Hex(
+      JSON.stringify({ name: "h1-install", target: `local:${root}`, files: files((f) => f.sha256) }),
+    ).slice(0, 32);
+    expect(options(plan).generation).not.toBe(plainGeneration);
+    // What the host reported checks out against the plan, with the HMACs.
+    const installed = verifyManifest(r.stdout, plan, { hostLabel: "h1", setOwners: true, root });
+    expect(installed.map((f) => f.sha256)).toEqual(shown);
+    expect(shown[plan.files.indexOf(secret)]).not.toBe(secret.sha256);
+    // The host still checks the plain sha256 (on the secret stdin) of the bytes it receives.
+    const next = planInstall([server(), vnc("hunter3\n")]);
+    const corrupted = renderStdin(next, options(next)).replace("hunter3\n", "hunter4\n");
+    const bad = run(shell, INSTALL_SCRIPT, corrupted);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/\/etc\/pki\/vnc\/passwd: the data received does not match its sha256/);
+    expect(await fs.readFile(join(root, "etc/pki/vnc/passwd"), "utf8")).toBe("hunter2\n");
+  });
+
   it("a truncated stdin (lost connection) changes nothing and leaves no temporary file", async () => {
     const old = planInstall([server()]);
     expect(install(shell, old).code).toBe(0);
@@ -726,12 +768,23 @@ describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run b
     ["a mode that is an expression", ["part root 0 0", "d /etc/x root root a[$(id)] 1"]],
     [
       "a line count that is an expression",
-      ["part root 0 0", `f /etc/x/f root root 0644 x[$(id)] ${sha} ${sha}`],
+      ["part root 0 0", `f /etc/x/f root root 0644 x[$(id)] ${sha} ${sha} ${sha}`],
     ],
-    ["a line count that is not a number", ["part root 0 0", `f /etc/x/f root root 0644 1e3 ${sha} ${sha}`]],
+    [
+      "a line count that is not a number",
+      ["part root 0 0", `f /etc/x/f root root 0644 1e3 ${sha} ${sha} ${sha}`],
+    ],
     [
       "a claim that climbs out of the claims directory",
-      ["part root 0 0", `f /etc/x/f root root 0644 1 ${sha} ../../etc/x`],
+      ["part root 0 0", `f /etc/x/f root root 0644 1 ${sha} ../../etc/x ${sha}`],
+    ],
+    [
+      "a shown digest that is not hex (it is printed in the manifest)",
+      ["part root 0 0", `f /etc/x/f root root 0644 1 ${sha} ${sha} $(id)`],
+    ],
+    [
+      "a file record without its shown digest",
+      ["part root 0 0", `f /etc/x/f root root 0644 1 ${sha} ${sha}`],
     ],
     ["a glob in a path", ["part root 0 0", "d /etc/* root root 0755 1"]],
     ["an unknown record", ["eval touch CANARY"]],
@@ -798,7 +851,7 @@ describe("verifyManifest", () => {
   it("refuses a manifest that reports a file twice (a part cannot override another's line)", () => {
     const plan = planInstall([server()]);
     const lines = plan.files.map(
-      (x) => `virt-pki-file ${x.path} ${x.sha256} ${x.mode.toString(8)} root root`,
+      (x, i) => `virt-pki-file ${x.path} ${shownDigests(plan)[i]} ${x.mode.toString(8)} root root`,
     );
     expect(() =>
       verifyManifest([...lines, lines[2]].join("\n"), plan, { hostLabel: "h", setOwners: true }),
@@ -809,7 +862,7 @@ describe("verifyManifest", () => {
     const plan = planInstall([userLayout("alice")]);
     const stdout = [
       "virt-pki-home alice /home/Alice Smith",
-      ...plan.files.map((x) => `virt-pki-file ${x.path} ${x.sha256} 600 alice alice`),
+      ...plan.files.map((x, i) => `virt-pki-file ${x.path} ${shownDigests(plan)[i]} 600 alice alice`),
     ].join("\n");
     expect(verifyManifest(stdout, plan, { hostLabel: "ws", setOwners: true }).map((f) => f.hostPath)).toEqual(
       [

@@ -5,8 +5,14 @@
  */
 import { join } from "node:path";
 import * as virtpki from "../../bin/index";
-import { EngineState, formatPlan, up } from "../support/engine";
-import { captureResources, ProviderHost, resourceUrn, startProviderHost } from "../support/pulumiHost";
+import { CheckFailedError, EngineState, formatPlan, up } from "../support/engine";
+import {
+  captureResources,
+  isSecretValue,
+  ProviderHost,
+  resourceUrn,
+  startProviderHost,
+} from "../support/pulumiHost";
 import { removeDir, run, tempDir, writeFiles } from "../support/programs";
 
 interface FleetConfig {
@@ -284,6 +290,86 @@ test("check failures name the property and the fix, through the host", async () 
     },
   ]);
   expect(JSON.stringify(checked.failures)).not.toMatch(/PRIVATE KEY/);
+});
+
+test("a check failure on an input that carries a key is printed without that input's value", async () => {
+  // Two CAs: the leaf is given the first CA's certificate with the second CA's key, so `ca` fails its check.
+  const cas = (
+    await up(
+      () => {
+        new virtpki.CertificateAuthority("ca-a", { subject: { commonName: "A" }, keySpec: "ecdsa-p256" });
+        new virtpki.CertificateAuthority("ca-b", { subject: { commonName: "B" }, keySpec: "ecdsa-p256" });
+      },
+      host,
+      {},
+    )
+  ).state;
+  const keyPem = byName(cas, "ca-b").outputs.keyPem as string;
+  const captured = await captureResources(() => {
+    new virtpki.ServerCertificate("mixed", {
+      ca: { certPem: byName(cas, "ca-a").outputs.certPem as string, keyPem },
+      subject: { commonName: "h1" },
+      ipAddresses: ["10.0.0.300"],
+    });
+  });
+  const leaf = captured.find((c) => c.name === "mixed")!;
+  const urn = resourceUrn("mixed", { type: leaf.type });
+  const checked = await host.check(urn, {}, leaf.inputs);
+  // What the engine prints for these failures (the harness's model of issueCheckFailures).
+  const { message } = new CheckFailedError(urn, checked.failures, leaf.type, "mixed", leaf.inputs);
+  printed.push(`# check failures as the engine prints them\n${message}`);
+  // The engine's wording (issueCheckFailures): a named property is printed with its value ...
+  expect(message).toContain(
+    `resource 'mixed': property ipAddresses value {[{10.0.0.300}]} has a problem: ipAddresses[0]: "10.0.0.300" is not an IPv4 or IPv6 address`,
+  );
+  // ... so the failure on `ca` names no property, only its reason.
+  expect(message).toContain(
+    "resource 'mixed' has a problem: ca.keyPem: the private key does not match the CA certificate",
+  );
+  expect(message).not.toMatch(/PRIVATE KEY/);
+  for (const line of keyPem.split("\n").filter((l) => l.length > 8 && !l.startsWith("-----"))) {
+    expect(message).not.toContain(line);
+  }
+});
+
+test("where the CA key is stored: a secret in the inputs of each leaf, CRL and intermediate, never in their outputs", async () => {
+  const program = () => {
+    const root = new virtpki.CertificateAuthority("keyroot", {
+      subject: { commonName: "Root" },
+      keySpec: "ecdsa-p256",
+      pathLength: 1,
+    });
+    const mid = new virtpki.CertificateAuthority("keymid", {
+      subject: { commonName: "Mid" },
+      keySpec: "ecdsa-p256",
+      parent: root,
+      validityHours: 24 * 365,
+    });
+    new virtpki.ServerCertificate("keyleaf", {
+      ca: mid,
+      subject: { commonName: "h1" },
+      keySpec: "ecdsa-p256",
+    });
+    new virtpki.CertificateRevocationList("keycrl", { ca: mid });
+  };
+  const r = await up(program, host, {});
+  const body = (name: string) => (byName(r.state, name).outputs.keyPem as string).split("\n")[1];
+  const captured = await captureResources(program);
+  const inputOf = (name: string, key: string) => captured.find((c) => c.name === name)!.inputs[key];
+  for (const [name, key, signer] of [
+    ["keymid", "parent", "keyroot"],
+    ["keyleaf", "ca", "keymid"],
+    ["keycrl", "ca", "keymid"],
+  ] as const) {
+    // The program registers this input as a secret (the state encrypts it) ...
+    expect(isSecretValue(inputOf(name, key))).toBe(true);
+    // ... and the stored inputs hold the signer's key: the provider needs it on every create.
+    expect(JSON.stringify(byName(r.state, name).inputs[key])).toContain(body(signer));
+    // The resource's outputs (state) hold the signer's certificate, never its key.
+    expect(JSON.stringify(byName(r.state, name).outputs)).not.toContain(body(signer));
+  }
+  // The CA's own key is its secret output.
+  expect(captured.find((c) => c.name === "keymid")!.options?.additionalSecretOutputs).toEqual(["keyPem"]);
 });
 
 test("the SDK serializes providers that only require the handlers, and marks keys as secret outputs", async () => {

@@ -23,6 +23,7 @@ import {
   PROVIDER_KEY,
   ProviderHost,
   captureResources,
+  isSecretValue,
   resourceUrn,
   revealSecrets,
   settle,
@@ -68,13 +69,57 @@ export interface RunResult {
   plan: PlanStep[];
 }
 
-/** A check failure surfaced as the engine would: resource and property. */
+/**
+ * A value as the engine prints it in a check failure: Go's `%v` of a `resource.PropertyValue`, whose
+ * `String()` is `{%v}` of the underlying value (pulumi v3.248.0 sdk/go/common/resource/properties.go
+ * `PropertyValue.String`). Strings print bare, arrays as `[a b]`, objects as Go maps (`map[k:v ...]`, keys
+ * sorted), and a secret as the `*resource.Secret` it is, `&{element}`: UNMASKED, since `Secret` has no
+ * `String` method.
+ */
+export function engineValueText(value: unknown): string {
+  const inner = (v: unknown): string => {
+    if (isSecretValue(v)) return `&{${engineValueText(v.value)}}`;
+    if (v === null || v === undefined) return "<nil>";
+    if (Array.isArray(v)) return `[${v.map(engineValueText).join(" ")}]`;
+    if (typeof v === "object") {
+      const o = v as Record<string, unknown>;
+      return `map[${Object.keys(o)
+        .sort()
+        .map((k) => `${k}:${engineValueText(o[k])}`)
+        .join(" ")}]`;
+    }
+    return String(v);
+  };
+  return `{${inner(value)}}`;
+}
+
+/**
+ * The engine's message for one check failure (pulumi v3.248.0 pkg/resource/deploy/step_generator.go
+ * `issueCheckFailures`): with a property, `diag.GetResourcePropertyInvalidValueError`, which prints that
+ * property's input value (see {@link engineValueText}); without one, `diag.GetResourceInvalidError`, the
+ * reason alone (sdk/go/common/diag/errors.go).
+ */
+export function checkFailureText(
+  type: string,
+  name: string,
+  inputs: Record<string, unknown>,
+  failure: { property: string; reason: string },
+): string {
+  return failure.property !== ""
+    ? `${type} resource '${name}': property ${failure.property} value ${engineValueText(inputs[failure.property])} has a problem: ${failure.reason}`
+    : `${type} resource '${name}' has a problem: ${failure.reason}`;
+}
+
+/** A check failure surfaced as the engine prints it (see {@link checkFailureText}), one line each. */
 export class CheckFailedError extends Error {
   constructor(
     readonly urn: string,
     readonly failures: { property: string; reason: string }[],
+    type = "",
+    name = "",
+    inputs: Record<string, unknown> = {},
   ) {
-    super(`${urn}: ${failures.map((f) => `${f.property}: ${f.reason}`).join("; ")}`);
+    super(`${urn}:\n${failures.map((f) => checkFailureText(type, name, inputs, f)).join("\n")}`);
   }
 }
 
@@ -138,7 +183,8 @@ export async function up(
           const news = { ...args.inputs };
           for (const k of old ? ignoreChanges : []) if (k in old!.inputs) news[k] = old!.inputs[k];
           const checked = await host.check(urn, old?.inputs ?? {}, news);
-          if (checked.failures.length) throw new CheckFailedError(urn, checked.failures);
+          if (checked.failures.length)
+            throw new CheckFailedError(urn, checked.failures, args.type, args.name, news);
           const inputs = checked.inputs;
           const record = (id: string, outputs: Record<string, unknown>, step: PlanStep) => {
             next[urn] = {

@@ -24,13 +24,14 @@ fail() {
 bytes=${rs%%"$nl"*}
 bytes=${bytes##* }
 rs=${rs#*"$nl"}
-# rec RECORD: its fields, k p o g m a b (a: managed or lines; b: sha256).
+# rec RECORD: its fields, k p o g m a b r (a: managed or lines; b: sha256; r: the digest the manifest
+# shows, an HMAC for a secret file, so that the plain sha256 of a secret never leaves the secret stdin).
 rec() {
   IFS=" "
   # shellcheck disable=SC2086 # the fields of one record
   set -- $1
   IFS=$nl
-  k=$1 p=$2 o=$3 g=$4 m=$5 a=${6-} b=${7-}
+  k=$1 p=$2 o=$3 g=$4 m=$5 a=${6-} b=${7-} r=${9-}
 }
 hostp() {
   case $1 in \~*) hp=$home/${1#*/} ;; *) hp=$root$1 ;; esac
@@ -224,14 +225,15 @@ commit)
       done
     fi
   fi
-  # The manifest: each file with the sha256 put checked on this host, and its mode and owners read back.
+  # The manifest: each file with its shown digest (put checked its sha256 on this host), and its mode
+  # and owners read back.
   st=$nl$(stat -c "%a %U %G %n" -- "$@")$nl
   for l in $rs; do
     rec "$l"
     [ "$k" = f ] || continue
     hostp "$p"
     t=${st%%" $hp$nl"*}
-    printf "virt-pki-file %s %s %s\n" "$p" "$b" "${t##*"$nl"}"
+    printf "virt-pki-file %s %s %s\n" "$p" "$r" "${t##*"$nl"}"
   done
   ;;
 esac

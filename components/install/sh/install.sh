@@ -26,12 +26,12 @@ for line in $plan; do
   set -- $v
   IFS=$nl
   case $k/$# in
-  d/5 | f/7)
+  d/5 | f/8)
     case $1 in /?* | \~?*/?*) ;; *) bad "path $1" ;; esac
     case "$1/" in *//* | */./* | */../*) bad "path $1" ;; esac
     case $4 in 0[0-7][0-7][0-7]) ;; *) bad "mode $4" ;; esac
     case $5 in '' | *[!0-9]*) bad "number $5" ;; esac
-    case ${6-}${7-} in *[!0-9a-f]*) bad "hash ${6-} ${7-}" ;; esac
+    case ${6-}${7-}${8-} in *[!0-9a-f]*) bad "hash ${6-} ${7-} ${8-}" ;; esac
     ;;
   part/3)
     case $1 in [a-z_]*) ;; *) bad "part $1" ;; esac
