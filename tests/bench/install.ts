@@ -114,7 +114,12 @@ function hostInstall(root: string, id: Identity): Promise<Inputs> {
 function remoteInstall(id: Identity): Promise<Inputs> {
   return commandInputs(() => {
     new HostCredentialInstall("compute1", {
-      connection: { host: "192.0.2.10", user: "root", privateKey: "(an SSH key)" },
+      connection: {
+        host: "192.0.2.10",
+        user: "root",
+        privateKey: "(an SSH key)",
+        hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw6hJ3n9m0C2mA4y1s9gXo2o8P0rQ6mQp3ZxXb3Yk2F",
+      },
       layouts: layouts(id),
     });
   });

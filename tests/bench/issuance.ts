@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pki } from "../../index";
+import { certificate, hostIdentities } from "../../provider/handlers";
 
 const N = Number(process.env.BENCH_N ?? 24);
 const CORES = availableParallelism();
@@ -72,7 +73,47 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+/**
+ * One fleet host's identities through the resource handlers, as `pulumi up` creates them: the single
+ * server+client certificate a host had before per-role identities (`certificate`), and the server,
+ * libvirt-client and QEMU identities of `HostIdentities` (three keys). Same CA, same run.
+ */
+async function perHost(): Promise<void> {
+  const ca = await pki.createCertificateAuthority({
+    subject: { commonName: "bench hosts" },
+    keySpec: "ecdsa-p256",
+  });
+  const base = {
+    ca: { certPem: ca.certPem, keyPem: ca.keyPem },
+    keySpec: "ecdsa-p256",
+    dnsNames: ["h.example.com", "h"],
+    ipAddresses: ["192.0.2.1"],
+  };
+  const subject = (i: number) => ({ organization: "Bench", commonName: `h${i}.example.com` });
+  const time = async (create: (i: number) => Promise<unknown>): Promise<number> => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) await create(i);
+    return Number(process.hrtime.bigint() - start) / 1e6 / N;
+  };
+  const one = await time((i) =>
+    certificate.create(
+      certificate.check({}, { ...base, subject: subject(i), profile: "server+client" }).inputs as never,
+    ),
+  );
+  const three = await time((i) =>
+    hostIdentities.create(
+      hostIdentities.check({}, { ...base, subject: subject(i), roles: ["client", "qemu"] } as never)
+        .inputs as never,
+    ),
+  );
+  console.log(`per host (ecdsa-p256, handlers' check + create, N=${N}):`);
+  console.log(`  one shared identity (before):      ${one.toFixed(2)} ms`);
+  console.log(`  HostIdentities, three keys (now):  ${three.toFixed(2)} ms`);
+}
+
+main()
+  .then(perHost)
+  .catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
