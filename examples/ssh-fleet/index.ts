@@ -4,7 +4,7 @@
  *   pulumi config set --path 'hosts[0].name' compute1
  *   pulumi config set --path 'hosts[0].fqdn' compute1.example.org
  *   pulumi config set --path 'hosts[0].address' 192.0.2.11
- *   pulumi config set --path 'hosts[0].hostKey' "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"  # on compute1
+ *   pulumi config set --path 'hosts[0].hostKey' 'ssh-ed25519 AAAA...'  # the host's key, from a channel you trust
  *   pulumi config set --secret sshPrivateKey -- "$(cat ~/.ssh/id_ed25519)"
  *   pulumi up
  *
