@@ -7,7 +7,10 @@ import { hostIdentitiesProvider } from "./providers";
 export type { HostRole } from "./handlers/hostIdentities";
 
 /** Arguments of {@link HostIdentities}: a server certificate's, without a template or CSR, plus roles. */
-export interface HostIdentitiesArgs extends Omit<LeafCertificateArgs, "template" | "csrPem" | "autoRenew"> {
+export interface HostIdentitiesArgs extends Omit<
+  LeafCertificateArgs,
+  "template" | "csrPem" | "autoRenew" | "revoked"
+> {
   /**
    * Identities besides the libvirt server identity, each with its OWN key: `client` (libvirt client for
    * migration and peer connections, DN `...,OU=libvirt-client,CN=<fqdn>`, clientAuth only) and `qemu`

@@ -74,7 +74,7 @@ function roleLeaf(news: HostIdentitiesInputs, role: HostRole): CertificateInputs
 /** Validates the server identity's inputs (the roles' are derived from them) and the role list. */
 export function check(olds: Record<string, unknown>, news: HostIdentitiesInputs): CheckResult {
   const record = news as unknown as Record<string, unknown>;
-  for (const refused of ["template", "csrPem", "profile", "autoRenew"]) {
+  for (const refused of ["template", "csrPem", "profile", "autoRenew", "revoked"]) {
     if (record[refused] !== undefined) {
       return {
         failures: [{ property: refused, reason: `HostIdentities takes subject and names, not ${refused}` }],

@@ -101,6 +101,7 @@ test.each([
   [{ template: "cn = x\n" }, "template", "HostIdentities takes subject and names"],
   [{ keySpec: "dsa" }, "keySpec", 'unknown key spec "dsa"'],
   [{ autoRenew: false }, "autoRenew", "HostIdentities takes subject and names, not autoRenew"],
+  [{ revoked: true }, "revoked", "HostIdentities takes subject and names, not revoked"],
   [
     { subject: { organization: "Org", organizationalUnit: "libvirt-client", commonName: "hv1.example.org" } },
     "subject",
