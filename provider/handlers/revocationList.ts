@@ -7,6 +7,7 @@ import {
   REVOCATION_REASONS,
   RevocationReason,
 } from "../pki/crl";
+import { quoteInput } from "../pki/quote";
 import { PkiError } from "../pki/errors";
 import { loadIssuer } from "../pki/issuer";
 import { inspectCertificate } from "../pki/inspect";
@@ -70,7 +71,7 @@ function normalizeRevoked(revoked: RevocationInput[] | undefined): WantedRevocat
       if (r.reason !== undefined && !(r.reason in REVOCATION_REASONS)) {
         throw new PkiError(
           `revoked[${i}].reason`,
-          `unknown reason ${JSON.stringify(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+          `unknown reason ${quoteInput(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
         );
       }
       const cert =

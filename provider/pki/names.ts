@@ -175,7 +175,7 @@ export function checkDnListSubject(subject: Subject, property = "subject"): void
         if (!value.includes(c)) continue;
         throw new PkiError(
           `${property}.${def.field}${Array.isArray(raw) ? `[${i}]` : ""}`,
-          `must not contain ${JSON.stringify(c)} (got ${JSON.stringify(value)}): this DN goes in libvirt's ` +
+          `must not contain ${JSON.stringify(c)} (got ${quoteInput(value)}): this DN goes in libvirt's ` +
             `tls_allowed_dn_list, and ${why}; choose a value without it`,
         );
       }

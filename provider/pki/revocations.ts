@@ -4,6 +4,7 @@
  * entry keeps its first date, and an entry that is no longer asked for stays listed until the certificate
  * it revokes has expired (RFC 5280 5.1.2.6: an entry may only go once the certificate is past notAfter).
  */
+import { quoteInput } from "./quote";
 import { PkiError } from "./errors";
 import type { RevocationReason } from "./crl";
 import { normalizeSerial } from "./serial";
@@ -38,7 +39,7 @@ export function isoSecond(value: string | Date, property: string): string {
   if (Number.isNaN(d.getTime())) {
     throw new PkiError(
       property,
-      `${JSON.stringify(value)} is not a date; give ISO 8601, e.g. 2026-01-31T12:00:00Z`,
+      `${quoteInput(value)} is not a date; give ISO 8601, e.g. 2026-01-31T12:00:00Z`,
     );
   }
   return new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString();

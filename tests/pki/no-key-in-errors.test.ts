@@ -8,7 +8,7 @@ import { pki } from "../../index";
 import { reloadArgv } from "../../components/install/planData";
 import { Layout, planInstall } from "../../components/install";
 import { checkFailureText } from "../support/engine";
-import { certificate } from "../../provider/handlers";
+import { certificate, revocationList } from "../../provider/handlers";
 
 const keyPem = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({
   type: "pkcs8",
@@ -82,6 +82,8 @@ describe("other inputs", () => {
     ["hours", (l) => pki.checkHours(l, "validityHours")],
     ["a PSK username", (l) => pki.createPreSharedKeys([`${l} x`])],
     ["a reload command", (l) => reloadArgv(`systemctl reload ${l};`)],
+    ["a revocation date", (l) => pki.isoSecond(l, "revoked[0].revocationDate")],
+    ["a leaf subject with a glob", (l) => pki.checkDnListSubject({ commonName: `${l}*` }, "subject")],
     [
       "an install path",
       (l) => planInstall([{ kind: "custom", dir: `/etc/${l}!`, files: [{ name: "a", content: "x" }] }]),
@@ -103,6 +105,20 @@ describe("other inputs", () => {
       const message = messageOf(() => fn(keyLine));
       expectNoKeyText(message, keyLine);
       expect(message).toMatch(/not repeated/);
+    }
+  });
+
+  test("a CRL's revoked entries: a reason, a date or a notAfter holding key text", () => {
+    const ca = { certPem: "x", keyPem: "y" };
+    for (const keyLine of fullLines) {
+      for (const field of ["reason", "revocationDate", "notAfter"]) {
+        const failures =
+          revocationList.check({}, { ca, revoked: [{ serialNumber: "01", [field]: keyLine }] } as never)
+            .failures ?? [];
+        const mine = failures.filter((f) => f.reason.startsWith(`revoked[0].${field}`));
+        expect({ field, failures: mine.length }).toEqual({ field, failures: 1 });
+        expectNoKeyText(mine[0].reason, keyLine);
+      }
     }
   });
 
