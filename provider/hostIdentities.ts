@@ -26,10 +26,10 @@ export interface HostIdentitiesArgs extends Omit<
  * share a key: the QEMU group's key cannot log in to any libvirtd (its DN is in no `tls_allowed_dn_list`),
  * and the libvirt client key (which `tls_allowed_dn_list` admits) never needs to be readable by QEMU. The
  * QEMU identity is a TLS server for the host's names under the same CA (QEMU migration and NBD peers check
- * them), so whoever holds it can still pose as a TLS server of this host to a client that trusts the CA. One resource per
- * host however many roles: the fleet pays the Pulumi per-resource cost once. Replaced (all identities
- * re-issued, create before delete) when the subject, names, key type, validity, CA or roles change, or
- * when renewal is due.
+ * them), so whoever holds it can still pose as a TLS server of this host to a client that trusts the CA.
+ * One resource per host however many roles: the fleet pays the Pulumi per-resource cost once. Replaced
+ * (all identities re-issued, create before delete) when the subject, names, key type, validity, CA or
+ * roles change, or when renewal is due.
  */
 export class HostIdentities extends pulumi.dynamic.Resource {
   /** The libvirt server certificate (PEM): `servercert.pem`. */
