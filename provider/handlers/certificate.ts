@@ -18,7 +18,6 @@ import {
   CheckResult,
   checkRenewWindow,
   collectFailures,
-  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -109,70 +108,74 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
     isKnown,
   );
   let requestedHours: number | undefined; // the validity the request resolves to (a template's expiration_days)
-  const failures = collectFailures([
-    () => {
-      if (!news.ca)
-        throw new PkiError("ca", "the issuing CA is required: a CertificateAuthority or { certPem, keyPem }");
-    },
-    () => {
-      if (news.csrPem !== undefined && news.keySpec !== undefined) {
-        throw new PkiError("keySpec", "a CSR brings its own key; remove keySpec or csrPem");
-      }
-    },
-    () => {
-      if (!structuredKnown) return;
-      // The request exactly as create resolves it (with a CSR: its subject and names when none are given).
-      const args = {
-        profile: news.profile,
-        template: news.template,
-        subject: news.subject,
-        dnsNames: noneIfEmpty(news.dnsNames),
-        ipAddresses: noneIfEmpty(news.ipAddresses),
-        validityHours: news.validityHours,
-      };
-      requestedHours = (
-        news.csrPem !== undefined
-          ? resolveCsrLeafRequest(args, parseAndVerifyCsr(news.csrPem, "csrPem"))
-          : resolveLeafRequest(args)
-      ).validityHours;
-    },
-    () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
-    () =>
-      isKnown(news.validityHours) &&
-      news.validityHours !== undefined &&
-      checkHours(news.validityHours, "validityHours"),
-    () =>
-      isKnown(news.renewBeforeHours) &&
-      news.renewBeforeHours !== undefined &&
-      checkHours(news.renewBeforeHours, "renewBeforeHours", false),
-    () =>
-      isKnown(news.maxValidityHours) &&
-      news.maxValidityHours !== undefined &&
-      checkHours(news.maxValidityHours, "maxValidityHours"),
-    () =>
-      checkRenewWindow(
-        news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
-        news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
-      ),
-    () => {
-      if (!news.ca || !isKnown(news.ca)) return;
-      const issuer = loadIssuer(news.ca, "ca");
-      if (!isKnown(news.validityHours) || !isKnown(news.maxValidityHours)) return;
-      if (!isKnown(news.truncateToIssuer)) return;
-      // A bad number is reported by its own check above, once.
-      if (news.validityHours !== undefined && !isValidHours(news.validityHours)) return;
-      if (news.maxValidityHours !== undefined && !isValidHours(news.maxValidityHours)) return;
-      computeValidity({
-        validityHours: requestedHours ?? news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
-        issuerNotAfter: issuer.chainNotAfter,
-        truncateToIssuer: news.truncateToIssuer,
-        maxValidityHours: news.maxValidityHours,
-      });
-    },
-  ]);
-  return failures.length
-    ? { failures: unnamedWhereKeyText(failures, news) }
-    : { inputs: normalize(news) as unknown as Record<string, unknown> };
+  const failures = collectFailures(
+    [
+      () => {
+        if (!news.ca)
+          throw new PkiError(
+            "ca",
+            "the issuing CA is required: a CertificateAuthority or { certPem, keyPem }",
+          );
+      },
+      () => {
+        if (news.csrPem !== undefined && news.keySpec !== undefined) {
+          throw new PkiError("keySpec", "a CSR brings its own key; remove keySpec or csrPem");
+        }
+      },
+      () => {
+        if (!structuredKnown) return;
+        // The request exactly as create resolves it (with a CSR: its subject and names when none are given).
+        const args = {
+          profile: news.profile,
+          template: news.template,
+          subject: news.subject,
+          dnsNames: noneIfEmpty(news.dnsNames),
+          ipAddresses: noneIfEmpty(news.ipAddresses),
+          validityHours: news.validityHours,
+        };
+        requestedHours = (
+          news.csrPem !== undefined
+            ? resolveCsrLeafRequest(args, parseAndVerifyCsr(news.csrPem, "csrPem"))
+            : resolveLeafRequest(args)
+        ).validityHours;
+      },
+      () => isKnown(news.keySpec) && news.keySpec !== undefined && parseKeySpec(news.keySpec),
+      () =>
+        isKnown(news.validityHours) &&
+        news.validityHours !== undefined &&
+        checkHours(news.validityHours, "validityHours"),
+      () =>
+        isKnown(news.renewBeforeHours) &&
+        news.renewBeforeHours !== undefined &&
+        checkHours(news.renewBeforeHours, "renewBeforeHours", false),
+      () =>
+        isKnown(news.maxValidityHours) &&
+        news.maxValidityHours !== undefined &&
+        checkHours(news.maxValidityHours, "maxValidityHours"),
+      () =>
+        checkRenewWindow(
+          news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+          news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS,
+        ),
+      () => {
+        if (!news.ca || !isKnown(news.ca)) return;
+        const issuer = loadIssuer(news.ca, "ca");
+        if (!isKnown(news.validityHours) || !isKnown(news.maxValidityHours)) return;
+        if (!isKnown(news.truncateToIssuer)) return;
+        // A bad number is reported by its own check above, once.
+        if (news.validityHours !== undefined && !isValidHours(news.validityHours)) return;
+        if (news.maxValidityHours !== undefined && !isValidHours(news.maxValidityHours)) return;
+        computeValidity({
+          validityHours: requestedHours ?? news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+          issuerNotAfter: issuer.chainNotAfter,
+          truncateToIssuer: news.truncateToIssuer,
+          maxValidityHours: news.maxValidityHours,
+        });
+      },
+    ],
+    news,
+  );
+  return failures.length ? { failures } : { inputs: normalize(news) as unknown as Record<string, unknown> };
 }
 
 function toState(

@@ -16,7 +16,6 @@ import {
   CheckResult,
   checkRenewWindow,
   collectFailures,
-  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -99,81 +98,82 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
       news.maxValidityHours,
       news.truncateToIssuer,
     ].every(isKnown);
-  const failures = collectFailures([
-    () => {
-      if (news.import !== undefined) {
-        const clash = (
-          ["subject", "template", "keySpec", "parent", "validityHours", "pathLength"] as const
-        ).find((k) => news[k] !== undefined && news[k] !== null);
-        if (clash) throw new PkiError(clash, `an imported CA is used as it is; remove ${clash} or import`);
-        if (isKnown(news.import)) importCertificateAuthority(news.import);
-        return;
-      }
-      if (news.subject !== undefined && news.template !== undefined) {
-        throw new PkiError("template", "give either template or subject, not both");
-      }
-      if (news.subject === undefined && news.template === undefined) {
-        throw new PkiError(
-          "subject",
-          'a CA needs a subject (e.g. { commonName: "Libvirt Project" }) or a certtool template',
-        );
-      }
-    },
-    () => !whole && isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
-    () => {
-      if (!whole && typeof news.template === "string" && isKnown(news.template)) {
-        if (!parseCerttoolTemplate(news.template).ca) {
-          throw new PkiError("template", "a CA template must contain the `ca` keyword");
+  const failures = collectFailures(
+    [
+      () => {
+        if (news.import !== undefined) {
+          const clash = (
+            ["subject", "template", "keySpec", "parent", "validityHours", "pathLength"] as const
+          ).find((k) => news[k] !== undefined && news[k] !== null);
+          if (clash) throw new PkiError(clash, `an imported CA is used as it is; remove ${clash} or import`);
+          if (isKnown(news.import)) importCertificateAuthority(news.import);
+          return;
         }
-      }
-    },
-    () => isKnown(news.keySpec) && parseKeySpec(news.keySpec),
-    () =>
-      !whole &&
-      isKnown(news.validityHours) &&
-      news.validityHours !== undefined &&
-      checkHours(news.validityHours, "validityHours"),
-    () =>
-      isKnown(news.renewBeforeHours) &&
-      news.renewBeforeHours !== undefined &&
-      checkHours(news.renewBeforeHours, "renewBeforeHours", false),
-    () =>
-      checkRenewWindow(
-        news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
-        news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS,
-      ),
-    () => {
-      const p = news.pathLength;
-      if (
+        if (news.subject !== undefined && news.template !== undefined) {
+          throw new PkiError("template", "give either template or subject, not both");
+        }
+        if (news.subject === undefined && news.template === undefined) {
+          throw new PkiError(
+            "subject",
+            'a CA needs a subject (e.g. { commonName: "Libvirt Project" }) or a certtool template',
+          );
+        }
+      },
+      () => !whole && isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
+      () => {
+        if (!whole && typeof news.template === "string" && isKnown(news.template)) {
+          if (!parseCerttoolTemplate(news.template).ca) {
+            throw new PkiError("template", "a CA template must contain the `ca` keyword");
+          }
+        }
+      },
+      () => isKnown(news.keySpec) && parseKeySpec(news.keySpec),
+      () =>
         !whole &&
-        p !== undefined &&
-        isKnown(p) &&
-        (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 16)
-      ) {
-        throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${quoteInput(p)}`);
-      }
-    },
-    () =>
-      !whole &&
-      isKnown(news.maxValidityHours) &&
-      news.maxValidityHours !== undefined &&
-      checkHours(news.maxValidityHours, "maxValidityHours"),
-    () => !whole && news.parent !== undefined && isKnown(news.parent) && loadIssuer(news.parent, "parent"),
-    () =>
-      whole &&
-      resolveCaRequest({
-        subject: news.subject,
-        template: news.template,
-        validityHours: news.validityHours,
-        pathLength: news.pathLength,
-        parent: news.parent,
-        truncateToIssuer: news.truncateToIssuer,
-        maxValidityHours: news.maxValidityHours,
-      }),
-  ]);
-  return failures.length
-    ? { failures: unnamedWhereKeyText(failures, news) }
-    : { inputs: normalize(news) as Record<string, unknown> };
+        isKnown(news.validityHours) &&
+        news.validityHours !== undefined &&
+        checkHours(news.validityHours, "validityHours"),
+      () =>
+        isKnown(news.renewBeforeHours) &&
+        news.renewBeforeHours !== undefined &&
+        checkHours(news.renewBeforeHours, "renewBeforeHours", false),
+      () =>
+        checkRenewWindow(
+          news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
+          news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS,
+        ),
+      () => {
+        const p = news.pathLength;
+        if (
+          !whole &&
+          p !== undefined &&
+          isKnown(p) &&
+          (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 16)
+        ) {
+          throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${quoteInput(p)}`);
+        }
+      },
+      () =>
+        !whole &&
+        isKnown(news.maxValidityHours) &&
+        news.maxValidityHours !== undefined &&
+        checkHours(news.maxValidityHours, "maxValidityHours"),
+      () => !whole && news.parent !== undefined && isKnown(news.parent) && loadIssuer(news.parent, "parent"),
+      () =>
+        whole &&
+        resolveCaRequest({
+          subject: news.subject,
+          template: news.template,
+          validityHours: news.validityHours,
+          pathLength: news.pathLength,
+          parent: news.parent,
+          truncateToIssuer: news.truncateToIssuer,
+          maxValidityHours: news.maxValidityHours,
+        }),
+    ],
+    news,
+  );
+  return failures.length ? { failures } : { inputs: normalize(news) as Record<string, unknown> };
 }
 
 /** The stored state: inputs without any other CA's key, plus the CA's certificate, key and facts. */

@@ -57,20 +57,17 @@ export function isKnown(value: unknown): boolean {
  * unmasked (`RedactSecrets` is not used there). A failure without a property is printed with
  * `diag.GetResourceInvalidError` ("%v resource '%v' has a problem: %v"): the reason alone.
  */
-export const SECRET_INPUTS: readonly string[] = ["ca", "parent", "import", "keyPem"];
-
-/** Whether a top-level input carries a private key (see {@link SECRET_INPUTS}). */
-export function isSecretInput(property: string): boolean {
-  return SECRET_INPUTS.includes(property) || /keyPem$/.test(property);
-}
+const SECRET_INPUTS: readonly string[] = ["ca", "parent", "import", "keyPem"];
 
 /**
  * Runs validations, collecting each `PkiError` as a failure on its top-level property (the rest of the
- * path stays in the message). A failure about an input that carries a private key gets an empty property
- * (its reason still starts with the property's name), so the engine does not print that input's value.
- * Any other error is a bug and is rethrown.
+ * path stays in the message). A failure gets an empty property instead (its reason still starts with the
+ * property's name), so that the engine does not print that input's value, when the input carries a
+ * private key ({@link SECRET_INPUTS}) or its value looks like key material (a key given in the wrong
+ * field, say `keySpec`). Any other error is a bug and is rethrown.
  */
-export function collectFailures(checks: Array<() => void>): CheckFailure[] {
+export function collectFailures(checks: Array<() => void>, inputs: object): CheckFailure[] {
+  const values = inputs as Record<string, unknown>;
   const failures: CheckFailure[] = [];
   for (const check of checks) {
     try {
@@ -78,23 +75,11 @@ export function collectFailures(checks: Array<() => void>): CheckFailure[] {
     } catch (e) {
       if (!(e instanceof PkiError)) throw e;
       const top = e.property.split(/[.[:]/)[0];
-      failures.push({ property: isSecretInput(top) ? "" : top, reason: e.message });
+      const hidden = SECRET_INPUTS.includes(top) || looksLikeKeyMaterial(JSON.stringify(values[top]) ?? "");
+      failures.push({ property: hidden ? "" : top, reason: e.message });
     }
   }
   return failures;
-}
-
-/**
- * The failures with an empty property where the named input's value looks like key material (a key given
- * in the wrong field, say `keySpec`): the engine would print that value (see {@link SECRET_INPUTS}).
- */
-export function unnamedWhereKeyText(failures: CheckFailure[], inputs: object): CheckFailure[] {
-  const values = inputs as Record<string, unknown>;
-  return failures.map((f) =>
-    f.property !== "" && looksLikeKeyMaterial(JSON.stringify(values[f.property]) ?? "")
-      ? { property: "", reason: f.reason }
-      : f,
-  );
 }
 
 /** Stable JSON: object keys sorted, `undefined` dropped, so equal inputs compare equal. */

@@ -5,7 +5,6 @@ import {
   changedKeys,
   CheckResult,
   collectFailures,
-  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -22,15 +21,18 @@ export interface PskInputs {
 
 /** Validates the usernames and key size. */
 export function check(_olds: Record<string, unknown>, news: PskInputs): CheckResult {
-  const failures = collectFailures([
-    () => {
-      if (!isKnown(news.usernames)) return;
-      if (!Array.isArray(news.usernames)) throw new PkiError("usernames", "must be a list of usernames");
-      createPreSharedKeys(news.usernames, { keyBytes: news.keyBytes ?? DEFAULT_PSK_BYTES });
-    },
-  ]);
+  const failures = collectFailures(
+    [
+      () => {
+        if (!isKnown(news.usernames)) return;
+        if (!Array.isArray(news.usernames)) throw new PkiError("usernames", "must be a list of usernames");
+        createPreSharedKeys(news.usernames, { keyBytes: news.keyBytes ?? DEFAULT_PSK_BYTES });
+      },
+    ],
+    news,
+  );
   return failures.length
-    ? { failures: unnamedWhereKeyText(failures, news) }
+    ? { failures }
     : { inputs: compact({ usernames: news.usernames, keyBytes: news.keyBytes ?? DEFAULT_PSK_BYTES }) };
 }
 

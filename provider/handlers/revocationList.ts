@@ -19,7 +19,6 @@ import {
   changedKeys,
   CheckResult,
   collectFailures,
-  unnamedWhereKeyText,
   compact,
   DiffResult,
   isKnown,
@@ -134,27 +133,33 @@ function normalize(news: CrlInputs): Record<string, unknown> {
 
 /** Validates and normalises CRL inputs. */
 export function check(_olds: Record<string, unknown>, news: CrlInputs): CheckResult {
-  const failures = collectFailures([
-    () => {
-      if (!news.ca)
-        throw new PkiError("ca", "the issuing CA is required: a CertificateAuthority or { certPem, keyPem }");
-      if (isKnown(news.ca)) loadIssuer(news.ca, "ca");
-    },
-    () => isKnown(news.revoked) && normalizeRevoked(news.revoked),
-    () =>
-      isKnown(news.nextUpdateHours) &&
-      news.nextUpdateHours !== undefined &&
-      checkHours(news.nextUpdateHours, "nextUpdateHours"),
-    () => {
-      const next = news.nextUpdateHours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS;
-      if (news.renewBeforeHours === undefined || !isKnown(news.renewBeforeHours)) return;
-      checkHours(news.renewBeforeHours, "renewBeforeHours", false);
-      if (news.renewBeforeHours >= next) {
-        throw new PkiError("renewBeforeHours", `must be shorter than nextUpdateHours (${next}); lower it`);
-      }
-    },
-  ]);
-  return failures.length ? { failures: unnamedWhereKeyText(failures, news) } : { inputs: normalize(news) };
+  const failures = collectFailures(
+    [
+      () => {
+        if (!news.ca)
+          throw new PkiError(
+            "ca",
+            "the issuing CA is required: a CertificateAuthority or { certPem, keyPem }",
+          );
+        if (isKnown(news.ca)) loadIssuer(news.ca, "ca");
+      },
+      () => isKnown(news.revoked) && normalizeRevoked(news.revoked),
+      () =>
+        isKnown(news.nextUpdateHours) &&
+        news.nextUpdateHours !== undefined &&
+        checkHours(news.nextUpdateHours, "nextUpdateHours"),
+      () => {
+        const next = news.nextUpdateHours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS;
+        if (news.renewBeforeHours === undefined || !isKnown(news.renewBeforeHours)) return;
+        checkHours(news.renewBeforeHours, "renewBeforeHours", false);
+        if (news.renewBeforeHours >= next) {
+          throw new PkiError("renewBeforeHours", `must be shorter than nextUpdateHours (${next}); lower it`);
+        }
+      },
+    ],
+    news,
+  );
+  return failures.length ? { failures } : { inputs: normalize(news) };
 }
 
 function toState(
