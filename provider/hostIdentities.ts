@@ -64,6 +64,8 @@ export class HostIdentities extends pulumi.dynamic.Resource {
   declare readonly clientSerialNumber: pulumi.Output<string | undefined>;
   /** SHA-256 fingerprint of the client certificate. */
   declare readonly clientFingerprintSha256: pulumi.Output<string | undefined>;
+  /** End of the client certificate's validity, ISO 8601. */
+  declare readonly clientNotAfter: pulumi.Output<string | undefined>;
   /** The QEMU certificate (`server-cert.pem` and `client-cert.pem`); absent without the `qemu` role. */
   declare readonly qemuCertPem: pulumi.Output<string | undefined>;
   /** The QEMU key, readable by the QEMU group on the host. Secret. */
@@ -74,6 +76,8 @@ export class HostIdentities extends pulumi.dynamic.Resource {
   declare readonly qemuSerialNumber: pulumi.Output<string | undefined>;
   /** SHA-256 fingerprint of the QEMU certificate. */
   declare readonly qemuFingerprintSha256: pulumi.Output<string | undefined>;
+  /** End of the QEMU certificate's validity, ISO 8601. */
+  declare readonly qemuNotAfter: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: HostIdentitiesArgs, opts?: pulumi.CustomResourceOptions) {
     const { profile, ...base } = leafInputs(args, "server");

@@ -6,10 +6,10 @@
  */
 import { PkiError } from "../pki/errors";
 import type { LeafProfile } from "../pki/leaf";
-import type { Subject } from "../pki/names";
+import { distinguishedName, normalizeSubject, Subject } from "../pki/names";
 import * as certificate from "./certificate";
 import type { CertificateInputs } from "./certificate";
-import { CheckResult, DiffResult, isKnown, stableJson } from "./common";
+import { CheckResult, collectFailures, DiffResult, isKnown, stableJson } from "./common";
 
 /** The identities a host may have besides its libvirt server identity. */
 export const HOST_ROLES = ["client", "qemu"] as const;
@@ -71,34 +71,40 @@ function roleLeaf(news: HostIdentitiesInputs, role: HostRole): CertificateInputs
     : { ...server, profile, subject };
 }
 
-/** Validates the server identity's inputs (the roles' are derived from them) and the role list. */
+/**
+ * Validates the server identity's inputs (the roles' are derived from them), the role list, and that no
+ * role's DN equals the server's (a subject whose OU is already a role's). Failures go through
+ * `collectFailures`, so none names an input that holds key text.
+ */
 export function check(olds: Record<string, unknown>, news: HostIdentitiesInputs): CheckResult {
   const record = news as unknown as Record<string, unknown>;
-  for (const refused of ["template", "csrPem", "profile", "autoRenew", "revoked"]) {
-    if (record[refused] !== undefined) {
-      return {
-        failures: [{ property: refused, reason: `HostIdentities takes subject and names, not ${refused}` }],
-      };
-    }
-  }
-  const unit = isKnown(news.subject) ? news.subject?.organizationalUnit : undefined;
-  if (typeof unit === "string" && Object.values(ROLE_UNITS).includes(unit.trim())) {
-    return {
-      failures: [
-        {
-          property: "subject",
-          reason: `subject.organizationalUnit "${unit.trim()}" is the OU of a role's DN; the server identity would share that role's DN. Use another OU or none`,
-        },
-      ],
-    };
-  }
-  let roles: HostRole[];
-  try {
-    roles = isKnown(news.roles) ? checkRoles(news.roles) : (news.roles as HostRole[]);
-  } catch (e) {
-    if (!(e instanceof PkiError)) throw e;
-    return { failures: [{ property: "roles", reason: e.message }] };
-  }
+  let roles: HostRole[] = [];
+  const own = collectFailures(
+    [
+      ...["template", "csrPem", "profile", "autoRenew", "revoked"].map((refused) => () => {
+        if (record[refused] !== undefined) {
+          throw new PkiError(refused, `HostIdentities takes subject and names, not ${refused}`);
+        }
+      }),
+      () => {
+        roles = isKnown(news.roles) ? checkRoles(news.roles) : (news.roles as HostRole[]);
+      },
+      () => {
+        if (news.subject === undefined || !isKnown(news.subject)) return;
+        const server = distinguishedName(normalizeSubject(news.subject));
+        for (const role of HOST_ROLES) {
+          if (distinguishedName(normalizeSubject(roleLeaf(news, role).subject)) === server) {
+            throw new PkiError(
+              "subject.organizationalUnit",
+              `makes the server identity's DN that of the ${role} role (OU ${ROLE_UNITS[role]}); use another OU or none`,
+            );
+          }
+        }
+      },
+    ],
+    news,
+  );
+  if (own.length) return { failures: own };
   const leaf = certificate.check(olds, serverLeaf(news));
   if (leaf.failures) return leaf;
   const { profile, ...inputs } = leaf.inputs!;
@@ -140,9 +146,7 @@ export async function update(
   oldState: Record<string, unknown>,
   news: HostIdentitiesInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
-  const { outs } = await certificate.update(id, oldState, serverLeaf(news));
-  delete outs.autoRenew;
-  return { outs };
+  return certificate.update(id, oldState, serverLeaf(news));
 }
 
 /** Refresh: the state is the truth; renewAt is recomputed. */

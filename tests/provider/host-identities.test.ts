@@ -105,7 +105,13 @@ test.each([
   [
     { subject: { organization: "Org", organizationalUnit: "libvirt-client", commonName: "hv1.example.org" } },
     "subject",
-    "is the OU of a role's DN",
+    "makes the server identity's DN that of the client role",
+  ],
+  [
+    // Every subject field also takes a list: the same DN through a one-element OU list.
+    { subject: { organization: "Org", organizationalUnit: ["qemu"], commonName: "hv1.example.org" } },
+    "subject",
+    "makes the server identity's DN that of the qemu role",
   ],
 ])("%j fails on %s", (extra, property, reason) => {
   const r = hostIdentities.check({}, inputs(extra) as never);
@@ -113,4 +119,13 @@ test.each([
   expect(r.failures).toEqual(
     expect.arrayContaining([expect.objectContaining({ property, reason: expect.stringContaining(reason) })]),
   );
+});
+
+test("a failure on an input holding key text names no property (the engine would print its value)", () => {
+  const keyPem = caCreds.keyPem;
+  for (const extra of [{ template: keyPem }, { roles: [keyPem] }]) {
+    const r = hostIdentities.check({}, inputs(extra) as never);
+    expect(r.failures).toEqual([{ property: "", reason: expect.any(String) }]);
+    expect(JSON.stringify(r.failures)).not.toContain(keyPem.split("\n")[1]);
+  }
 });
