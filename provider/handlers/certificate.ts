@@ -1,5 +1,6 @@
 /** Check/diff/create/update/read/delete for ServerCertificate and ClientCertificate. Pure; see common.ts. */
 import { PkiError } from "../pki/errors";
+import { isoSecond } from "../pki/revocations";
 import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
 import {
@@ -208,11 +209,6 @@ function toState(
   });
 }
 
-/** Now, to the second, ISO 8601: when a certificate was marked revoked (the date every CRL lists). */
-function revocationTime(): string {
-  return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
-}
-
 /** Issues the certificate. With a CSR no private key exists in state. */
 export async function create(raw: CertificateInputs): Promise<{ id: string; outs: Record<string, unknown> }> {
   const inputs = normalize(raw);
@@ -231,7 +227,7 @@ export async function create(raw: CertificateInputs): Promise<{ id: string; outs
   });
   return {
     id: cert.serialNumber,
-    outs: toState(inputs, cert, inputs.revoked ? revocationTime() : undefined),
+    outs: toState(inputs, cert, inputs.revoked ? isoSecond(new Date(), "revokedAt") : undefined),
   };
 }
 
@@ -271,7 +267,7 @@ export async function update(
   else delete outs.autoRenew;
   if (news.revoked === true) {
     outs.revoked = true;
-    outs.revokedAt = typeof olds.revokedAt === "string" ? olds.revokedAt : revocationTime();
+    outs.revokedAt = typeof olds.revokedAt === "string" ? olds.revokedAt : isoSecond(new Date(), "revokedAt");
   } else {
     delete outs.revoked;
     delete outs.revokedAt;

@@ -79,10 +79,10 @@ export interface Crl {
 }
 
 /** Refuses a revocation list longer than `MAX_CRL_ENTRIES` (a CRL is signed, stored and installed whole). */
-export function checkRevokedCount(revoked: unknown, property = "revoked"): void {
+export function checkRevokedCount(revoked: unknown): void {
   if (Array.isArray(revoked) && revoked.length > MAX_CRL_ENTRIES) {
     throw new PkiError(
-      property,
+      "revoked",
       `lists ${revoked.length} certificates; at most ${MAX_CRL_ENTRIES} are accepted in one CRL`,
     );
   }

@@ -7,7 +7,7 @@
 import { quoteInput } from "./quote";
 import { PkiError } from "./errors";
 import type { RevocationReason } from "./crl";
-import { normalizeSerial } from "./serial";
+import { compareSerials, normalizeSerial } from "./serial";
 
 /** One revoked certificate as the ledger keeps it. */
 export interface RevocationEntry {
@@ -78,11 +78,6 @@ export function mergeRevocations(
     out.set(serial, compactEntry({ ...e, serialNumber: serial }));
   }
   return [...out.values()].sort((a, b) => compareSerials(a.serialNumber, b.serialNumber));
-}
-
-/** Serial order as the CRL lists them: shorter (smaller) numbers first. */
-function compareSerials(a: string, b: string): number {
-  return a.length - b.length || a.localeCompare(b);
 }
 
 function compactEntry(e: RevocationEntry): RevocationEntry {
