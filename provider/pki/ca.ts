@@ -25,7 +25,7 @@ import {
 } from "./keys";
 import { normalizeSubject, Subject, subjectToAsn1 } from "./names";
 import { CertificateFacts, factsOf } from "./result";
-import { newSerialNumber, refuseChosenSerial } from "./serial";
+import { newSerialNumber, refuseSerialArgument, refuseTemplateSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
 import { checkHours, computeValidity, DEFAULT_CA_VALIDITY_HOURS, Validity } from "./validity";
 import { findExtension, parseCertificateDer } from "./x509";
@@ -95,13 +95,13 @@ export function resolveCaRequest(
   let subject: Subject;
   let validityHours = args.validityHours;
   let pathLength = args.pathLength;
-  refuseChosenSerial(args, undefined);
+  refuseSerialArgument(args);
   if (args.template !== undefined) {
     if (args.subject !== undefined) {
       throw new PkiError("template", "give either template or subject, not both");
     }
     const t = parseCerttoolTemplate(args.template);
-    refuseChosenSerial({}, t.serialNumber);
+    refuseTemplateSerial(t.serialNumber);
     if (!t.ca) throw new PkiError("template", "a CA template must contain the `ca` keyword");
     if (t.dnsNames.length || t.ipAddresses.length || t.extendedKeyUsages.length) {
       throw new PkiError(

@@ -33,7 +33,7 @@ import {
 } from "./keys";
 import { attributesToSubject, checkDnListSubject, normalizeSubject, Subject, subjectToAsn1 } from "./names";
 import { CertificateFacts, factsOf } from "./result";
-import { newSerialNumber, refuseChosenSerial } from "./serial";
+import { newSerialNumber, refuseSerialArgument, refuseTemplateSerial } from "./serial";
 import { parseCerttoolTemplate } from "./template";
 import { checkHours, computeValidity, DEFAULT_LEAF_VALIDITY_HOURS } from "./validity";
 import { parseCertificateDer } from "./x509";
@@ -124,12 +124,12 @@ export function resolveLeafRequest(
   subjectProperty = "subject",
 ): LeafRequest {
   const structured = ["subject", "dnsNames", "ipAddresses", "emailAddresses", "uris"] as const;
-  refuseChosenSerial(args, undefined);
+  refuseSerialArgument(args);
   if (args.template !== undefined) {
     const clash = structured.find((k) => args[k] !== undefined);
     if (clash) throw new PkiError(clash, `give either template or ${clash}, not both`);
     const t = parseCerttoolTemplate(args.template);
-    refuseChosenSerial({}, t.serialNumber);
+    refuseTemplateSerial(t.serialNumber);
     if (t.ca)
       throw new PkiError("template", "this template describes a CA (`ca`); use createCertificateAuthority");
     const bad = t.keyUsages.find((u) => LEAF_FORBIDDEN_USAGES.includes(u));

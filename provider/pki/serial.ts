@@ -68,15 +68,19 @@ export function compareSerials(a: string, b: string): number {
 /**
  * Serial numbers are always generated (`newSerialNumber`): a chosen serial is how two certificates of
  * one CA came to share serial `01`, and a CRL then revokes both. Refuses a `serialNumber` argument (from
- * JavaScript callers) and a template's `serial` line.
+ * JavaScript callers, which the types do not stop).
  */
-export function refuseChosenSerial(args: object, templateSerial: string | undefined): void {
+export function refuseSerialArgument(args: object): void {
   if ((args as { serialNumber?: unknown }).serialNumber !== undefined) {
     throw new PkiError(
       "serialNumber",
       "serial numbers are always generated (time-ordered and random, so never reused); remove serialNumber",
     );
   }
+}
+
+/** Refuses a certtool template's `serial` line (see {@link refuseSerialArgument}). */
+export function refuseTemplateSerial(templateSerial: string | undefined): void {
   if (templateSerial !== undefined) {
     throw new PkiError(
       "template",
