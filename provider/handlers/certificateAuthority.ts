@@ -1,5 +1,6 @@
 /** Check/diff/create/update/read/delete for the CertificateAuthority resource. Pure; see common.ts. */
 import {
+  checkPathLength,
   createCertificateAuthority,
   importCertificateAuthority,
   resolveCaRequest,
@@ -28,7 +29,6 @@ import {
   upgradeState,
   withRenewalWindow,
 } from "./common";
-import { quoteInput } from "../pki/quote";
 
 /** Default renewal window of a CA: 30 days before it expires. */
 export const DEFAULT_CA_RENEW_BEFORE_HOURS = 720;
@@ -98,6 +98,44 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
       news.maxValidityHours,
       news.truncateToIssuer,
     ].every(isKnown);
+  // Either create's own checks (resolveCaRequest), or, while some of their inputs are unknown, the
+  // per-input checks of the inputs already known.
+  const requestChecks = whole
+    ? [
+        () =>
+          resolveCaRequest({
+            subject: news.subject,
+            template: news.template,
+            validityHours: news.validityHours,
+            pathLength: news.pathLength,
+            parent: news.parent,
+            truncateToIssuer: news.truncateToIssuer,
+            maxValidityHours: news.maxValidityHours,
+          }),
+      ]
+    : [
+        () => isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
+        () => {
+          if (typeof news.template === "string" && isKnown(news.template)) {
+            if (!parseCerttoolTemplate(news.template).ca) {
+              throw new PkiError("template", "a CA template must contain the `ca` keyword");
+            }
+          }
+        },
+        () =>
+          isKnown(news.validityHours) &&
+          news.validityHours !== undefined &&
+          checkHours(news.validityHours, "validityHours"),
+        () =>
+          news.pathLength !== undefined &&
+          isKnown(news.pathLength) &&
+          checkPathLength(news.pathLength, "pathLength"),
+        () =>
+          isKnown(news.maxValidityHours) &&
+          news.maxValidityHours !== undefined &&
+          checkHours(news.maxValidityHours, "maxValidityHours"),
+        () => news.parent !== undefined && isKnown(news.parent) && loadIssuer(news.parent, "parent"),
+      ];
   const failures = collectFailures(
     [
       () => {
@@ -119,20 +157,7 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
           );
         }
       },
-      () => !whole && isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
-      () => {
-        if (!whole && typeof news.template === "string" && isKnown(news.template)) {
-          if (!parseCerttoolTemplate(news.template).ca) {
-            throw new PkiError("template", "a CA template must contain the `ca` keyword");
-          }
-        }
-      },
       () => isKnown(news.keySpec) && parseKeySpec(news.keySpec),
-      () =>
-        !whole &&
-        isKnown(news.validityHours) &&
-        news.validityHours !== undefined &&
-        checkHours(news.validityHours, "validityHours"),
       () =>
         isKnown(news.renewBeforeHours) &&
         news.renewBeforeHours !== undefined &&
@@ -142,34 +167,7 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
           news.validityHours ?? DEFAULT_CA_VALIDITY_HOURS,
           news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS,
         ),
-      () => {
-        const p = news.pathLength;
-        if (
-          !whole &&
-          p !== undefined &&
-          isKnown(p) &&
-          (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 16)
-        ) {
-          throw new PkiError("pathLength", `must be a whole number from 0 to 16, got ${quoteInput(p)}`);
-        }
-      },
-      () =>
-        !whole &&
-        isKnown(news.maxValidityHours) &&
-        news.maxValidityHours !== undefined &&
-        checkHours(news.maxValidityHours, "maxValidityHours"),
-      () => !whole && news.parent !== undefined && isKnown(news.parent) && loadIssuer(news.parent, "parent"),
-      () =>
-        whole &&
-        resolveCaRequest({
-          subject: news.subject,
-          template: news.template,
-          validityHours: news.validityHours,
-          pathLength: news.pathLength,
-          parent: news.parent,
-          truncateToIssuer: news.truncateToIssuer,
-          maxValidityHours: news.maxValidityHours,
-        }),
+      ...requestChecks,
     ],
     news,
   );

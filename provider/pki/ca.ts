@@ -65,7 +65,8 @@ export interface CertificateAuthority extends CertificateFacts {
   readonly pathLength?: number;
 }
 
-function checkPathLength(value: unknown, property: string): number {
+/** Throws unless `value` is a basicConstraints path length, 0 to 16. */
+export function checkPathLength(value: unknown, property: string): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 16) {
     throw new PkiError(property, `must be a whole number from 0 to 16, got ${quoteInput(value)}`);
   }
