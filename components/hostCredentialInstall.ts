@@ -289,7 +289,8 @@ export function checkHostKey(
     checkHostKey(
       proxy as { hostKey?: unknown },
       skipHostKeyVerification,
-      property.replace(/hostKey$/, "proxy.hostKey"),
+      // connection.hostKey -> connection.proxy.hostKey; a fleet's hosts[0].hostKey -> hosts[0].connection.proxy.hostKey
+      property.replace(/(connection\.)?hostKey$/, "connection.proxy.hostKey"),
     );
   }
   const key = connection.hostKey;

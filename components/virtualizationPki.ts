@@ -11,7 +11,7 @@ import { CertificateRevocationList, RevokedCertificateArgs } from "../provider/c
 import { ClientCertificate } from "../provider/clientCertificate";
 import { PreSharedKeys } from "../provider/preSharedKeys";
 import { HostIdentities, HostRole } from "../provider/hostIdentities";
-import { REVOCATION_REASONS, RevocationReason } from "../provider/pki/crl";
+import { checkRevocationReason, RevocationReason } from "../provider/pki/crl";
 import { PkiError } from "../provider/pki/errors";
 import { KeySpec } from "../provider/pki/keys";
 import { Subject } from "../provider/pki/names";
@@ -266,7 +266,8 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     ) {
       throw new PkiError(`clients[${i}].install`, "give connection or root (or a fleet stagingRoot)");
     }
-    if (c.install?.connection !== undefined) {
+    // An unreachable install is never contacted again (RetainedInstall): no host key needed.
+    if (c.install?.connection !== undefined && c.install.unreachable !== true) {
       checkPinned(
         c.install.connection,
         c.install.hostKey,
@@ -319,12 +320,7 @@ function checkRevokedClients(list: VirtualizationPkiArgs["revokedClients"], clie
     if (seen.has(rec.name)) throw new PkiError(at, `"${rec.name}" is listed twice`);
     seen.add(rec.name);
     const full = rec as FleetRevokedClient;
-    if (full.reason !== undefined && !(full.reason in REVOCATION_REASONS)) {
-      throw new PkiError(
-        `${at}.reason`,
-        `unknown reason ${JSON.stringify(full.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
-      );
-    }
+    if (full.reason !== undefined) checkRevocationReason(full.reason, `${at}.reason`);
     if (full.revokedAt !== undefined) isoSecond(full.revokedAt, `${at}.revokedAt`);
     if (clientNames.has(rec.name)) {
       for (const k of ["serialNumber", "notAfter"] as const) {

@@ -1,5 +1,6 @@
 /** Check/diff/create/update/read/delete for CertificateRevocationList. Pure; see common.ts. */
 import {
+  checkRevocationReason,
   createCrl,
   Crl,
   inspectCrl,
@@ -7,7 +8,6 @@ import {
   REVOCATION_REASONS,
   RevocationReason,
 } from "../pki/crl";
-import { quoteInput } from "../pki/quote";
 import { PkiError } from "../pki/errors";
 import { loadIssuer } from "../pki/issuer";
 import { inspectCertificate } from "../pki/inspect";
@@ -67,12 +67,7 @@ function normalizeRevoked(revoked: RevocationInput[] | undefined): WantedRevocat
       if (!r || (r.serialNumber === undefined) === (r.certPem === undefined)) {
         throw new PkiError(`revoked[${i}]`, "give exactly one of serialNumber or certPem");
       }
-      if (r.reason !== undefined && !(r.reason in REVOCATION_REASONS)) {
-        throw new PkiError(
-          `revoked[${i}].reason`,
-          `unknown reason ${quoteInput(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
-        );
-      }
+      if (r.reason !== undefined) checkRevocationReason(r.reason, `revoked[${i}].reason`);
       const cert =
         r.certPem !== undefined ? inspectCertificate(r.certPem, `revoked[${i}].certPem`) : undefined;
       const serialNumber = cert

@@ -78,6 +78,19 @@ export interface Crl {
   readonly revokedSerials: string[];
 }
 
+/**
+ * Throws unless `reason` is one of {@link REVOCATION_REASONS}' own names (`in` would also take
+ * "toString" or "constructor", which encode as nonsense codes).
+ */
+export function checkRevocationReason(reason: unknown, property: string): asserts reason is RevocationReason {
+  if (typeof reason !== "string" || !Object.hasOwn(REVOCATION_REASONS, reason)) {
+    throw new PkiError(
+      property,
+      `unknown reason ${quoteInput(reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+    );
+  }
+}
+
 /** Refuses a revocation list longer than `MAX_CRL_ENTRIES` (a CRL is signed, stored and installed whole). */
 export function checkRevokedCount(revoked: unknown): void {
   if (Array.isArray(revoked) && revoked.length > MAX_CRL_ENTRIES) {
@@ -111,12 +124,7 @@ export function createCrl(args: CreateCrlArgs): Crl {
     if (seen.has(serial))
       throw new PkiError(`revoked[${i}].serialNumber`, `serial ${serial} is listed twice`);
     seen.add(serial);
-    if (r.reason !== undefined && !(r.reason in REVOCATION_REASONS)) {
-      throw new PkiError(
-        `revoked[${i}].reason`,
-        `unknown reason ${quoteInput(r.reason)}; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
-      );
-    }
+    if (r.reason !== undefined) checkRevocationReason(r.reason, `revoked[${i}].reason`);
     const date =
       r.revocationDate !== undefined ? toDate(r.revocationDate, `revoked[${i}].revocationDate`) : thisUpdate;
     return { serial, date, reason: r.reason };

@@ -232,7 +232,7 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
         },
       ],
     },
-    /^hosts\[0\]\.proxy\.hostKey: is required/,
+    /^hosts\[0\]\.connection\.proxy\.hostKey: is required/,
   ],
   [
     "a client install connection without a host key",
@@ -276,6 +276,11 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
     /^revokedClients\[0\]\.reason: unknown reason "stolen"; use one of unspecified, keyCompromise/,
   ],
   [
+    "a reason that is an Object.prototype name",
+    { revokedClients: [{ name: "admin", reason: "toString" as never }] },
+    /^revokedClients\[0\]\.reason: unknown reason "toString"/,
+  ],
+  [
     "a serial for a client whose certificate is here",
     { revokedClients: [{ name: "admin", serialNumber: "1a2b" }] },
     /^revokedClients\[0\]\.serialNumber: "admin" is in clients: its certificate gives the serialNumber/,
@@ -314,6 +319,24 @@ test("every role's key is a secret output of the host's one HostIdentities resou
     "keyPem",
     "qemuKeyPem",
   ]);
+});
+
+test("an unreachable client's install needs no host key: it is never contacted again", async () => {
+  const clients = [
+    {
+      name: "admin",
+      subject: { commonName: "admin" },
+      install: { connection: { host: "192.0.2.9", privateKey: "k" }, unreachable: true },
+    },
+  ];
+  await expect(
+    captureResources(
+      () => {
+        new VirtualizationPki("prod", args({ clients, revokedClients: ["admin"] }));
+      },
+      { preview: true },
+    ),
+  ).resolves.toBeDefined();
 });
 
 test("skipHostKeyVerification is the explicit way to connect without host keys", async () => {

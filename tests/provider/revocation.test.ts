@@ -241,5 +241,17 @@ describe("the CRL ledger", () => {
       property: "", // the input holds a certificate PEM: the engine would print it
       reason: expect.stringContaining('revoked[0].revocationDate: "yesterday" is not a date'),
     });
+    // Only the reasons' own names: "toString" is on every object, and `in` took it.
+    for (const reason of ["toString", "constructor", "__proto__"]) {
+      expect(
+        revocationList.check({}, { ca: caCreds, revoked: [{ serialNumber: "0a", reason }] } as never)
+          .failures,
+      ).toEqual([
+        { property: "revoked", reason: expect.stringContaining("revoked[0].reason: unknown reason") },
+      ]);
+      expect(() =>
+        pki.createCrl({ issuer: caCreds, revoked: [{ serialNumber: "0a", reason: reason as never }] }),
+      ).toThrow(/unknown reason/);
+    }
   });
 });
