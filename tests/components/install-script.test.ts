@@ -6,7 +6,7 @@
  * delete, and refusal of hostile plan data that bypasses the TypeScript checks.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, promises as fs, statSync } from "node:fs";
+import { existsSync, mkdirSync, promises as fs, statSync } from "node:fs";
 import { join } from "node:path";
 import {
   INSTALL_SCRIPT,
@@ -743,16 +743,9 @@ describe("processes per install (a count, not a timing: the timings are in npm r
  * to the real shells. Each is refused as malformed, changes nothing, and never runs what it holds.
  */
 describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run by %s", (shell) => {
-  function plan(records: string[]): string {
-    const body =
-      [
-        "gen 0123456789abcdef0123456789abcdef",
-        "opts 0 0",
-        `root ${root}`,
-        "state /s",
-        ...records,
-        "end",
-      ].join("\n") + "\n";
+  function plan(records: string[], header: Record<string, string> = {}): string {
+    const h = { gen: "0123456789abcdef0123456789abcdef", opts: "0 0", root, state: "/s", ...header };
+    const body = [...Object.entries(h).map(([k, v]) => `${k} ${v}`), ...records, "end"].join("\n") + "\n";
     return `virt-pki-plan 1 ${Buffer.byteLength(body)}\n${body}`;
   }
   const canary = () => join(root, "PWNED");
@@ -802,6 +795,26 @@ describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run b
     expect(existsSync(join(root, "etc"))).toBe(false);
   });
 
+  // The header fields name paths (<root><state>/claims, <claims>/.reload-<gen>): both scripts check them.
+  const headers: [string, Record<string, string>][] = [
+    ["a relative state directory", { state: "s" }],
+    ["a state directory with dot-dot", { state: "/s/../../etc" }],
+    ["a relative root", { root: "r" }],
+    ["a generation that is not hex (a path part)", { gen: "../../../etc/x" }],
+    ["a generation with a slash", { gen: "ab/cd" }],
+  ];
+  it.each(headers)("%s is refused by the install and by the remove script", (_name, header) => {
+    mkdirSync(join(root, "s", "claims"), { recursive: true });
+    for (const script of [INSTALL_SCRIPT, REMOVE_SCRIPT]) {
+      const r = run(shell, script, plan(["part root 0 0"], header));
+      expect({ code: r.code, stderr: r.stderr }).toEqual({
+        code: 1,
+        stderr: expect.stringMatching(/the plan on stdin is malformed .*; nothing was changed/),
+      });
+    }
+    expect(existsSync(join(root, "etc"))).toBe(false);
+  });
+
   it("a directory of root inside a directory of a user is refused, naming both", () => {
     const r = run(
       shell,
@@ -820,10 +833,19 @@ describe.each(SHELLS)("hostile plan data, bypassing the TypeScript checks, run b
     const r = run(
       shell,
       INSTALL_SCRIPT,
-      plan([label, "dir r /etc/x root root 0755 1", "file r /etc/x/y root root 0644 1 " + sha]) + "y\n",
+      // A valid plan whose file does not match its sha256: it fails inside the file engine, which gets the
+      // label as an argument of its own shell.
+      plan([
+        label,
+        "part root 0 2",
+        "d /etc root root 0755 0",
+        "d /etc/x root root 0755 1",
+        `f /etc/x/y root root 0644 1 ${sha} ${sha} ${sha}`,
+      ]) + "y\n",
     );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`virt-pki: install $(touch ${canary()})`);
+    expect(r.stderr).toMatch(/sha256/);
     expect(existsSync(canary())).toBe(false);
   });
 });

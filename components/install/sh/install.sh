@@ -40,7 +40,10 @@ for line in $plan; do
     case $3 in '' | *[!0-9]*) bad "number $3" ;; esac
     parts="$parts$1 $2 $3$nl"
     ;;
-  gen/1) gen=$1 ;;
+  gen/1)
+    case $1 in *[!0-9a-f]*) bad "record gen" ;; esac
+    gen=$1
+    ;;
   opts/2) owners=$1 sel=$2 ;;
   root/1 | state/1)
     case "$1/" in /?*) ;; *) bad "path $1" ;; esac

@@ -19,7 +19,10 @@ for line in $(head -c "${line##* }"); do
   label) label=$v ;;
   gen | opts | root | state)
     case $v in '' | *[!A-Za-z0-9._@+/~:\ -]*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
-    case $k/$v/ in root/*//* | state/*//* | */*/./* | */*/../*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
+    # Paths absolute without . or .. (a relative one would be resolved from the login directory, and the
+    # walk up below would not end); the generation is hex (it names files).
+    case $k/$v/ in root/*//* | state/*//* | */*/./* | */*/../* | root/[!/]* | state/[!/]*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
+    case $k/$v in gen/*[!0-9a-f]*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
     case $k in gen) gen=$v ;; opts) owners=${v%% *} ;; root) root=$v ;; state) state=$v ;; esac
     ;;
   esac
