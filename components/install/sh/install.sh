@@ -94,7 +94,7 @@ engine() {
     # shellcheck disable=SC2294
     (eval "$fx") <&5
   else
-    asuser "$sw" timeout 600 /bin/sh -c "$fx" virt-pki-files "$@" <&5
+    asuser "$sw" /bin/sh -c "$fx" virt-pki-files "$@" <&5
   fi
 }
 cleanup() {

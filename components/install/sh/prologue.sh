@@ -36,17 +36,18 @@ EOF
   fi
 }
 # asuser SWITCH COMMAND...: runs COMMAND as the user of the last `home` call (setpriv: the user's ids and
-# groups, no privileges) when SWITCH is 1 and this script is not that user; as itself otherwise.
+# groups, no privileges) when SWITCH is 1 and this script is not that user; as itself otherwise. Either
+# way it is bounded (timeout 600): a user's part must not hold the install or the delete forever.
 asuser() {
+  command -v timeout >/dev/null 2>&1 || fail "timeout (coreutils) is missing"
   if [ "$1" = 1 ] && [ "$ui" != "$me" ]; then
     [ -n "$ui" ] || fail "a user of the plan does not exist on this host (home $uh)"
     [ "$me" = 0 ] || fail "the files of user $ui can only be written by root or that user"
     command -v setpriv >/dev/null 2>&1 || fail "setpriv (util-linux) is missing: it runs what is done as the user"
-    command -v timeout >/dev/null 2>&1 || fail "timeout (coreutils) is missing"
     shift
-    setpriv --reuid="$ui" --regid="$ug" --init-groups --no-new-privs --inh-caps=-all "$@"
+    setpriv --reuid="$ui" --regid="$ug" --init-groups --no-new-privs --inh-caps=-all timeout 600 "$@"
   else
     shift
-    "$@"
+    timeout 600 "$@"
   fi
 }
