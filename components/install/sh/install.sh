@@ -74,14 +74,19 @@ cl=$root$state/claims
 sfx=.virt-pki.$$
 st=$cl/$sfx
 pend=''
-# engine WRITER OP [SELINUX]: the file engine for a part, with that part's records alone, stdin on fd 5.
-# Root's part runs in a subshell of this script; a user's part runs as that user (bounded in time).
-engine() {
-  sw=0 h='' r='' on=0
+# partof WRITER: sets r to that part's records (its part line first) and sw to its switch.
+partof() {
+  sw=0 r='' on=0
   for l in $recs; do
     case $l in "part $1 "*) on=1 sw=${l#part "$1" } sw=${sw%% *} ;; "part "*) on=0 ;; esac
     [ $on = 0 ] || r=$r$l$nl
   done
+}
+# engine WRITER OP [SELINUX]: the file engine for a part, with that part's records alone, stdin on fd 5.
+# Root's part runs in a subshell of this script; a user's part runs as that user (bounded in time).
+engine() {
+  h=''
+  partof "$1"
   if [ "$1" != root ]; then
     home "$1"
     h=$uh
@@ -155,8 +160,9 @@ for x in $parts; do
     engine root commit "$s" 5</dev/null || exit 1
     continue
   fi
-  # A user part reports only its own files and home, once each.
+  # A user part reports only its own files (those of its records) and home, once each.
   out=$(engine "$w" commit "$s" 5</dev/null) || exit 1
+  partof "$w"
   seen=''
   for l in $out; do
     case $l in
@@ -164,7 +170,7 @@ for x in $parts; do
     "virt-pki-file "*)
       p=${l#virt-pki-file } p=${p%% *}
       case $nl$seen in *"$nl$p$nl"*) continue ;; esac
-      case $nl$recs in *"${nl}f $p "*) ;; *) continue ;; esac
+      case $nl$r in *"${nl}f $p "*) ;; *) continue ;; esac
       seen=$seen$p$nl
       ;;
     *) continue ;;
