@@ -74,8 +74,19 @@ export function digestKeyOf(plan: InstallPlan, digestKey?: string): Buffer | und
  * HMAC-SHA256 of a secret file's content under {@link digestKeyOf}. 64 hex digits either way.
  */
 export function shownDigests(plan: InstallPlan, digestKey?: string): string[] {
+  // One install asks for them several times (generation, plan records, triggers, the command's digests,
+  // the manifest check) with the same plan object: key and HMACs are computed once per plan and key.
+  let byKey = shownCache.get(plan);
+  if (byKey === undefined) shownCache.set(plan, (byKey = new Map()));
+  const cached = byKey.get(digestKey);
+  if (cached !== undefined) return [...cached];
   const key = digestKeyOf(plan, digestKey);
-  return plan.files.map((f) =>
+  const shown = plan.files.map((f) =>
     f.secret ? createHmac("sha256", key!).update(f.content, "utf8").digest("hex") : f.sha256,
   );
+  byKey.set(digestKey, shown);
+  return [...shown];
 }
+
+/** Shown digests by plan (plans are not changed once built) and digest key. */
+const shownCache = new WeakMap<InstallPlan, Map<string | undefined, string[]>>();
