@@ -217,8 +217,6 @@ export interface PlannedFile {
 export interface InstallPlan {
   dirs: PlannedDir[];
   files: PlannedFile[];
-  /** Users the host must know: homes (`~user/...`), primary groups, owners of `user`/`top` paths. */
-  users: string[];
   /** Users whose own processes write `user`-context paths (see {@link PathContext}). */
   writers: string[];
   /** Whether any owner or group is the host's QEMU group. */
@@ -388,7 +386,6 @@ class PlanBuilder {
       (a, b) => a.path.split("/").length - b.path.split("/").length || a.path.localeCompare(b.path),
     );
     const planned = new Map<string, PlannedDir>();
-    const users = new Set<string>();
     const writers = new Set<string>();
     for (const d of entries) {
       const { from, ...rest } = d;
@@ -401,7 +398,6 @@ class PlanBuilder {
         );
       }
       const home = d.path.startsWith("~") ? d.path.slice(1).split("/")[0] : undefined;
-      if (home !== undefined) users.add(home);
       const parent = planned.get(parentOf(d.path));
       let context: PathContext;
       if (home !== undefined && home !== ROOT) {
@@ -436,10 +432,7 @@ class PlanBuilder {
       } else {
         context = "top";
       }
-      if (context !== "root") {
-        users.add(d.owner);
-        if (context === "user") writers.add(d.owner);
-      }
+      if (context === "user") writers.add(d.owner);
       planned.set(d.path, { ...rest, context });
     }
     const files: PlannedFile[] = [...this.files.values()].map((f) => {
@@ -460,11 +453,9 @@ class PlanBuilder {
     });
     const dirs = [...planned.values()];
     const accounts = [...dirs, ...files].flatMap((x) => [x.owner, x.group]);
-    for (const a of accounts) if (a.startsWith("@primary:")) users.add(a.slice("@primary:".length));
     return {
       dirs,
       files,
-      users: [...users].sort(),
       writers: [...writers].sort(),
       usesQemuGroup: accounts.includes(QEMU_GROUP),
     };

@@ -143,7 +143,7 @@ describe("planInstall: the layouts table", () => {
       "~alice/.pki/libvirt/clientcert.pem alice:@primary:alice 600",
       "~alice/.pki/libvirt/clientkey.pem alice:@primary:alice 600 secret",
     ]);
-    expect(plan.users).toEqual(["alice"]);
+    expect(plan.writers).toEqual(["alice"]); // alice's own process writes them
   });
 
   it("qemu (both roles) saves the certificate twice; keys are readable by the QEMU group", () => {
