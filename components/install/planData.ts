@@ -126,11 +126,15 @@ export function reloadArgv(value: string | readonly string[], property = "reload
   return [...value];
 }
 
+/** One part of the plan data: what one writer (root, or a user's own process) puts. */
+interface Part {
+  writer: string;
+  dirs: PlannedDir[];
+  files: PlannedFile[];
+}
+
 /** The parts of a plan: root's (always first), then one per user whose own process writes its paths. */
-function partsOf(
-  plan: InstallPlan,
-  stateDir: string,
-): { writer: string; dirs: PlannedDir[]; files: PlannedFile[] }[] {
+function partsOf(plan: InstallPlan, stateDir: string): Part[] {
   const key = (f: PlannedFile) => `${f.owner}\0${f.group}\0${modeString(f.mode)}`;
   const sorted = (files: PlannedFile[]) =>
     files
@@ -142,23 +146,14 @@ function partsOf(
     { writer: "root", dirs: rootDirs, files: sorted(plan.files.filter((f) => f.context === "root")) },
   ];
   for (const user of plan.writers) {
-    const userDir = (path: string) => plan.dirs.find((d) => d.path === path);
+    // A user file belongs to the owner of its directory (planInstall refuses anything else).
     parts.push({
       writer: user,
       dirs: plan.dirs.filter((d) => d.context === "user" && d.owner === user),
-      files: sorted(
-        plan.files.filter(
-          (f) => f.context === "user" && userDir(f.path.slice(0, f.path.lastIndexOf("/")))?.owner === user,
-        ),
-      ),
+      files: sorted(plan.files.filter((f) => f.context === "user" && f.owner === user)),
     });
   }
   return parts;
-}
-
-/** Plan files in the order the scripts get them: root's part, then each user's; by owner, group and mode. */
-function payloadOrder(plan: InstallPlan, stateDir = DEFAULT_STATE_DIR): PlannedFile[] {
-  return partsOf(plan, stateDir).flatMap((p) => p.files);
 }
 
 /**
@@ -192,6 +187,11 @@ function withAncestors(plan: InstallPlan, stateDir: string): PlannedDir[] {
 
 /** The plan records (up to and including `end`), without the files' contents. Not secret. */
 export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
+  return planRecords(plan, opts, partsOf(plan, opts.stateDir ?? DEFAULT_STATE_DIR));
+}
+
+/** {@link renderPlan} with the parts already made. */
+function planRecords(plan: InstallPlan, opts: PlanDataOptions, parts: Part[]): string {
   const label = `${opts.name} on ${opts.hostLabel}`.replace(/[\x00-\x1f\x7f]/g, "?"); // eslint-disable-line no-control-regex
   const lines = [
     `label install ${label}`,
@@ -209,7 +209,7 @@ export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
   // A user's own process writes the user's paths, except in a staging tree without owners (local mode).
   const switching = opts.root === undefined || opts.setOwners;
   const shown = new Map(shownDigests(plan, opts.digestKey).map((d, i) => [plan.files[i], d]));
-  for (const part of partsOf(plan, stateDir)) {
+  for (const part of parts) {
     const bytes = part.files.reduce((n, f) => n + Buffer.byteLength(f.content, "utf8"), 0);
     lines.push(`part ${field(part.writer)} ${part.writer !== "root" && switching ? 1 : 0} ${bytes}`);
     for (const d of part.dirs) {
@@ -239,12 +239,10 @@ export function renderPlan(plan: InstallPlan, opts: PlanDataOptions): string {
 
 /** The whole stdin of the host scripts: the plan records, then every file's content. Secret. */
 export function renderStdin(plan: InstallPlan, opts: PlanDataOptions): string {
-  return (
-    renderPlan(plan, opts) +
-    payloadOrder(plan)
-      .map((f) => f.content)
-      .join("")
-  );
+  // The files in the order the scripts read them: root's part, then each user's.
+  const parts = partsOf(plan, opts.stateDir ?? DEFAULT_STATE_DIR);
+  const contents = parts.flatMap((p) => p.files.map((f) => f.content)).join("");
+  return planRecords(plan, opts, parts) + contents;
 }
 
 /**
