@@ -153,6 +153,12 @@ export async function up(
           if (!(name in stacks)) throw new Error(`StackReference: no stack ${name} in this harness run`);
           return { id: name, state: { name, outputs: stacks[name], secretOutputNames: [] } };
         }
+        // After a failed step nothing else runs: pulumi v3.248.0 pkg/resource/deploy/step_executor.go
+        // executeChain -> cancelDueToError -> se.cancel() (without --continue-on-error), and a check failure
+        // ends step generation (step_generator.go issueCheckFailures -> deployment_executor.go Execute).
+        // `up` rejects with the first error below; later registrations get an empty resource, so the
+        // program's pending outputs settle without the SDK leaking a rejection from each of them.
+        if (errors.length > 0) return { id: "", state: {} };
         if (COMMAND_TYPES.includes(args.type)) {
           try {
             return await commandStep(
@@ -166,11 +172,7 @@ export async function up(
               { ignoreChanges, retainOnDelete },
             );
           } catch (e) {
-            // A failed step fails the whole deployment (pulumi v3.248.0 pkg/resource/deploy/
-            // deployment_executor.go Execute: stepExecutorError -> "step executor errored"): `up` rejects
-            // with it below. The program's pending outputs then no longer matter (the engine ends the
-            // program), so the SDK gets no rejection to leak from every output of this resource.
-            errors.push(e);
+            errors.push(e); // see the cancellation above
             return { id: "", state: {} };
           }
         }
@@ -223,8 +225,8 @@ export async function up(
             diffs: diff.diffs.length ? diff.diffs : changedInputs(old.inputs, inputs),
           });
         } catch (e) {
-          errors.push(e);
-          throw e;
+          errors.push(e); // see the cancellation above
+          return { id: "", state: {} };
         }
       },
       call: (args) => {
