@@ -399,6 +399,7 @@ describe("installing onto three SSH hosts", () => {
       (stdin) => Math.floor(stdin.length / 2),
     );
     expect(cut.signal).toBe("SIGKILL");
+    expect(cut.code).toBeNull(); // cut while it ran, not after it had ended
     // The remote script sees EOF (or SIGHUP) and exits through its trap: its temp files go.
     expect(await installLeftovers(s1, ["/etc/pki", "/var/lib/virt-pki"])).toBe("");
     expect(await s1.readFile("/etc/pki/libvirt/servercert.pem")).toBe(oldCert);

@@ -305,18 +305,23 @@ test("a check failure on an input that carries a key is printed without that inp
     )
   ).state;
   const keyPem = byName(cas, "ca-b").outputs.keyPem as string;
-  const captured = await captureResources(() => {
-    new virtpki.ServerCertificate("mixed", {
-      ca: { certPem: byName(cas, "ca-a").outputs.certPem as string, keyPem },
-      subject: { commonName: "h1" },
-      ipAddresses: ["10.0.0.300"],
-    });
-  });
-  const leaf = captured.find((c) => c.name === "mixed")!;
-  const urn = resourceUrn("mixed", { type: leaf.type });
-  const checked = await host.check(urn, {}, leaf.inputs);
-  // What the engine prints for these failures (the harness's model of issueCheckFailures).
-  const { message } = new CheckFailedError(urn, checked.failures, leaf.type, "mixed", leaf.inputs);
+  // What `up` fails with: the engine's print of these failures (the harness's model of issueCheckFailures).
+  const message = await up(
+    () =>
+      void new virtpki.ServerCertificate("mixed", {
+        ca: { certPem: byName(cas, "ca-a").outputs.certPem as string, keyPem },
+        subject: { commonName: "h1" },
+        ipAddresses: ["10.0.0.300"],
+      }),
+    host,
+    {},
+  ).then(
+    () => "up succeeded",
+    (e: unknown) => {
+      expect(e).toBeInstanceOf(CheckFailedError);
+      return (e as Error).message;
+    },
+  );
   printed.push(`# check failures as the engine prints them\n${message}`);
   // The engine's wording (issueCheckFailures): a named property is printed with its value ...
   expect(message).toContain(

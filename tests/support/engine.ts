@@ -76,7 +76,7 @@ export interface RunResult {
  * sorted), and a secret as the `*resource.Secret` it is, `&{element}`: UNMASKED, since `Secret` has no
  * `String` method.
  */
-export function engineValueText(value: unknown): string {
+function engineValueText(value: unknown): string {
   const inner = (v: unknown): string => {
     if (isSecretValue(v)) return `&{${engineValueText(v.value)}}`;
     if (v === null || v === undefined) return "<nil>";
@@ -115,9 +115,9 @@ export class CheckFailedError extends Error {
   constructor(
     readonly urn: string,
     readonly failures: { property: string; reason: string }[],
-    type = "",
-    name = "",
-    inputs: Record<string, unknown> = {},
+    type: string,
+    name: string,
+    inputs: Record<string, unknown>,
   ) {
     super(`${urn}:\n${failures.map((f) => checkFailureText(type, name, inputs, f)).join("\n")}`);
   }

@@ -44,7 +44,10 @@ export const SPECIAL_SIG_KEY: string = pulumi.runtime.specialSigKey;
 /** Signature value that marks a secret (`1b470612...`), as defined by the SDK. */
 export const SECRET_SIG: string = pulumi.runtime.specialSecretSig;
 
-/** Replaces the SDK's secret sentinels by their values, deeply (a provider receives plain values). */
+/**
+ * Replaces the SDK's secret sentinels by their values, deeply: what a provider receives, and what the
+ * engine sends a provider that does not accept secrets (acceptSecrets=false).
+ */
 export function revealSecrets(value: unknown): unknown {
   if (isSecretValue(value)) return revealSecrets(value.value);
   if (Array.isArray(value)) return value.map(revealSecrets);
@@ -640,16 +643,6 @@ function readPort(
   });
 }
 
-/** Recursively replaces secret sentinels by their values (what the engine does for acceptSecrets=false). */
-function stripSecrets(v: unknown): unknown {
-  if (isSecretValue(v)) return stripSecrets(v.value);
-  if (Array.isArray(v)) return v.map(stripSecrets);
-  if (typeof v === "object" && v !== null) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, stripSecrets(x)]));
-  }
-  return v;
-}
-
 /** Drops `undefined` object members and turns `undefined` array elements into null (as the engine does). */
 function dropUndefined(v: unknown): structproto.JavaScriptValue {
   if (Array.isArray(v)) return v.map((x) => (x === undefined ? null : dropUndefined(x)));
@@ -769,7 +762,7 @@ export async function startProviderHost(opts: ProviderHostOptions = {}): Promise
   /** Marshals properties like the engine: no undefined, secrets stripped unless the host accepts them. */
   const toStruct = (props: Record<string, unknown>): structproto.Struct => {
     const keepSecrets = opts.sendSecretsRaw === true || configured?.acceptSecrets === true;
-    const value = keepSecrets ? props : (stripSecrets(props) as Record<string, unknown>);
+    const value = keepSecrets ? props : (revealSecrets(props) as Record<string, unknown>); // what the engine does for acceptSecrets=false;
     return structproto.Struct.fromJavaScript(
       dropUndefined(value) as Record<string, structproto.JavaScriptValue>,
     );

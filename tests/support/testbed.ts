@@ -941,7 +941,10 @@ export async function startTestBed(opts: TestBedOptions): Promise<TestBed> {
 export interface RemoteCommandOptions {
   /** Upper bound; the ssh client is SIGKILLed after it. @default 30 s */
   timeoutMs?: number;
-  /** known_hosts file to check the host key against. @default that of the running bed owning host:port */
+  /**
+   * known_hosts file to check the host key against, for tests of the runner itself. @default none: the
+   * connection's `hostKey` is pinned, and without one any key is accepted (see {@link connectionTarget})
+   */
   knownHostsFile?: string;
 }
 
@@ -1004,8 +1007,8 @@ async function connectionTarget(
  * Runs `command` the way `@pulumi/command`'s `remote.Command` does: one SSH `exec` request with the command
  * string (run by the remote login shell), `stdin` written and then closed, using exactly the connection's
  * host, port (default 22), user (default root) and private key (written to a 0600 temp file, removed
- * afterwards). The host key must be in `knownHostsFile` or the owning bed's known_hosts. Never rejects for
- * an exit status.
+ * afterwards). Host keys are checked as the command provider checks them: the connection's `hostKey`
+ * only, or none (see {@link connectionTarget}). Never rejects for an exit status.
  */
 export async function runRemoteCommand(
   connection: RemoteConnection,
@@ -1075,7 +1078,8 @@ export async function interruptRemoteCommand(
     child.stderr.destroy();
     return {
       code: status?.code ?? null,
-      signal: status?.signal ?? "SIGKILL",
+      // A command that had already ended reports its own exit (signal null); one still running was killed.
+      signal: status ? status.signal : "SIGKILL",
       stdout: Buffer.concat(stdout).toString("utf8"),
       stderr: Buffer.concat(stderr).toString("utf8"),
       timedOut,
