@@ -6,7 +6,7 @@
  * are made on the hosts at libvirt's and QEMU's default paths: libvirtd + virsh, qemu-nbd + qemu-img.
  */
 import { join } from "node:path";
-import { EngineState, PlanStep, formatPlan, up } from "../support/engine";
+import { EngineState, PlanStep, formatPlan, shortDiff, up } from "../support/engine";
 import { StackOutputs, exampleProgram, outputValue } from "../support/examples";
 import { ProviderHost, startProviderHost } from "../support/pulumiHost";
 import {
@@ -118,7 +118,7 @@ function changes(plan: PlanStep[]): string[] {
     .filter((s) => s.op !== "same")
     .map(
       (s) =>
-        `${s.name} ${s.op}${s.replaces ? ` [${s.replaces.join(", ")}]` : s.diffs ? ` [${s.diffs.join(", ")}]` : ""}`,
+        `${s.name} ${s.op}${s.replaces ? ` [${s.replaces.join(", ")}]` : s.op === "update" ? ` ${shortDiff(s)}` : ""}`,
     )
     .sort();
 }
@@ -317,8 +317,8 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
     // Back to the normal window: an in-place update of the renewal window, nothing re-issued.
     expect(changes(await runUp("4b. normal renewal window again", settings))).toEqual(
       [
-        "fleet-client-operator update [renewBeforeHours]",
-        ...NAMES.map((n) => `fleet-${n} update [renewBeforeHours]`),
+        "fleet-client-operator update [diff: ~renewBeforeHours]",
+        ...NAMES.map((n) => `fleet-${n} update [diff: ~renewBeforeHours]`),
       ].sort(),
     );
   });
@@ -330,9 +330,9 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
     });
     expect(changes(plan)).toEqual(
       [
-        "fleet-ca-crl update [revoked]",
+        "fleet-ca-crl update [diff: ~revoked]",
         // A revoked certificate is never renewed (a new serial would not be in the CRL).
-        "fleet-client-operator update [autoRenew, revoked]",
+        "fleet-client-operator update [diff: +autoRenew,revoked]",
         "fleet-client-operator-files replace [triggers]",
         ...NAMES.map((n) => `fleet-${n}-files replace [triggers]`),
       ].sort(),

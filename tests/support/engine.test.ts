@@ -4,10 +4,11 @@
  * Local commands only: they touch nothing but a temp directory.
  */
 import * as command from "@pulumi/command";
-import { existsSync } from "node:fs";
+import * as pulumi from "@pulumi/pulumi";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { up } from "./engine";
-import { ProviderHost } from "./pulumiHost";
+import { applyIgnoreChanges, partialState, planSummary, preview, refresh, up } from "./engine";
+import { ProviderHost, startProviderHost } from "./pulumiHost";
 import { removeDir, tempDir } from "./programs";
 
 /** These programs have no dynamic resources. */
@@ -45,4 +46,172 @@ test("after a command fails, the commands that depend on it never run and up rej
   } finally {
     await removeDir(dir);
   }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The engine's behaviours the rest of the suite relies on, each checked against a tiny program. The Counter
+// fixture (tests/fixtures/dynamic/counter.js) runs in the REAL dynamic-provider host: `n` replaces, `label`
+// updates in place, `doubled` is an output that is not an input.
+// ---------------------------------------------------------------------------------------------------------
+
+interface CounterArgs {
+  n: pulumi.Input<number>;
+  label?: pulumi.Input<string>;
+}
+type CounterCtor = new (
+  name: string,
+  args: CounterArgs,
+  opts?: pulumi.CustomResourceOptions,
+) => {
+  doubled: pulumi.Output<number>;
+};
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Counter } = require("../fixtures/dynamic/counter.js") as { Counter: CounterCtor };
+
+describe("the stand-in engine", () => {
+  let host: ProviderHost;
+  let dir: string;
+  beforeAll(async () => {
+    host = await startProviderHost();
+  });
+  afterAll(async () => {
+    await host.stop();
+  });
+  beforeEach(async () => {
+    dir = await tempDir("virt-pki-engine-");
+  });
+  afterEach(async () => {
+    await removeDir(dir);
+  });
+
+  const sh = ["/bin/sh", "-c"];
+
+  test("a preview runs nothing, and an in-place update leaves outputs that are not inputs unknown", async () => {
+    const ran = join(dir, "ran");
+    const program = (label: string) => () => {
+      const c = new Counter("c", { n: 2, label });
+      new command.local.Command("use", {
+        create: c.doubled.apply((d) => `echo ${d} >> ${ran}`),
+        interpreter: sh,
+      });
+    };
+    const first = await preview(program("a"), host, {});
+    expect(planSummary(first.plan)).toEqual(["c create", "use create"]);
+    expect(first.state).toEqual({});
+    expect(existsSync(ran)).toBe(false);
+
+    const created = await up(program("a"), host, {});
+    expect(readFileSync(ran, "utf8")).toBe("4\n");
+
+    // provider_plugin.go Update in a preview returns the inputs: `doubled` is unknown, so the command that
+    // uses it shows an update the up will not do.
+    const p = await preview(program("b"), host, created.state);
+    expect(planSummary(p.plan)).toEqual(["c update [diff: ~label]", "use update [diff: ~create]"]);
+    const applied = await up(program("b"), host, created.state);
+    expect(planSummary(applied.plan)).toEqual(["c update [diff: ~label]"]);
+    expect(readFileSync(ran, "utf8")).toBe("4\n");
+  });
+
+  test("the CLI's diff comes from the inputs and skips __ keys; the provider's replaces are json-only", async () => {
+    const s1 = await up(() => new Counter("c", { n: 1, label: "x" }), host, {});
+    const replaced = await up(() => new Counter("c", { n: 2, label: "y" }), host, s1.state);
+    const [step] = replaced.plan;
+    expect(step.replaces).toEqual(["n"]);
+    expect(planSummary(replaced.plan)).toEqual(["c replace [diff: ~label,n]"]);
+    // Same inputs but another serialized provider text: no [diff] key for __provider.
+    const s = replaced.state;
+    const urn = Object.keys(s)[0];
+    const oldProviderText = { ...s, [urn]: { ...s[urn], inputs: { ...s[urn].inputs, __provider: "old" } } };
+    const same = await preview(() => new Counter("c", { n: 2, label: "y" }), host, oldProviderText);
+    expect(planSummary(same.plan)).toEqual([]);
+  });
+
+  test("commands: only triggers replace; delete runs with the stored stdin; a preview runs none", async () => {
+    const log = join(dir, "log");
+    const program =
+      (stdin: string, triggers: string[], create = `cat >> ${log}`) =>
+      () => {
+        new command.local.Command("cmd", {
+          create,
+          delete: `(echo deleting; cat) >> ${log}`,
+          stdin,
+          triggers,
+          interpreter: sh,
+        });
+      };
+    const s1 = await up(program("one\n", ["t1"]), host, {});
+    // A change of anything but triggers (here stdin and create) is an update that runs `create` again.
+    const s2 = await up(program("two\n", ["t1"], `(echo again; cat) >> ${log}`), host, s1.state);
+    expect(planSummary(s2.plan)).toEqual(["cmd update [diff: ~create,stdin]"]);
+    expect(readFileSync(log, "utf8")).toBe("one\nagain\ntwo\n");
+    const p = await preview(program("three\n", ["t2"]), host, s2.state);
+    expect(planSummary(p.plan)).toEqual(["cmd replace [diff: ~create,stdin,triggers]"]);
+    expect(readFileSync(log, "utf8")).toBe("one\nagain\ntwo\n");
+    // Replace: the new one is created, then the old one deleted with ITS stdin.
+    await up(program("three\n", ["t2"]), host, s2.state);
+    expect(readFileSync(log, "utf8")).toBe("one\nagain\ntwo\nthree\ndeleting\ntwo\n");
+  });
+
+  test("an exception in the program fails the up before any delete; what completed is kept", async () => {
+    const log = join(dir, "log");
+    const gone = () => {
+      new command.local.Command("gone", {
+        create: "true",
+        delete: `echo deleted >> ${log}`,
+        interpreter: sh,
+      });
+    };
+    const s1 = await up(gone, host, {});
+    const failing = () => {
+      const c = new Counter("c", { n: 1, label: "a" });
+      new command.local.Command("bad", {
+        create: c.doubled.apply((d): string => {
+          throw new Error(`layout conflict at ${d}`);
+        }),
+        interpreter: sh,
+      });
+    };
+    const error = await up(failing, host, s1.state).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(String(error)).toMatch(/layout conflict at 2/);
+    expect(existsSync(log)).toBe(false);
+    const left = partialState(error)!;
+    expect(
+      Object.values(left)
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(["c", "gone"]);
+    // The next successful up deletes what left the program.
+    await up(() => new Counter("c", { n: 1, label: "a" }), host, left);
+    expect(readFileSync(log, "utf8")).toBe("deleted\n");
+  });
+
+  test("refresh keeps the inputs Read returns, and a replacement re-checks the raw inputs without ignoreChanges", async () => {
+    const s1 = await up(() => new Counter("c", { n: 1, label: "a" }), host, {});
+    const refreshed = await refresh(host, s1.state);
+    const [entry] = Object.values(refreshed.state);
+    expect(entry.inputs).toEqual({ n: 1, label: "a", __provider: expect.any(String) });
+    const ignoring = (n: number, label: string) => () =>
+      new Counter("c", { n, label }, { ignoreChanges: ["label"] });
+    const same = await up(ignoring(1, "b"), host, refreshed.state);
+    expect(planSummary(same.plan)).toEqual([]);
+    expect(Object.values(same.state)[0].inputs.label).toBe("a");
+    const replaced = await up(ignoring(2, "b"), host, same.state);
+    expect(planSummary(replaced.plan)).toEqual(["c replace [diff: ~label,n]"]);
+    expect(Object.values(replaced.state)[0].outputs.label).toBe("b");
+  });
+});
+
+test("applyIgnoreChanges follows PropertyPath.reset: old value, removal when absent, nested paths", () => {
+  const olds = { a: 1, o: { x: 1, y: [1, 2] } };
+  expect(
+    applyIgnoreChanges({ a: 2, b: 3, o: { x: 2, y: [3, 4] } }, olds, ["a", "b", "o.x", "o.y[1]"]),
+  ).toEqual({
+    a: 1,
+    o: { x: 1, y: [3, 2] },
+  });
+  // A path through an element the old inputs lack is left alone (the engine logs it).
+  expect(applyIgnoreChanges({ n: { z: 1 } }, {}, ["n.z"])).toEqual({ n: { z: 1 } });
 });
