@@ -9,23 +9,12 @@
  * (the same directory, plugin.go `ExecPlugin` `cmd.Dir = pwd`), then creates the CA. The files then move
  * or change, and a new host reads and deletes with the old `__provider` and the old outputs.
  */
-import {
-  appendFileSync,
-  cpSync,
-  existsSync,
-  readdirSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-  symlinkSync,
-} from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { existsSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ProviderHost, ProviderHostError, resourceUrn, startProviderHost } from "../support/pulumiHost";
+import { copyPackage, makeCheckout, makeProject, markVersion, requireBuild } from "../support/checkout";
 import { removeDir, run, tempDir, writeFiles } from "../support/programs";
 
-const ROOT = join(__dirname, "..", "..");
-const NODE_MODULES = realpathSync(join(ROOT, "node_modules"));
 const CA_TYPE = "pulumi-nodejs:dynamic/virt-pki:CertificateAuthority";
 
 /** Run with cwd = the program's directory: prints the inputs a CA from the package at argv[2] registers. */
@@ -47,43 +36,6 @@ pulumi.runtime
 `;
 
 const urn = resourceUrn("ca", { type: CA_TYPE, project: "moved", stack: "dev" });
-
-/** The compiled package as npm installs it (package.json "files": bin/index.*, bin/provider, bin/components). */
-function copyPackage(to: string): void {
-  cpSync(join(ROOT, "package.json"), join(to, "package.json"));
-  for (const f of readdirSync(join(ROOT, "bin")).filter((f) => f.startsWith("index."))) {
-    cpSync(join(ROOT, "bin", f), join(to, "bin", f));
-  }
-  cpSync(join(ROOT, "bin", "provider"), join(to, "bin", "provider"), { recursive: true });
-  cpSync(join(ROOT, "bin", "components"), join(to, "bin", "components"), { recursive: true });
-}
-
-/** A checkout of this repository, built: Pulumi.yaml, package.json, bin/ with the examples, node_modules. */
-function makeCheckout(dir: string): void {
-  copyPackage(dir);
-  cpSync(join(ROOT, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
-  cpSync(join(ROOT, "bin", "examples"), join(dir, "bin", "examples"), { recursive: true });
-  symlinkSync(NODE_MODULES, join(dir, "node_modules"));
-}
-
-/** A user's project whose node_modules holds this repository's dependencies (linked) and `packages`. */
-function makeProject(dir: string, packages: Record<string, string>): void {
-  for (const name of readdirSync(NODE_MODULES)) {
-    if (name !== ".bin") symlinkSync(join(NODE_MODULES, name), join(dir, "node_modules", name));
-  }
-  for (const [at, version] of Object.entries(packages)) {
-    copyPackage(join(dir, at));
-    setVersion(join(dir, at), version);
-  }
-}
-
-/** Marks a copied package's handlers so the host's output shows which copy it loaded. */
-function setVersion(pkg: string, version: string): void {
-  appendFileSync(
-    join(pkg, "bin", "provider", "handlers", "index.js"),
-    `\nconsole.error("virt-pki handlers ${version} loaded");\n`,
-  );
-}
 
 /** Serializes a CA's provider with the program's cwd `cwd`, and creates it in a host started there. */
 async function createCa(cwd: string, pkg: string): Promise<{ id: string; props: Record<string, unknown> }> {
@@ -128,9 +80,7 @@ async function readAndDelete(
 
 let tmp: string;
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, "bin", "provider", "handlers", "index.js"))) {
-    throw new Error("run `npm run build` first: these tests copy the compiled build");
-  }
+  requireBuild();
   tmp = await tempDir("virt-pki-provider-path-");
 });
 afterAll(async () => {
@@ -181,14 +131,13 @@ test("with no copy of the handlers left, the host reports every place it looked"
 test("an installed package upgraded in place: the old state reads and deletes with the new handlers", async () => {
   const project = join(tmp, "project");
   const pkg = join(project, "node_modules", "pulumi-virt-pki");
-  await mkdir(join(project, "node_modules"), { recursive: true });
   makeProject(project, { "node_modules/pulumi-virt-pki": "0.1.0" });
   const state = await createCa(project, pkg);
 
   // npm replaces the package's files: the old ones are gone, the new ones carry another marker.
   rmSync(pkg, { recursive: true });
   copyPackage(pkg);
-  setVersion(pkg, "0.2.0");
+  markVersion(pkg, "0.2.0");
   const stderr = await readAndDelete(project, state);
   expect(stderr).toContain("virt-pki handlers 0.2.0 loaded");
   expect(stderr).not.toContain("virt-pki handlers 0.1.0 loaded");
@@ -198,7 +147,6 @@ test("a nested install, after the project moved, and after it was hoisted", asyn
   const before = join(tmp, "nested-before");
   const after = join(tmp, "nested-after");
   const nested = join("node_modules", "fleet-lib", "node_modules", "pulumi-virt-pki");
-  await mkdir(join(before, "node_modules"), { recursive: true });
   makeProject(before, { [nested]: "0.1.0" });
   const state = await createCa(before, join(before, nested));
 
@@ -214,6 +162,6 @@ test("a nested install, after the project moved, and after it was hoisted", asyn
   rmSync(join(after, nested), { recursive: true });
   rmSync(join(after, "node_modules", "pulumi-virt-pki"), { recursive: true, force: true });
   copyPackage(join(after, "node_modules", "pulumi-virt-pki"));
-  setVersion(join(after, "node_modules", "pulumi-virt-pki"), "0.2.0");
+  markVersion(join(after, "node_modules", "pulumi-virt-pki"), "0.2.0");
   expect(await readAndDelete(after, state)).toContain("virt-pki handlers 0.2.0 loaded");
 });
