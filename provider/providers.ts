@@ -1,32 +1,67 @@
 /**
  * The dynamic provider objects. Pulumi serializes each into the resource's `__provider` input; to keep
  * that text small and stable they capture nothing but `require` and strings, and call the pure,
- * versioned handlers of the installed package (`pulumi-virt-pki/handlers`). A program run from a
- * checkout of this repository (not installed under node_modules) falls back to this build's file.
+ * versioned handlers (`pulumi-virt-pki/handlers`) that are installed when the engine runs them.
+ *
+ * Where the serialized text runs, and why it looks for the handlers in three places:
+ *
+ * - The engine runs it in the dynamic-provider host (`@pulumi/pulumi` sdk/nodejs/cmd/dynamic-provider/index.ts,
+ *   `getProvider`: `requireFromString(providerString).handler()`). require-from-string 2.0.2 compiles it as a
+ *   module whose filename is `""`, so its `paths` are `Module._nodeModulePaths(path.dirname(""))`: the
+ *   `node_modules` folders of the host's cwd and its parents, and relative paths resolve from that cwd too.
+ *   A package's self-reference by name never applies (the module has no filename inside the package), so
+ *   from a checkout of this repository `require("pulumi-virt-pki/handlers")` does not resolve.
+ * - The engine starts the `pulumi-resource-pulumi-nodejs` plugin with `cmd.Dir = pwd`
+ *   (sdk/go/common/resource/plugin/plugin.go `ExecPlugin`, called by `newPlugin` with the plugin
+ *   context's `Pwd`), and that `Pwd` comes from pkg/engine/project.go `getPwdMain`: the project root (the
+ *   directory of Pulumi.yaml) without `main`, the directory of `main` with one. The program runs in that
+ *   same directory: the nodejs language host passes it as `--pwd` (sdk/nodejs/cmd/pulumi-language-nodejs
+ *   `constructArguments`, from the engine's `programDirectory`, pkg/resource/deploy/program_source.go)
+ *   and sdk/nodejs/cmd/run/run.ts does `process.chdir(pwd)` before loading the program. So the program's
+ *   `process.cwd()` here, when the provider is serialized, is the cwd of the host that later runs it.
+ * - The engine calls Delete and Read with the OLD state's `__provider` (a destroy, a refresh, the delete
+ *   after a replacement), so that text must keep working after this package is upgraded or the project
+ *   is moved.
+ *
+ * Hence the order: the package by name from the host's cwd (an installed package, upgrades included);
+ * then this build's handlers by their path relative to the program's cwd, resolved against the host's
+ * cwd (a checkout or a nested install moved or copied as a whole); then the absolute path of this build.
  */
+/* eslint-disable @typescript-eslint/no-require-imports -- the serialized closures require() by design */
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type * as Handlers from "./handlers";
 
-/** Where this build's handlers are, for programs run from a checkout rather than node_modules. */
-const HANDLERS_FALLBACK = `${__dirname}/handlers/index.js`;
+/** This build's handlers, by absolute path: the last resort. */
+const HANDLERS_ABSOLUTE = path.join(__dirname, "handlers", "index.js");
+
+/**
+ * This build's handlers relative to the program's working directory, which is also the dynamic-provider
+ * host's (see the module comment); the host resolves it against its own cwd.
+ */
+const HANDLERS_RELATIVE = path.relative(process.cwd(), HANDLERS_ABSOLUTE);
 
 type HandlerName =
   "certificateAuthority" | "certificate" | "hostIdentities" | "revocationList" | "preSharedKeys";
 
 /** Builds the provider for one handler. Each method resolves the handlers when the engine calls it. */
 function providerFor(name: HandlerName): pulumi.dynamic.ResourceProvider {
-  const fallback = HANDLERS_FALLBACK;
+  const relative = HANDLERS_RELATIVE;
+  const absolute = HANDLERS_ABSOLUTE;
+  // require() at call time, not import: the serialized closure must capture no module objects (comments
+  // inside it would be serialized too, hence the file-wide eslint directive). Only a missing module moves
+  // on to the next place; any other failure of the handlers is reported as it is.
   const handlers = (): (typeof Handlers)[HandlerName] => {
-    let mod: typeof Handlers;
-    // require() at call time, not import: the serialized closure must capture no module objects.
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      mod = require("pulumi-virt-pki/handlers");
-    } catch {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      mod = require(fallback);
+    const missed: string[] = [];
+    for (const where of ["pulumi-virt-pki/handlers", require("path").resolve(relative), absolute]) {
+      try {
+        return (require(where) as typeof Handlers)[name];
+      } catch (e) {
+        if ((e as { code?: string }).code !== "MODULE_NOT_FOUND") throw e;
+        missed.push(where);
+      }
     }
-    return mod[name];
+    throw new Error(`pulumi-virt-pki handlers not found from ${process.cwd()}: tried ${missed.join(", ")}`);
   };
   return {
     check: async (olds, news) => handlers().check(olds, news as never),

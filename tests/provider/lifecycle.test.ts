@@ -389,7 +389,9 @@ test("the SDK serializes providers that only require the handlers, and marks key
     "pulumi-nodejs:dynamic/virt-pki:ServerCertificate",
   ]);
   const provider = ca.inputs.__provider as string;
-  expect(provider).toContain('require("pulumi-virt-pki/handlers")');
+  // The handlers by package name, then this build's by path relative to the program's cwd, then absolute.
+  expect(provider).toContain('["pulumi-virt-pki/handlers", require("path").resolve(relative), absolute]');
+  expect(provider).toContain('relative: "bin/provider/handlers/index.js"');
   expect(provider).not.toMatch(/cov_|PRIVATE KEY/);
   expect(provider.length).toBeLessThan(10_000);
   expect(ca.options?.additionalSecretOutputs).toEqual(["keyPem"]);

@@ -508,12 +508,17 @@ export interface ProviderHost {
     news: Record<string, unknown>,
     preview?: boolean,
   ): Promise<UpdateResult>;
-  /** Read (refresh): `properties` are the stored outputs, `inputs` the stored inputs. */
+  /**
+   * Read (refresh): `properties` are the stored outputs, `inputs` the stored inputs. `undefined` leaves
+   * the field unset, as the engine does for an import: pkg/resource/deploy/step.go `ImportStep.Apply`
+   * reads with the id alone, and sdk/go/common/resource/plugin/provider_plugin.go `Read` marshals nil
+   * state and inputs to no Struct at all (`MarshalProperties` with `PropagateNil`).
+   */
   read(
     id: string,
     urn: string,
-    properties: Record<string, unknown>,
-    inputs: Record<string, unknown>,
+    properties: Record<string, unknown> | undefined,
+    inputs: Record<string, unknown> | undefined,
   ): Promise<ReadResult>;
   /** Delete with the stored outputs (which carry the old `__provider`). */
   delete(id: string, urn: string, properties: Record<string, unknown>): Promise<void>;
@@ -899,8 +904,8 @@ export async function startProviderHost(opts: ProviderHostOptions = {}): Promise
       req.setUrn(urn);
       req.setName(name);
       req.setType(type);
-      req.setProperties(toStruct(properties));
-      req.setInputs(toStruct(inputs));
+      if (properties !== undefined) req.setProperties(toStruct(properties));
+      if (inputs !== undefined) req.setInputs(toStruct(inputs));
       const res = await unary<provproto.ReadResponse>("read", (md, o, cb) => client.read(req, md, o, cb));
       const result: ReadResult = { id: res.getId(), properties: fromStruct(res.getProperties()) };
       if (res.hasInputs()) result.inputs = fromStruct(res.getInputs());
