@@ -81,8 +81,16 @@ export const DEFAULT_STATE_DIR = "/var/lib/virt-pki";
 export function generationOf(name: string, target: string, plan: InstallPlan, digestKey?: string): string {
   const shown = shownDigests(plan, digestKey);
   const files = plan.files.map((f, i) => [f.path, shown[i], f.owner, f.group, f.mode]);
-  return sha256Hex(JSON.stringify({ name, target, files })).slice(0, 32);
+  return sha256Hex(JSON.stringify({ name, target, files, triggers: TRIGGERS_FORMAT })).slice(0, 32);
 }
+
+/**
+ * The version of what {@link triggersOf} shows. A replacement must always bring a new generation (the old
+ * command's delete removes what its generation still claims, after the new one installed): the generation
+ * covers every value the triggers show, and this version, so that a release that changes the triggers'
+ * format (and so replaces every install once) changes every generation too. 2: the target was added.
+ */
+const TRIGGERS_FORMAT = 2;
 
 const FIELD = /^[A-Za-z0-9._@+/~:-]+$/;
 const CONTROL = /[\x00-\x1f\x7f]/; // eslint-disable-line no-control-regex
@@ -246,14 +254,22 @@ export function renderStdin(plan: InstallPlan, opts: PlanDataOptions): string {
 }
 
 /**
- * What `pulumi preview` shows of an install: one line per file, `path digest-prefix owner:group mode`, the
- * digest being the sha256, or for a secret file an HMAC under the install's digest key (`digests.ts`).
+ * What `pulumi preview` shows of an install, and what replaces its command when it changes: its target
+ * (`target user@host:port` or `target local:<root>`), then one line per file, `path digest-prefix owner:group
+ * mode`, the digest being the sha256, or for a secret file an HMAC under the install's digest key
+ * (`digests.ts`). The target is there because `@pulumi/command` 1.2.1 updates a command in place when only
+ * its `connection` changes (only `triggers` is replace-on-change: provider/pkg/provider/common/inputs.go): as
+ * a trigger, a new host, port or user (or local root) replaces the command, and the old command's delete
+ * removes the files from the OLD target with the connection stored with it.
  */
-export function triggersOf(plan: InstallPlan, digestKey?: string): string[] {
+export function triggersOf(plan: InstallPlan, target: string, digestKey?: string): string[] {
   const shown = shownDigests(plan, digestKey);
-  return plan.files.map(
-    (f, i) => `${f.path} ${shown[i].slice(0, 12)} ${f.owner}:${f.group} ${modeString(f.mode)}`,
-  );
+  return [
+    `target ${target}`,
+    ...plan.files.map(
+      (f, i) => `${f.path} ${shown[i].slice(0, 12)} ${f.owner}:${f.group} ${modeString(f.mode)}`,
+    ),
+  ];
 }
 
 /** Everything of one install, resolved (see `HostCredentialInstallArgs` for the fields). */
@@ -337,7 +353,7 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
     create: INSTALL_SCRIPT,
     delete: a.keepOnDelete ? undefined : REMOVE_SCRIPT,
     stdin: renderStdin(plan, { ...a, generation, reload }),
-    triggers: triggersOf(plan, a.digestKey),
+    triggers: triggersOf(plan, a.target, a.digestKey),
     digests: shownDigests(plan, a.digestKey),
   };
 }

@@ -95,8 +95,9 @@ describe("HostCredentialInstall over SSH", () => {
         reload: ["systemctl", "reload", "libvirtd"],
       }),
     );
-    expect(inputs.triggers).toEqual(triggersOf(plan));
+    expect(inputs.triggers).toEqual(triggersOf(plan, "root@127.0.0.21:2222"));
     expect(inputs.triggers).toEqual([
+      "target root@127.0.0.21:2222",
       `/etc/pki/CA/cacert.pem ${plan.files[0].sha256.slice(0, 12)} root:root 0644`,
       `/etc/pki/libvirt/servercert.pem ${plan.files[1].sha256.slice(0, 12)} root:root 0644`,
       // A secret file shows an HMAC under the install's digest key, not its sha256 (install/digests.ts).
@@ -235,7 +236,7 @@ describe("secret files: what triggers and outputs show of them", () => {
     ).rejects.toThrow(/^digestKey: must be a secret string of at least 32 characters/);
     const digestKey = pulumi.secret("9f".repeat(32));
     const alone = await installOf([vnc("hunter2")], { digestKey });
-    expect(alone.triggers).toHaveLength(1);
+    expect(alone.triggers).toHaveLength(2); // the target and the one file;
     const renewed = await issueCertificate({
       issuer: ca,
       subject: { commonName: "h1.test" },

@@ -15,7 +15,14 @@ import {
   createPreSharedKeys,
   issueCertificate,
 } from "../../provider/pki";
-import { EngineState, formatPlan, interruptCapturedCommand, up } from "../support/engine";
+import {
+  EngineState,
+  formatPlan,
+  interruptCapturedCommand,
+  planSummary,
+  preview,
+  up,
+} from "../support/engine";
 import { ProviderHost } from "../support/pulumiHost";
 import {
   RemoteLibvirtd,
@@ -452,5 +459,42 @@ describe("installing onto three SSH hosts", () => {
     expect(await ws.exists("/home/virtop/.pki/libvirt/clientkey.pem")).toBe(false);
     expect(await ws.exists("/etc/pki/libvirt/private")).toBe(true); // directories stay
     expect(await s2.exists("/etc/pki/libvirt/private/clientkey.pem")).toBe(true);
+  });
+
+  it("a new connection target replaces the install, so the old host loses its files; new credentials alone update it in place", async () => {
+    // pulumi-command 1.2.1 updates a command in place when `connection` changes (only `triggers` replace),
+    // so the install puts its target (user@host:port) into the triggers.
+    const KEY = "/etc/pki/libvirt-backup/client-key.pem";
+    const mover =
+      (host: TestHost, extra: Record<string, unknown> = {}): (() => void) =>
+      () =>
+        new HostCredentialInstall("mover", {
+          connection: { ...host.connection, ...extra },
+          hostLabel: host.name,
+          layouts: [
+            { kind: "qemu-client", service: "backup", caCertPem: ca.certPem, ...identity("operator") },
+          ],
+        });
+    let r = await up(mover(ws), NO_DYNAMIC, state);
+    state = r.state;
+    expect(await ws.readFile(KEY)).toBe(certs.operator.keyPem);
+
+    // New credentials for the same target: an update that re-runs the install there; nothing is deleted.
+    const sameTarget = await preview(mover(ws, { dialErrorLimit: 3 }), NO_DYNAMIC, state);
+    expect(planSummary(sameTarget.plan)).toEqual(["mover-files update [diff: ~connection]"]);
+    r = await up(mover(ws, { dialErrorLimit: 3 }), NO_DYNAMIC, state);
+    state = r.state;
+    expect(planSummary(r.plan)).toEqual(planSummary(sameTarget.plan));
+    expect(await ws.readFile(KEY)).toBe(certs.operator.keyPem);
+
+    // Another host: the new command installs there, then the old one's delete runs with ITS stored connection.
+    const moved = await preview(mover(s1), NO_DYNAMIC, state);
+    expect(planSummary(moved.plan)).toEqual(["mover-files replace [diff: ~connection,stdin,triggers]"]);
+    r = await up(mover(s1), NO_DYNAMIC, state);
+    state = r.state;
+    printed.push(`# an install moved to another host\n${formatPlan(r.plan, { details: true })}`);
+    expect(planSummary(r.plan)).toEqual(planSummary(moved.plan));
+    expect(await s1.readFile(KEY)).toBe(certs.operator.keyPem);
+    expect(await ws.exists(KEY)).toBe(false);
   });
 });
