@@ -2,11 +2,17 @@
  * The seven `pulumi up` lifecycles of issue 5, run on the examples/ssh-fleet program itself (its compiled
  * index.js, configured through stack config) by the engine test harness: dynamic resources go to the REAL
  * dynamic-provider host over gRPC, `command:remote:Command`s run over real SSH on the test bed's hosts.
- * After each run the plan is asserted (and printed, like `pulumi preview --diff`), then real handshakes
- * are made on the hosts at libvirt's and QEMU's default paths: libvirtd + virsh, qemu-nbd + qemu-img.
+ * The program runs from a copy of the built checkout, in the directory of its compiled main (where the
+ * language host runs it), so that the checkout can move half-way. Before each `up` a `pulumi preview` runs,
+ * and what it announces must be exactly what the up then does; both are printed as the CLI shows them.
+ * After each run real handshakes are made on the hosts at libvirt's and QEMU's default paths: libvirtd +
+ * virsh, qemu-nbd + qemu-img.
  */
+import { mkdtempSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EngineState, PlanStep, formatPlan, shortDiff, up } from "../support/engine";
+import { EngineState, PlanStep, formatPlan, planSummary, preview, refresh, up } from "../support/engine";
+import { makeCheckout, requireBuild } from "../support/checkout";
 import { StackOutputs, exampleProgram, outputValue } from "../support/examples";
 import { ProviderHost, startProviderHost } from "../support/pulumiHost";
 import {
@@ -27,6 +33,11 @@ const NAMES = ["compute1", "compute2", "compute3"];
 
 let bed: TestBed;
 let provider: ProviderHost;
+/** The temp folder holding the checkout, which moves from checkout-a to checkout-b in step 5c. */
+let parent: string;
+let checkout: string;
+/** Where the language host runs the program, and the engine the dynamic-provider host: the directory of main. */
+const programDir = () => join(checkout, "bin", "examples", "ssh-fleet");
 let ws: TestHost;
 let state: EngineState = {};
 let exported: StackOutputs = {};
@@ -43,7 +54,11 @@ beforeAll(async () => {
     ],
   });
   ws = bed.host("ws");
-  provider = await startProviderHost({ cwd: join(__dirname, "..", "..") });
+  requireBuild();
+  parent = mkdtempSync(join(tmpdir(), "virt-pki-fleet-"));
+  checkout = join(parent, "checkout-a");
+  makeCheckout(checkout);
+  provider = await startProviderHost({ cwd: programDir() });
   await provider.configure();
 }, 60_000);
 
@@ -51,6 +66,7 @@ afterAll(async () => {
   await stopDaemons();
   await provider?.stop();
   await bed?.stop();
+  if (parent) rmSync(parent, { recursive: true, force: true });
   console.log(printed.join("\n\n"));
 });
 
@@ -101,26 +117,31 @@ function config(s: Settings): Record<string, unknown> {
   };
 }
 
+/**
+ * `pulumi preview` then `pulumi up` of the example with settings `s`, in the directory of main (sdk/nodejs/cmd/
+ * run/run.ts `process.chdir(pwd)`). The preview must announce exactly the steps and diffs the up performs.
+ */
 async function runUp(title: string, s: Settings): Promise<PlanStep[]> {
-  const r = await up(
-    exampleProgram("ssh-fleet", config(s), ["sshPrivateKey"], (e) => (exported = e)),
-    provider,
-    state,
-  );
-  state = r.state;
-  printed.push(`# ${title}\n${formatPlan(r.plan)}`);
-  return r.plan;
+  const program = exampleProgram("ssh-fleet", config(s), ["sshPrivateKey"], (e) => (exported = e), checkout);
+  const cwd = process.cwd();
+  process.chdir(programDir());
+  try {
+    const p = await preview(program, provider, state);
+    const r = await up(program, provider, state);
+    state = r.state;
+    printed.push(
+      `# ${title}\n## pulumi preview --diff\n${formatPlan(p.plan, { details: true })}\n## pulumi up\n${formatPlan(r.plan)}`,
+    );
+    expect({ title, announced: changes(p.plan) }).toEqual({ title, announced: changes(r.plan) });
+    return r.plan;
+  } finally {
+    process.chdir(cwd);
+  }
 }
 
-/** The changed steps as `name op [properties]`, sorted. */
+/** The changed steps as the CLI shows them (`name op [diff: ...]`), sorted. */
 function changes(plan: PlanStep[]): string[] {
-  return plan
-    .filter((s) => s.op !== "same")
-    .map(
-      (s) =>
-        `${s.name} ${s.op}${s.replaces ? ` [${s.replaces.join(", ")}]` : s.op === "update" ? ` ${shortDiff(s)}` : ""}`,
-    )
-    .sort();
+  return planSummary(plan).sort();
 }
 
 function valueOf<T>(name: string): Promise<T> {
@@ -267,8 +288,8 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       extraDns: { compute1: ["hv1.fleet.test"] },
     });
     expect(changes(plan)).toEqual([
-      "fleet-compute1 replace [dnsNames]",
-      "fleet-compute1-files replace [triggers]",
+      "fleet-compute1 replace [diff: ~dnsNames]",
+      "fleet-compute1-files replace [diff: ~stdin,triggers]",
     ]);
     printed.push(`handshakes: ${await handshakes(NAMES, { operator: true })}`);
     expect((await virshOnHost(ws, { uri: uri("compute1", "hv1.fleet.test") })).ok).toBe(true);
@@ -314,13 +335,10 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       after.compute1.fingerprintSha256.replace(/:/g, "").toLowerCase().slice(-32),
     );
     printed.push(`handshakes: ${await handshakes(NAMES, { operator: true })}`);
-    // Back to the normal window: an in-place update of the renewal window, nothing re-issued.
-    expect(changes(await runUp("4b. normal renewal window again", settings))).toEqual(
-      [
-        "fleet-client-operator update [diff: ~renewBeforeHours]",
-        ...NAMES.map((n) => `fleet-${n} update [diff: ~renewBeforeHours]`),
-      ].sort(),
-    );
+    // Back to the normal window: no certificate changes, so nothing is announced and nothing happens (a
+    // policy-only edit is no in-place update, whose preview would leave every certificate unknown and show
+    // every install replaced).
+    expect(changes(await runUp("4b. normal renewal window again", settings))).toEqual([]);
   });
 
   it("5. revoking the operator: the CRL is installed everywhere and that client is refused", async () => {
@@ -345,6 +363,25 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
     const line = await daemons.get("compute1")!.waitForLog(/revoked/i);
     expect(line).toMatch(/The certificate has been revoked/);
     printed.push(`libvirtd on compute1: ${line}`);
+  });
+
+  it("5b. pulumi refresh, then the same program: zero changes", async () => {
+    const settings: Settings = { extraDns: { compute1: ["hv1.fleet.test"] }, revoked: ["operator"] };
+    const r = await refresh(provider, state);
+    printed.push(`# 5b. pulumi refresh\n${formatPlan(r.plan, { details: true })}`);
+    state = r.state;
+    expect(changes(await runUp("5b. up after refresh", settings))).toEqual([]);
+  });
+
+  it("5c. the checkout moves: the same program changes nothing, and later deletes still find the handlers", async () => {
+    const settings: Settings = { extraDns: { compute1: ["hv1.fleet.test"] }, revoked: ["operator"] };
+    await provider.stop();
+    const moved = join(parent, "checkout-b");
+    renameSync(checkout, moved);
+    checkout = moved;
+    provider = await startProviderHost({ cwd: programDir() });
+    await provider.configure();
+    expect(changes(await runUp("5c. same program from the moved checkout", settings))).toEqual([]);
   });
 
   it("6. CA rotation in three ups, with handshakes between every step", async () => {

@@ -21,9 +21,21 @@ export function exampleProgram(
   config: Record<string, unknown>,
   secretKeys: readonly string[] = [],
   onExports?: (outputs: StackOutputs) => void,
+  /**
+   * A built checkout to run the example from (tests/support/checkout.ts `makeCheckout`): its compiled
+   * example, with `pulumi-virt-pki` resolved to its `bin/index.js`. @default this repository
+   */
+  checkout?: string,
 ): () => void {
-  const file = path.resolve(__dirname, "../../bin/examples", name, "index.js");
+  const root = checkout ?? path.resolve(__dirname, "../..");
+  const file = path.join(root, "bin/examples", name, "index.js");
   const source = readFileSync(file, "utf8");
+  const load = (id: string): unknown =>
+    /* eslint-disable @typescript-eslint/no-require-imports -- the example's own require, as Node gives it */
+    checkout !== undefined && id === "pulumi-virt-pki"
+      ? require(path.join(root, "bin/index.js"))
+      : require(id);
+  /* eslint-enable @typescript-eslint/no-require-imports */
   return () => {
     const prefixed = (k: string) => `${DEFAULT_PROJECT}:${k}`;
     const values = Object.fromEntries(
@@ -35,7 +47,7 @@ export function exampleProgram(
     const module = { exports: {} as StackOutputs };
     // The compiled example is CommonJS: evaluate it like Node's module wrapper does.
     new Function("require", "exports", "module", "__filename", "__dirname", source)(
-      require,
+      load,
       module.exports,
       module,
       file,
