@@ -5,7 +5,8 @@
  */
 import { join } from "node:path";
 import * as virtpki from "../../bin/index";
-import { CheckFailedError, EngineState, formatPlan, up } from "../support/engine";
+import * as command from "@pulumi/command";
+import { CheckFailedError, EngineState, formatPlan, planSummary, preview, up } from "../support/engine";
 import {
   captureResources,
   isSecretValue,
@@ -253,6 +254,38 @@ test("a leaf whose remaining life is inside its renewal window is replaced, show
   r = await up(program, host, r.state);
   printed.push(`# renewal due\n${formatPlan(r.plan)}`);
   expect(ops(r.plan)).toEqual({ shortca: "same", shortleaf: "replace [notAfter]" });
+});
+
+test("a CA renewBeforeHours-only change: the preview shows no leaf or install replaced, and the up does just that", async () => {
+  const installed = join(dir, "installed.pem");
+  const program = (caRenewBeforeHours: number) => () => {
+    const ca = new virtpki.CertificateAuthority("policyca", {
+      subject: { commonName: "Policy CA" },
+      keySpec: "ecdsa-p256",
+      renewBeforeHours: caRenewBeforeHours,
+    });
+    const leaf = new virtpki.ServerCertificate("policyleaf", {
+      ca,
+      subject: { commonName: "h1.example.com" },
+      keySpec: "ecdsa-p256",
+    });
+    new virtpki.CertificateRevocationList("policycrl", { ca });
+    // Stands for an install: it consumes the leaf's certificate.
+    new command.local.Command("policyinstall", {
+      create: `cat > ${installed}`,
+      stdin: leaf.certPem,
+      interpreter: ["/bin/sh", "-c"],
+    });
+  };
+  const first = await up(program(720), host, {});
+  const p = await preview(program(100), host, first.state);
+  printed.push(`# CA renewBeforeHours only: pulumi preview --diff\n${formatPlan(p.plan, { details: true })}`);
+  const r = await up(program(100), host, first.state);
+  expect(planSummary(p.plan)).toEqual(planSummary(r.plan));
+  expect(planSummary(p.plan).filter((l) => /policyleaf|policycrl|policyinstall/.test(l))).toEqual([]);
+  expect(byName(r.state, "policyleaf").outputs.certPem).toBe(
+    byName(first.state, "policyleaf").outputs.certPem,
+  );
 });
 
 test("check failures name the property and the fix, through the host", async () => {
