@@ -26,6 +26,11 @@ export interface ValidityOptions {
   readonly truncateToIssuer?: boolean;
   /** Policy: reject validity longer than this many hours (e.g. 168 for Ganeti). @default no limit */
   readonly maxValidityHours?: number;
+  /**
+   * The planned end (what a resource's check planned): used as notAfter instead of `now + validityHours`,
+   * still bounded by the issuer and by policy. @default now + validityHours
+   */
+  readonly notAfter?: Date;
 }
 
 /** A certificate's validity window. */
@@ -82,7 +87,20 @@ export function computeValidity(opts: ValidityOptions): Validity {
   const now = opts.now ?? new Date();
   const backdate = opts.backdateMinutes ?? BACKDATE_MINUTES;
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - backdate * 60_000);
-  let notAfter = new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000));
+  let notAfter = opts.notAfter
+    ? new Date(opts.notAfter.getTime())
+    : new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000));
+  if (Number.isNaN(notAfter.getTime())) throw new PkiError("notAfter", "the planned end is not a date");
+  if (
+    opts.notAfter &&
+    opts.maxValidityHours !== undefined &&
+    notAfter.getTime() - now.getTime() > opts.maxValidityHours * 3_600_000
+  ) {
+    throw new PkiError(
+      "notAfter",
+      `the planned end ${notAfter.toISOString()} is more than maxValidityHours (${opts.maxValidityHours}) from now`,
+    );
+  }
   if (opts.issuerNotAfter && notAfter.getTime() > opts.issuerNotAfter.getTime()) {
     if (!opts.truncateToIssuer) {
       throw new PkiError(
