@@ -17,7 +17,7 @@ import { algorithmIdentifier, keySpecOf, signatureAlgorithmFor, signStructure } 
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { normalizeSerial } from "./serial";
 import { MAX_CRL_ENTRIES } from "./limits";
-import { checkHours } from "./validity";
+import { checkHours, wholeSeconds } from "./validity";
 import { checkPublicPem } from "./x509";
 import { quoteInput } from "./quote";
 
@@ -114,10 +114,12 @@ export function createCrl(args: CreateCrlArgs): Crl {
   const issuer = loadIssuer(args.issuer, "issuer");
   const thisUpdate = new Date(Math.floor((args.thisUpdate ?? new Date()).getTime() / 1000) * 1000);
   const hours = checkHours(args.nextUpdateHours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS, "nextUpdateHours");
-  const nextUpdate =
+  // Whole seconds, as the CRL holds it.
+  const nextUpdate = wholeSeconds(
     args.nextUpdate !== undefined
       ? toDate(args.nextUpdate, "nextUpdate")
-      : new Date(thisUpdate.getTime() + Math.round(hours * 3_600_000));
+      : new Date(thisUpdate.getTime() + Math.round(hours * 3_600_000)),
+  );
   if (nextUpdate.getTime() <= thisUpdate.getTime()) {
     throw new PkiError("nextUpdate", `${nextUpdate.toISOString()} is not after thisUpdate`);
   }

@@ -72,6 +72,11 @@ export function isValidHours(value: unknown, positive = true): boolean {
   }
 }
 
+/** A time truncated to the whole second (X.509 and CRL times carry no fractions). */
+export function wholeSeconds(time: Date): Date {
+  return new Date(Math.floor(time.getTime() / 1000) * 1000);
+}
+
 /** Computes notBefore/notAfter, enforcing the policy limit and the issuer's lifetime. */
 export function computeValidity(opts: ValidityOptions): Validity {
   const hours = checkHours(opts.validityHours, "validityHours");
@@ -87,9 +92,10 @@ export function computeValidity(opts: ValidityOptions): Validity {
   const now = opts.now ?? new Date();
   const backdate = opts.backdateMinutes ?? BACKDATE_MINUTES;
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - backdate * 60_000);
-  let notAfter = opts.notAfter
-    ? new Date(opts.notAfter.getTime())
-    : new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000));
+  // Whole seconds: what an X.509 time holds, so a planned end and the issued one compare equal.
+  let notAfter = wholeSeconds(
+    opts.notAfter ?? new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000)),
+  );
   if (Number.isNaN(notAfter.getTime())) throw new PkiError("notAfter", "the planned end is not a date");
   if (
     opts.notAfter &&
