@@ -39,7 +39,9 @@ export interface LeafCertificateArgs {
   /**
    * The certificate is revoked (listed in a CRL): it is frozen as issued. No change of any input (keySpec,
    * validityHours, subject, the CA, ...) and no renewal re-issues it; `revokedAt` records when it was
-   * marked. Removing the mark re-issues it with a new serial. @default false
+   * marked. Setting the mark is an in-place update (the one a certificate has), so its preview shows the
+   * certificate's outputs as unknown. Removing the mark re-issues it with a new serial.
+   * @default false
    */
   readonly revoked?: pulumi.Input<boolean>;
 }
