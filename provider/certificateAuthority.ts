@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import type { KeySpec } from "./pki/keys";
 import type { Subject } from "./pki/names";
 import { CaCredentials, CaLike, caInput } from "./caCredentials";
+import { DEFAULT_CA_RENEW_BEFORE_HOURS } from "./handlers/certificateAuthority";
+import { renewAtOutput } from "./leafCertificate";
 import { certificateAuthorityProvider } from "./providers";
 
 /** Arguments of a CertificateAuthority. Give `subject`, a certtool `template`, or `import`. */
@@ -47,7 +49,7 @@ export class CertificateAuthority extends pulumi.dynamic.Resource {
   declare readonly notBefore: pulumi.Output<string>;
   /** End of validity, ISO 8601. */
   declare readonly notAfter: pulumi.Output<string>;
-  /** When the next `pulumi up` will re-issue it: notAfter minus renewBeforeHours. */
+  /** When the next `pulumi up` will re-issue it: notAfter minus renewBeforeHours (computed, not stored). */
   declare readonly renewAt: pulumi.Output<string>;
   /** SHA-256 fingerprint, `AB:CD:...`. */
   declare readonly fingerprintSha256: pulumi.Output<string>;
@@ -75,7 +77,6 @@ export class CertificateAuthority extends pulumi.dynamic.Resource {
         serialNumber: undefined,
         notBefore: undefined,
         notAfter: undefined,
-        renewAt: undefined,
         fingerprintSha256: undefined,
         subjectDn: undefined,
       },
@@ -83,5 +84,6 @@ export class CertificateAuthority extends pulumi.dynamic.Resource {
       "virt-pki",
       "CertificateAuthority",
     );
+    this.renewAt = renewAtOutput(this.notAfter, args.renewBeforeHours, DEFAULT_CA_RENEW_BEFORE_HOURS);
   }
 }

@@ -1,7 +1,8 @@
 /** The HostIdentities resource: one host's TLS identities, each with its own key, in one resource. */
 import * as pulumi from "@pulumi/pulumi";
 import type { HostRole } from "./handlers/hostIdentities";
-import { LeafCertificateArgs, leafInputs, leafOptions } from "./leafCertificate";
+import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "./handlers/certificate";
+import { LeafCertificateArgs, leafInputs, leafOptions, renewAtOutput } from "./leafCertificate";
 import { hostIdentitiesProvider } from "./providers";
 
 export type { HostRole } from "./handlers/hostIdentities";
@@ -44,9 +45,9 @@ export class HostIdentities extends pulumi.dynamic.Resource {
   declare readonly serialNumber: pulumi.Output<string>;
   /** Start of validity (all identities), ISO 8601. */
   declare readonly notBefore: pulumi.Output<string>;
-  /** End of the server certificate's validity, ISO 8601 (the roles' end in the same second or just after). */
+  /** End of validity of all identities (one planned end), ISO 8601. */
   declare readonly notAfter: pulumi.Output<string>;
-  /** When the next `pulumi up` re-issues all identities: notAfter minus renewBeforeHours. */
+  /** When the next `pulumi up` re-issues them all: notAfter minus renewBeforeHours (computed, not stored). */
   declare readonly renewAt: pulumi.Output<string>;
   /** SHA-256 fingerprint of the server certificate. */
   declare readonly fingerprintSha256: pulumi.Output<string>;
@@ -97,5 +98,6 @@ export class HostIdentities extends pulumi.dynamic.Resource {
       "virt-pki",
       "HostIdentities",
     );
+    this.renewAt = renewAtOutput(this.notAfter, args.renewBeforeHours, DEFAULT_LEAF_RENEW_BEFORE_HOURS);
   }
 }

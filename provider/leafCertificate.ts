@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import type { KeySpec } from "./pki/keys";
 import type { Subject } from "./pki/names";
 import { CaCredentials, CaLike, caInput } from "./caCredentials";
+import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "./handlers/certificate";
+import { renewAtFor } from "./pki/inspect";
 import { certificateProvider } from "./providers";
 
 /** Arguments common to server and client certificates. Give `subject` (and names) or a certtool `template`. */
@@ -37,7 +39,9 @@ export interface LeafCertificateArgs {
   /**
    * The certificate is revoked (listed in a CRL): it is frozen as issued. No change of any input (keySpec,
    * validityHours, subject, the CA, ...) and no renewal re-issues it; `revokedAt` records when it was
-   * marked. Removing the mark re-issues it with a new serial. @default false
+   * marked. Setting the mark is an in-place update (the one a certificate has), so its preview shows the
+   * certificate's outputs as unknown. Removing the mark re-issues it with a new serial.
+   * @default false
    */
   readonly revoked?: pulumi.Input<boolean>;
 }
@@ -66,12 +70,30 @@ export function leafInputs(args: LeafCertificateArgs, profile: pulumi.Input<stri
     serialNumber: undefined,
     notBefore: undefined,
     notAfter: undefined,
-    renewAt: undefined,
     fingerprintSha256: undefined,
     subjectDn: undefined,
     distinguishedName: undefined,
     revokedAt: undefined,
   };
+}
+
+/**
+ * `renewAt` of a certificate resource: its `notAfter` output minus the program's renewal window. Computed
+ * here rather than stored, so that a new window changes no output of the resource (a "same" step).
+ * Undefined while `notAfter` is (a resource that failed, or mocks that return no outputs).
+ */
+export function renewAtOutput(
+  notAfter: pulumi.Output<string>,
+  renewBeforeHours: pulumi.Input<number> | undefined,
+  defaultHours: number,
+): pulumi.Output<string> {
+  return pulumi
+    .all([notAfter, renewBeforeHours])
+    .apply(([end, hours]) =>
+      typeof end === "string" && !Number.isNaN(Date.parse(end))
+        ? renewAtFor(end, hours ?? defaultHours).toISOString()
+        : (undefined as unknown as string),
+    );
 }
 
 /** Resource options every leaf gets: its key is a secret output. */
@@ -98,7 +120,7 @@ export abstract class LeafCertificate extends pulumi.dynamic.Resource {
   declare readonly notBefore: pulumi.Output<string>;
   /** End of validity, ISO 8601. */
   declare readonly notAfter: pulumi.Output<string>;
-  /** When the next `pulumi up` re-issues it: notAfter minus renewBeforeHours. */
+  /** When the next `pulumi up` re-issues it: notAfter minus renewBeforeHours (computed, not stored). */
   declare readonly renewAt: pulumi.Output<string>;
   /** SHA-256 fingerprint, `AB:CD:...`. */
   declare readonly fingerprintSha256: pulumi.Output<string>;
@@ -117,5 +139,6 @@ export abstract class LeafCertificate extends pulumi.dynamic.Resource {
     opts?: pulumi.CustomResourceOptions,
   ) {
     super(certificateProvider, name, leafInputs(args, profile), leafOptions(opts), "virt-pki", type);
+    this.renewAt = renewAtOutput(this.notAfter, args.renewBeforeHours, DEFAULT_LEAF_RENEW_BEFORE_HOURS);
   }
 }

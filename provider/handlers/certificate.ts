@@ -21,15 +21,13 @@ import {
   collectFailures,
   compact,
   DiffResult,
+  endChanged,
   isKnown,
   issuerChanged,
-  pick,
-  renewAtOf,
+  planEnd,
   renewalDue,
   STATE_VERSION,
-  storedRenewBefore,
   upgradeState,
-  withRenewalWindow,
 } from "./common";
 
 /** Default renewal window of a leaf: 30 days before it expires. */
@@ -53,7 +51,23 @@ export interface CertificateInputs {
   revoked?: boolean;
   truncateToIssuer?: boolean;
   maxValidityHours?: number;
+  /**
+   * The planned end, ISO 8601: set by check (never by the program), issued exactly by create. A due
+   * renewal shows as a change of this input. Absent in inputs checked against a version-1 state.
+   */
+  notAfter?: string;
 }
+
+/** Options of a check: the time it plans at, and whether its caller re-issues the certificate anyway. */
+export interface LeafCheckOptions {
+  /** The current time. @default now */
+  readonly now?: Date;
+  /** The certificate is re-issued whatever this check finds (HostIdentities: its roles changed). @default false */
+  readonly reissue?: boolean;
+}
+
+/** Renewal policy: inputs that never change the certificate, so never stored among its outputs. */
+const POLICY_KEYS = ["renewBeforeHours", "autoRenew"] as const;
 
 /** Inputs whose change re-issues the certificate. */
 const REISSUE_KEYS = [
@@ -95,6 +109,7 @@ function normalize(news: CertificateInputs): CertificateInputs {
     revoked: news.revoked === true ? true : undefined,
     truncateToIssuer: news.truncateToIssuer,
     maxValidityHours: news.maxValidityHours,
+    notAfter: news.notAfter,
   }) as CertificateInputs;
 }
 
@@ -103,8 +118,19 @@ function noneIfEmpty<T>(list: T[] | undefined): T[] | undefined {
   return Array.isArray(list) && list.length === 0 ? undefined : list;
 }
 
-/** Validates and normalises leaf inputs; unknown values (preview) are left unparsed. */
-export function check(_olds: Record<string, unknown>, news: CertificateInputs): CheckResult {
+/**
+ * Validates and normalises leaf inputs (unknown values in a preview are left unparsed), and plans the
+ * certificate's end (`notAfter`, see `planEnd`): kept while renewal is not due, or the certificate is
+ * revoked or `autoRenew: false`; fresh (now + validity, bounded by the CA's chain as create bounds it)
+ * when due or when the certificate is re-issued anyway (a re-issue input or the CA changed).
+ */
+export function check(
+  olds: Record<string, unknown>,
+  news: CertificateInputs,
+  options: LeafCheckOptions = {},
+): CheckResult {
+  const now = options.now ?? new Date();
+  let fresh: string | undefined; // the end create would give it now, once everything it needs is known
   const structuredKnown = [news.subject, news.template, news.dnsNames, news.ipAddresses, news.csrPem].every(
     isKnown,
   );
@@ -166,17 +192,34 @@ export function check(_olds: Record<string, unknown>, news: CertificateInputs): 
         // A bad number is reported by its own check above, once.
         if (news.validityHours !== undefined && !isValidHours(news.validityHours)) return;
         if (news.maxValidityHours !== undefined && !isValidHours(news.maxValidityHours)) return;
-        computeValidity({
+        const validity = computeValidity({
           validityHours: requestedHours ?? news.validityHours ?? DEFAULT_LEAF_VALIDITY_HOURS,
+          now,
           issuerNotAfter: issuer.chainNotAfter,
           truncateToIssuer: news.truncateToIssuer,
           maxValidityHours: news.maxValidityHours,
         });
+        if (structuredKnown && isKnown(news.profile)) fresh = validity.notAfter.toISOString();
       },
     ],
     news,
   );
-  return failures.length ? { failures } : { inputs: normalize(news) as unknown as Record<string, unknown> };
+  if (failures.length) return { failures };
+  const inputs = normalize({ ...news, notAfter: undefined });
+  const oldCa = (olds.ca as { certPem?: unknown } | undefined)?.certPem;
+  const notAfter = planEnd({
+    olds,
+    key: "notAfter",
+    renewBeforeHours: inputs.renewBeforeHours,
+    frozen: inputs.revoked === true || inputs.autoRenew === false,
+    reissue:
+      options.reissue === true ||
+      changedKeys(olds, inputs as unknown as Record<string, unknown>, REISSUE_KEYS).length > 0 ||
+      issuerChanged(oldCa, news.ca),
+    now,
+    fresh: () => fresh,
+  });
+  return { inputs: compact({ ...inputs, notAfter }) as Record<string, unknown> };
 }
 
 function toState(
@@ -186,7 +229,7 @@ function toState(
 ): Record<string, unknown> {
   const { ca, ...rest } = inputs;
   void ca; // the CA's key never enters this resource's state
-  const renewBeforeHours = inputs.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS;
+  for (const k of POLICY_KEYS) delete (rest as Record<string, unknown>)[k]; // policy: see diff
   return compact({
     __stateVersion: STATE_VERSION,
     ...rest,
@@ -197,7 +240,6 @@ function toState(
     serialNumber: cert.serialNumber,
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
-    renewAt: renewAtOf(cert.notAfter, renewBeforeHours),
     fingerprintSha256: cert.fingerprintSha256,
     subjectDn: cert.subjectDn,
     distinguishedName: cert.distinguishedName,
@@ -209,7 +251,10 @@ function toState(
   });
 }
 
-/** Issues the certificate. With a CSR no private key exists in state. */
+/**
+ * Issues the certificate, ending exactly at the planned `notAfter` when given. With a CSR no private key
+ * exists in state.
+ */
 export async function create(raw: CertificateInputs): Promise<{ id: string; outs: Record<string, unknown> }> {
   const inputs = normalize(raw);
   const cert = await issueCertificate({
@@ -224,6 +269,7 @@ export async function create(raw: CertificateInputs): Promise<{ id: string; outs
     validityHours: inputs.validityHours,
     truncateToIssuer: inputs.truncateToIssuer,
     maxValidityHours: inputs.maxValidityHours,
+    notAfter: inputs.notAfter,
   });
   return {
     id: cert.serialNumber,
@@ -233,41 +279,50 @@ export async function create(raw: CertificateInputs): Promise<{ id: string; outs
 
 /**
  * Replacement (create-before-delete) when the certificate's content changes, when the issuing CA's
- * certificate changed (renewed or rotated: listed as `ca`), or when renewal is due (listed as `notAfter`).
- * A new renewal window alone is an in-place update. A revoked certificate (`revoked: true`) is never
- * replaced, whatever changed: a new serial would not be in the CRL, and the revoked one would be issued
- * again in effect. Its changed re-issue inputs are not shown as a change. Removing the mark re-issues.
+ * certificate changed (renewed or rotated: listed as `ca`), or when check planned another end than the
+ * certificate's (renewal: listed as `notAfter` when it is the only cause; inputs checked against a
+ * version-1 state carry no planned end, and then renewal is decided from the stored dates as before).
+ * Renewal policy (`renewBeforeHours`,
+ * `autoRenew`) alone is no change: a "same" step stores it, and no output goes unknown in a preview. A
+ * revoked certificate (`revoked: true`) is never replaced, whatever changed: a new serial would not be in
+ * the CRL, and the revoked one would be issued again in effect. Marking or un-marking it is the one
+ * in-place update (it records or clears `revokedAt`); in a preview that update shows the certificate's
+ * outputs as unknown, like any update of a dynamic resource. Removing the mark with another changed
+ * re-issue input re-issues it.
  */
 export function diff(_id: string, oldState: Record<string, unknown>, news: CertificateInputs): DiffResult {
   const olds = upgradeState(oldState, "Certificate");
   const n = normalize(news) as unknown as Record<string, unknown>;
-  const updates = changedKeys(olds, n, ["renewBeforeHours", "autoRenew", "revoked"]);
-  if (n.revoked === true) return { changes: updates.length > 0 };
+  const marked = (olds.revoked === true) !== (n.revoked === true);
+  if (n.revoked === true) return { changes: marked };
   const replaces = changedKeys(olds, n, REISSUE_KEYS);
   if (issuerChanged(olds.caCertPem, news.ca)) replaces.push("ca");
-  const renewBefore =
-    typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS;
-  if (n.autoRenew !== false && renewalDue(olds.notBefore, olds.notAfter, renewBefore))
-    replaces.push("notAfter");
-  return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
+  const renew =
+    endChanged(n.notAfter, olds.notAfter) ??
+    (n.autoRenew !== false &&
+      renewalDue(
+        olds.notBefore,
+        olds.notAfter,
+        typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_LEAF_RENEW_BEFORE_HOURS,
+      ));
+  // Listed when renewal is the cause; with another cause the new end is its consequence (shown as an input).
+  if (renew && replaces.length === 0) replaces.push("notAfter");
+  return { changes: replaces.length > 0 || marked, ...(replaces.length ? { replaces } : {}) };
 }
 
 /**
- * In-place update: the renewal window, autoRenew or the revoked mark changed. Marking it revoked records
- * `revokedAt` (once: the original date stays when it is marked again); un-marking clears it.
+ * In-place update: the revoked mark changed. Marking it revoked records `revokedAt` (once: the original
+ * date stays when it is marked again); un-marking clears it. Nothing else of the state moves.
  */
 export async function update(
   _id: string,
   oldState: Record<string, unknown>,
   news: CertificateInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
-  const olds = upgradeState(oldState, "Certificate");
-  const outs = withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS);
-  if (news.autoRenew === false) outs.autoRenew = false;
-  else delete outs.autoRenew;
+  const outs = { ...upgradeState(oldState, "Certificate") };
   if (news.revoked === true) {
     outs.revoked = true;
-    outs.revokedAt = typeof olds.revokedAt === "string" ? olds.revokedAt : isoSecond(new Date(), "revokedAt");
+    outs.revokedAt = typeof outs.revokedAt === "string" ? outs.revokedAt : isoSecond(new Date(), "revokedAt");
   } else {
     delete outs.revoked;
     delete outs.revokedAt;
@@ -275,18 +330,16 @@ export async function update(
   return { outs };
 }
 
-/** Refresh: the state is the truth; renewAt is recomputed. */
+/**
+ * Refresh: nothing lives outside the state, so the state (upgraded) is the truth. No inputs are returned:
+ * the engine then keeps the stored inputs (rebuilt ones would lack the CA's key and the policy), so a
+ * refresh followed by an up is a no-op.
+ */
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
-  const s = upgradeState(state, "Certificate");
-  // Inputs as stored; the issuing CA is represented by its certificate (its key is never in this state).
-  const inputs = {
-    ...pick(s, [...REISSUE_KEYS, "renewBeforeHours", "autoRenew", "revoked"]),
-    ca: { certPem: s.caCertPem },
-  };
-  return { id, props: withRenewalWindow(s, storedRenewBefore(s, DEFAULT_LEAF_RENEW_BEFORE_HOURS)), inputs };
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  return { id, props: upgradeState(state, "Certificate") };
 }
 
 /** Nothing outside the state to remove; the version is checked. */

@@ -19,15 +19,13 @@ import {
   collectFailures,
   compact,
   DiffResult,
+  endChanged,
   isKnown,
   issuerChanged,
-  pick,
-  renewAtOf,
+  planEnd,
   renewalDue,
   STATE_VERSION,
-  storedRenewBefore,
   upgradeState,
-  withRenewalWindow,
 } from "./common";
 
 /** Default renewal window of a CA: 30 days before it expires. */
@@ -52,6 +50,11 @@ export interface CaInputs {
   import?: CaCredentialsInput;
   maxValidityHours?: number;
   truncateToIssuer?: boolean;
+  /**
+   * The planned end, ISO 8601: set by check (never by the program), issued exactly by create; a due
+   * renewal shows as a change of it. Absent for an imported CA and in inputs checked against a version-1 state.
+   */
+  notAfter?: string;
 }
 
 /** Inputs whose change re-issues the CA. */
@@ -79,11 +82,17 @@ function normalize(news: CaInputs): CaInputs {
     import: news.import,
     maxValidityHours: news.maxValidityHours,
     truncateToIssuer: news.truncateToIssuer,
+    notAfter: imported ? undefined : news.notAfter,
   });
 }
 
-/** Validates and normalises CA inputs; unknown values (preview) are left unparsed. */
-export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResult {
+/**
+ * Validates and normalises CA inputs (unknown values in a preview are left unparsed), and plans the CA's
+ * end (`notAfter`, see `planEnd`): kept while renewal is not due, fresh (now + validity, bounded by the
+ * parent's chain as create bounds it) when due or when the CA is re-issued anyway. `now` @default now
+ */
+export function check(olds: Record<string, unknown>, news: CaInputs, now: Date = new Date()): CheckResult {
+  let fresh: string | undefined; // the end create would give it now, once everything it needs is known
   // With every input create reads known, create's own checks run (resolveCaRequest) instead of the
   // per-input ones, so what passes check does not fail in create and nothing is reported twice.
   const whole =
@@ -102,8 +111,8 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
   // per-input checks of the inputs already known.
   const requestChecks = whole
     ? [
-        () =>
-          resolveCaRequest({
+        () => {
+          fresh = resolveCaRequest({
             subject: news.subject,
             template: news.template,
             validityHours: news.validityHours,
@@ -111,7 +120,9 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
             parent: news.parent,
             truncateToIssuer: news.truncateToIssuer,
             maxValidityHours: news.maxValidityHours,
-          }),
+            now,
+          }).validity.notAfter.toISOString();
+        },
       ]
     : [
         () => isKnown(news.subject) && news.subject !== undefined && normalizeSubject(news.subject),
@@ -171,13 +182,28 @@ export function check(_olds: Record<string, unknown>, news: CaInputs): CheckResu
     ],
     news,
   );
-  return failures.length ? { failures } : { inputs: normalize(news) as Record<string, unknown> };
+  if (failures.length) return { failures };
+  const inputs = normalize({ ...news, notAfter: undefined }) as Record<string, unknown>;
+  if (news.import !== undefined) return { inputs };
+  const notAfter = planEnd({
+    olds,
+    key: "notAfter",
+    renewBeforeHours: inputs.renewBeforeHours,
+    frozen: false,
+    reissue:
+      changedKeys(olds, inputs, REISSUE_KEYS).length > 0 ||
+      issuerChanged((olds.parent as { certPem?: unknown } | undefined)?.certPem, news.parent),
+    now,
+    fresh: () => fresh,
+  });
+  return { inputs: compact({ ...inputs, notAfter }) };
 }
 
 /** The stored state: inputs without any other CA's key, plus the CA's certificate, key and facts. */
 function toState(inputs: CaInputs, ca: CaResult): Record<string, unknown> {
-  const renewBeforeHours = inputs.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS;
-  const { parent, import: imported, ...rest } = inputs;
+  // renewBeforeHours is policy: never stored among the outputs, so changing it is no change (see diff).
+  const { parent, import: imported, renewBeforeHours, ...rest } = inputs;
+  void renewBeforeHours;
   return compact({
     __stateVersion: STATE_VERSION,
     ...rest,
@@ -189,7 +215,6 @@ function toState(inputs: CaInputs, ca: CaResult): Record<string, unknown> {
     serialNumber: ca.serialNumber,
     notBefore: ca.notBefore,
     notAfter: ca.notAfter,
-    renewAt: renewAtOf(ca.notAfter, renewBeforeHours),
     fingerprintSha256: ca.fingerprintSha256,
     subjectDn: ca.subjectDn,
     issuerDn: ca.issuerDn,
@@ -198,7 +223,7 @@ function toState(inputs: CaInputs, ca: CaResult): Record<string, unknown> {
   });
 }
 
-/** Creates (or imports) the CA. */
+/** Creates (or imports) the CA; a created CA ends exactly at the planned `notAfter` when given. */
 export async function create(raw: CaInputs): Promise<{ id: string; outs: Record<string, unknown> }> {
   const inputs = normalize(raw);
   const ca = inputs.import
@@ -212,53 +237,60 @@ export async function create(raw: CaInputs): Promise<{ id: string; outs: Record<
         parent: inputs.parent,
         truncateToIssuer: inputs.truncateToIssuer,
         maxValidityHours: inputs.maxValidityHours,
+        notAfter: inputs.notAfter,
       });
   return { id: ca.serialNumber, outs: toState(inputs, ca) };
 }
 
 /**
  * Replacement when anything that shapes the certificate changed, when the parent CA's certificate
- * changed (renewed or rotated), or when the CA is inside its renewal window (listed as `notAfter`).
- * A new renewal window alone is an in-place update.
+ * changed (renewed or rotated), or when check planned another end than the CA's (renewal: listed as
+ * `notAfter` when it is the only cause; inputs checked against a version-1 state carry no planned end,
+ * and then renewal is decided from the stored dates as before). `renewBeforeHours` alone is no change:
+ * a "same" step stores it, and the CA's outputs stay known in a preview, so nothing it signs shows a
+ * replacement.
  */
 export function diff(_id: string, oldState: Record<string, unknown>, news: CaInputs): DiffResult {
   const olds = upgradeState(oldState, "CertificateAuthority");
   const n = normalize(news) as Record<string, unknown>;
   const imported = olds.importCertPem !== undefined || news.import !== undefined;
-  const replaces = imported
-    ? issuerChanged(olds.importCertPem, news.import)
-      ? ["import"]
-      : []
-    : changedKeys(olds, n, REISSUE_KEYS);
-  if (!imported && issuerChanged(olds.parentCertPem, news.parent)) replaces.push("parent");
-  const renewBefore =
-    typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS;
-  if (!imported && renewalDue(olds.notBefore, olds.notAfter, renewBefore)) replaces.push("notAfter");
-  const updates = changedKeys(olds, n, ["renewBeforeHours"]);
-  return { changes: replaces.length + updates.length > 0, ...(replaces.length ? { replaces } : {}) };
+  if (imported) {
+    return issuerChanged(olds.importCertPem, news.import)
+      ? { changes: true, replaces: ["import"] }
+      : { changes: false };
+  }
+  const replaces = changedKeys(olds, n, REISSUE_KEYS);
+  if (issuerChanged(olds.parentCertPem, news.parent)) replaces.push("parent");
+  const renew =
+    endChanged(n.notAfter, olds.notAfter) ??
+    renewalDue(
+      olds.notBefore,
+      olds.notAfter,
+      typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : DEFAULT_CA_RENEW_BEFORE_HOURS,
+    );
+  // Listed when renewal is the cause; with another cause the new end is its consequence (shown as an input).
+  if (renew && replaces.length === 0) replaces.push("notAfter");
+  return { changes: replaces.length > 0, ...(replaces.length ? { replaces } : {}) };
 }
 
-/** In-place update: only the renewal window changed, so only renewAt moves. */
+/** Never called by the engine (diff reports replacements only); returns the state as it is, upgraded. */
 export async function update(
   _id: string,
   oldState: Record<string, unknown>,
-  news: CaInputs,
+  _news: CaInputs,
 ): Promise<{ outs: Record<string, unknown> }> {
-  const olds = upgradeState(oldState, "CertificateAuthority");
-  return { outs: withRenewalWindow(olds, news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS) };
+  return { outs: upgradeState(oldState, "CertificateAuthority") };
 }
 
-/** Refresh: the state is its own truth (nothing lives outside it); renewAt is recomputed. */
+/**
+ * Refresh: the state is its own truth (nothing lives outside it). No inputs are returned, so the engine
+ * keeps the stored ones (rebuilt ones would lack the parent's or imported CA's key and the policy).
+ */
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
-  const s = upgradeState(state, "CertificateAuthority");
-  // Inputs as stored, without any key: a parent or imported CA is represented by its certificate.
-  const inputs = pick(s, [...REISSUE_KEYS, "renewBeforeHours"]);
-  if (s.parentCertPem) inputs.parent = { certPem: s.parentCertPem };
-  if (s.importCertPem) inputs.import = { certPem: s.importCertPem };
-  return { id, props: withRenewalWindow(s, storedRenewBefore(s, DEFAULT_CA_RENEW_BEFORE_HOURS)), inputs };
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  return { id, props: upgradeState(state, "CertificateAuthority") };
 }
 
 /** Nothing to clean up outside the state; the state's version is still checked so a newer shape is not silently dropped. */

@@ -5,14 +5,21 @@
  */
 import { pemBlocks } from "../pki/asn1";
 import { PkiError } from "../pki/errors";
-import { renewAtFor, renewal } from "../pki/inspect";
+import { renewal } from "../pki/inspect";
 import { looksLikeKeyMaterial } from "../pki/quote";
 
 /** The placeholder the engine sends for values not known during preview. Never parse it. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
-/** The state shape version written by this release. Older shapes are upgraded by `upgradeState`. */
-export const STATE_VERSION = 1;
+/**
+ * The state shape version written by this release. Older shapes are upgraded by `upgradeState`.
+ * Version 2: the outputs no longer hold renewal policy (`renewBeforeHours`, `autoRenew`, `renewAt`), so a
+ * policy edit is a "same" step; the planned end (`notAfter`, a CRL's `nextUpdate`) is an input.
+ */
+export const STATE_VERSION = 2;
+
+/** Outputs of version-1 states that were renewal policy, not facts; `upgradeState` drops them. */
+const V1_POLICY_OUTPUTS: readonly string[] = ["renewBeforeHours", "autoRenew", "renewAt"];
 
 /** A check failure as the dynamic provider interface reports it. */
 export interface CheckFailure {
@@ -105,25 +112,26 @@ export function changedKeys(
   return keys.filter((k) => isUnknown(news[k]) || stableJson(olds[k]) !== stableJson(news[k]));
 }
 
-/** The entries of `obj` under `keys` that are set. */
-export function pick(obj: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
-  return Object.fromEntries(
-    keys.filter((k) => obj[k] !== undefined && obj[k] !== null).map((k) => [k, obj[k]]),
-  );
-}
-
 /** Drops keys whose value is undefined or null (Pulumi sends absent optional inputs as missing or null). */
 export function compact<T extends Record<string, unknown>>(obj: T): T {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null)) as T;
 }
 
 /**
- * Upgrades a stored state to the current shape. Version 1 is the first; states without a version were
- * never written by a release, so they are refused with a clear message instead of being guessed at.
+ * Upgrades a stored state to the current shape. Version 1 held renewal policy among its outputs
+ * ({@link V1_POLICY_OUTPUTS}); they are dropped (the certificate, key and dates are kept as they are, so
+ * nothing is re-issued by an upgrade). States without a version were never written by a release, so they
+ * are refused with a clear message instead of being guessed at.
  */
 export function upgradeState(state: Record<string, unknown>, kind: string): Record<string, unknown> {
   const version = state.__stateVersion;
   if (version === STATE_VERSION) return state;
+  if (version === 1) {
+    const upgraded = Object.fromEntries(
+      Object.entries(state).filter(([k]) => !V1_POLICY_OUTPUTS.includes(k)),
+    );
+    return { ...upgraded, __stateVersion: STATE_VERSION };
+  }
   if (typeof version === "number" && version > STATE_VERSION) {
     throw new Error(
       `${kind} state version ${version} is newer than this pulumi-virt-pki (${STATE_VERSION}); upgrade the package`,
@@ -148,29 +156,67 @@ export function checkRenewWindow(validityHours: unknown, renewBeforeHours: unkno
 
 /**
  * Whether a stored validity window (`notBefore`/`notAfter`, or a CRL's `thisUpdate`/`nextUpdate`) is
- * due for renewal now: the core's `renewal` decision, so resources and `pki.renewal` never disagree.
+ * due for renewal now: the core's `renewal` decision. Used for states whose inputs hold no planned end
+ * (written by version 1), where the diff still decides renewal from the state.
  */
 export function renewalDue(notBefore: unknown, notAfter: unknown, renewBeforeHours: number): boolean {
   if (typeof notBefore !== "string" || typeof notAfter !== "string") return false;
   return renewal({ notBefore, notAfter }, new Date(), renewBeforeHours).due;
 }
 
-/** The renewal time: notAfter minus the renewal window, ISO 8601. */
-export function renewAtOf(notAfter: string, renewBeforeHours: number): string {
-  return renewAtFor(notAfter, renewBeforeHours).toISOString();
+/** Whether olds are a stored resource's inputs (not the empty olds of a create or of a replacement's re-check). */
+export function hasOlds(olds: Record<string, unknown> | undefined): boolean {
+  return olds !== undefined && Object.keys(olds).some((k) => k !== "__provider");
 }
 
-/** A renewable resource's state with a (new) renewal window: only renewBeforeHours and renewAt move. */
-export function withRenewalWindow(
-  state: Record<string, unknown>,
-  renewBeforeHours: number,
-): Record<string, unknown> {
-  return { ...state, renewBeforeHours, renewAt: renewAtOf(state.notAfter as string, renewBeforeHours) };
+/** How `planEnd` plans a validity end (a certificate's notAfter, a CRL's nextUpdate). */
+export interface EndPlan {
+  /** The old inputs (empty on create and on the engine's re-check of a replacement). */
+  readonly olds: Record<string, unknown>;
+  /** The input that holds the planned end, e.g. `notAfter`. */
+  readonly key: string;
+  /** Renewal window, hours (may be the unknown placeholder in a preview). */
+  readonly renewBeforeHours: unknown;
+  /** Keep the old end whatever happens: a frozen (revoked) or `autoRenew: false` certificate. */
+  readonly frozen: boolean;
+  /** The certificate or CRL is re-issued anyway (an input that shapes it, or its CA, changed). */
+  readonly reissue: boolean;
+  /** The current time. */
+  readonly now: Date;
+  /** A fresh end, ISO 8601, as create would compute it now; undefined while its inputs are unknown. */
+  readonly fresh: () => string | undefined;
 }
 
-/** The renewal window stored in a state, or the default when an older state lacks it. */
-export function storedRenewBefore(state: Record<string, unknown>, fallback: number): number {
-  return typeof state.renewBeforeHours === "number" ? state.renewBeforeHours : fallback;
+/**
+ * Plans a validity end in check, so that renewal shows as a changed input (`~ notAfter: old => new`):
+ * the old end is kept when the resource is frozen, or when it is neither re-issued anyway nor due for
+ * renewal (`now >= end - renewBeforeHours`); otherwise a fresh end is planned (the unknown placeholder
+ * while it cannot be computed). Old inputs without a planned end (a version-1 state) give undefined: the
+ * diff then decides renewal from the stored end, so an upgrade re-issues nothing. Deterministic in
+ * (olds, news, now).
+ */
+export function planEnd(plan: EndPlan): string | undefined {
+  const old = plan.olds[plan.key];
+  if (hasOlds(plan.olds) && (old === undefined || old === null)) return undefined;
+  if (typeof old === "string" && isKnown(old) && !Number.isNaN(Date.parse(old))) {
+    if (plan.frozen) return old;
+    if (!plan.reissue) {
+      const renewBefore = plan.renewBeforeHours;
+      if (typeof renewBefore !== "number") return UNKNOWN;
+      if (plan.now.getTime() < Date.parse(old) - renewBefore * 3_600_000) return old;
+    }
+  }
+  return plan.fresh() ?? UNKNOWN;
+}
+
+/**
+ * Whether a planned end differs from the stored one (compared as instants; an unknown plan differs).
+ * Undefined when there is no planned end (inputs checked from a version-1 state).
+ */
+export function endChanged(planned: unknown, stored: unknown): boolean | undefined {
+  if (planned === undefined || planned === null) return undefined;
+  if (isUnknown(planned) || typeof planned !== "string" || typeof stored !== "string") return true;
+  return Date.parse(planned) !== Date.parse(stored);
 }
 
 /** The first PEM certificate of a text, whitespace removed, so a CA given with or without its chain compares equal. */

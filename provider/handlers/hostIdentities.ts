@@ -9,7 +9,7 @@ import type { LeafProfile } from "../pki/leaf";
 import { distinguishedName, normalizeSubject, Subject } from "../pki/names";
 import * as certificate from "./certificate";
 import type { CertificateInputs } from "./certificate";
-import { CheckResult, collectFailures, DiffResult, isKnown, stableJson } from "./common";
+import { CheckResult, collectFailures, DiffResult, hasOlds, isKnown, stableJson } from "./common";
 
 /** The identities a host may have besides its libvirt server identity. */
 export const HOST_ROLES = ["client", "qemu"] as const;
@@ -71,12 +71,23 @@ function roleLeaf(news: HostIdentitiesInputs, role: HostRole): CertificateInputs
     : { ...server, profile, subject };
 }
 
+/** Whether the role list differs between two inputs (an unknown list counts as different). */
+function rolesChanged(oldRoles: unknown, newRoles: unknown): boolean {
+  return !isKnown(newRoles) || stableJson(oldRoles ?? []) !== stableJson(checkRoles(newRoles));
+}
+
 /**
  * Validates the server identity's inputs (the roles' are derived from them), the role list, and that no
  * role's DN equals the server's (a subject whose OU is already a role's). Failures go through
- * `collectFailures`, so none names an input that holds key text.
+ * `collectFailures`, so none names an input that holds key text. Plans one end (`notAfter`) for all the
+ * identities, as the certificate handler plans a leaf's; a change of roles re-issues all, so it plans a
+ * fresh end. `now` @default now
  */
-export function check(olds: Record<string, unknown>, news: HostIdentitiesInputs): CheckResult {
+export function check(
+  olds: Record<string, unknown>,
+  news: HostIdentitiesInputs,
+  now: Date = new Date(),
+): CheckResult {
   const record = news as unknown as Record<string, unknown>;
   let roles: HostRole[] = [];
   const own = collectFailures(
@@ -105,14 +116,19 @@ export function check(olds: Record<string, unknown>, news: HostIdentitiesInputs)
     news,
   );
   if (own.length) return { failures: own };
-  const leaf = certificate.check(olds, serverLeaf(news));
+  // The stored inputs as the server leaf's (they carry no profile; their roles are compared here).
+  const leafOlds = hasOlds(olds) ? { ...olds, profile: "server" } : olds;
+  const leaf = certificate.check(leafOlds, serverLeaf(news), {
+    now,
+    reissue: hasOlds(olds) && rolesChanged(olds.roles, roles),
+  });
   if (leaf.failures) return leaf;
   const { profile, ...inputs } = leaf.inputs!;
   void profile;
   return { inputs: roles.length ? { ...inputs, roles } : inputs };
 }
 
-/** Issues the server identity and one more key and certificate per role. */
+/** Issues the server identity and one more key and certificate per role, all ending at the same time. */
 export async function create(
   raw: HostIdentitiesInputs,
 ): Promise<{ id: string; outs: Record<string, unknown> }> {
@@ -121,8 +137,10 @@ export async function create(
   const outs: Record<string, unknown> = { ...server.outs };
   delete outs.profile;
   if (roles.length) outs.roles = roles;
+  // The planned end, or (inputs without one) the server's: one window for all identities.
+  const shared = { ...raw, notAfter: server.outs.notAfter as string };
   for (const role of roles) {
-    const issued = (await certificate.create(roleLeaf(raw, role))).outs;
+    const issued = (await certificate.create(roleLeaf(shared, role))).outs;
     for (const key of ROLE_OUTPUTS) {
       outs[`${role}${key[0].toUpperCase()}${key.slice(1)}`] = issued[key];
     }
@@ -133,14 +151,14 @@ export async function create(
 /** Replacement when the server identity would be re-issued (all identities are) or the roles changed. */
 export function diff(id: string, oldState: Record<string, unknown>, news: HostIdentitiesInputs): DiffResult {
   const leaf = certificate.diff(id, { ...oldState, profile: "server" }, serverLeaf(news));
-  const replaces = [...(leaf.replaces ?? [])];
-  if (!isKnown(news.roles) || stableJson(oldState.roles ?? []) !== stableJson(checkRoles(news.roles))) {
-    replaces.push("roles");
-  }
+  let replaces = [...(leaf.replaces ?? [])];
+  // New roles re-issue all identities with a new end: the end is their consequence, not a cause.
+  if (rolesChanged(oldState.roles, news.roles))
+    replaces = [...replaces.filter((r) => r !== "notAfter"), "roles"];
   return { changes: leaf.changes || replaces.length > 0, ...(replaces.length ? { replaces } : {}) };
 }
 
-/** In-place update: only the renewal window changed. */
+/** Never called by the engine (diff reports replacements only: HostIdentities refuses `revoked`). */
 export async function update(
   id: string,
   oldState: Record<string, unknown>,
@@ -149,17 +167,12 @@ export async function update(
   return certificate.update(id, oldState, serverLeaf(news));
 }
 
-/** Refresh: the state is the truth; renewAt is recomputed. */
+/** Refresh: the state (upgraded) is the truth; no inputs are returned, so the engine keeps the stored ones. */
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
-  const r = await certificate.read(id, { ...state, profile: "server" });
-  const { profile, ...inputs } = r.inputs;
-  void profile;
-  const { profile: p, ...props } = r.props;
-  void p;
-  return { id, props, inputs: state.roles ? { ...inputs, roles: state.roles } : inputs };
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  return certificate.read(id, state);
 }
 
 /** Nothing outside the state to remove; the version is checked. */

@@ -8,7 +8,6 @@ import {
   compact,
   DiffResult,
   isKnown,
-  pick,
   STATE_VERSION,
   upgradeState,
 } from "./common";
@@ -70,13 +69,12 @@ export async function update(
   };
 }
 
-/** Refresh: the state is the truth. */
+/** Refresh: the state (upgraded) is the truth; no inputs are returned, so the engine keeps the stored ones. */
 export async function read(
   id: string,
   s: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
-  const state = upgradeState(s, "PreSharedKeys");
-  return { id, props: state, inputs: pick(state, ["usernames", "keyBytes"]) };
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  return { id, props: upgradeState(s, "PreSharedKeys") };
 }
 
 /** Nothing outside the state to remove. */

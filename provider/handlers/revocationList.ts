@@ -13,7 +13,7 @@ import { loadIssuer } from "../pki/issuer";
 import { inspectCertificate } from "../pki/inspect";
 import { isoSecond, mergeRevocations, RevocationEntry, WantedRevocation } from "../pki/revocations";
 import { normalizeSerial } from "../pki/serial";
-import { checkHours } from "../pki/validity";
+import { checkHours, wholeSeconds } from "../pki/validity";
 import { checkRevokedCount } from "../pki/crl";
 import {
   changedKeys,
@@ -21,9 +21,10 @@ import {
   collectFailures,
   compact,
   DiffResult,
+  endChanged,
   isKnown,
   issuerChanged,
-  pick,
+  planEnd,
   renewalDue,
   STATE_VERSION,
   upgradeState,
@@ -47,6 +48,11 @@ export interface CrlInputs {
   revoked?: RevocationInput[];
   nextUpdateHours?: number;
   renewBeforeHours?: number;
+  /**
+   * The planned nextUpdate, ISO 8601: set by check (never by the program), signed exactly by create and
+   * update; a due re-sign shows as a change of it. Absent in inputs checked against a version-1 state.
+   */
+  nextUpdate?: string;
 }
 
 /** Default re-sign window: a CRL is re-signed once less than a third of its lifetime is left (56 h of 168). */
@@ -122,12 +128,22 @@ function normalize(news: CrlInputs): Record<string, unknown> {
     ca: news.ca,
     revoked: isKnown(news.revoked) ? normalizeRevoked(news.revoked) : news.revoked,
     nextUpdateHours,
-    renewBeforeHours: news.renewBeforeHours ?? defaultCrlRenewBeforeHours(nextUpdateHours),
+    renewBeforeHours:
+      news.renewBeforeHours ??
+      (isKnown(nextUpdateHours) ? defaultCrlRenewBeforeHours(nextUpdateHours) : nextUpdateHours),
+    nextUpdate: news.nextUpdate,
   });
 }
 
-/** Validates and normalises CRL inputs. */
-export function check(_olds: Record<string, unknown>, news: CrlInputs): CheckResult {
+/** Inputs whose change re-signs the CRL (besides its CA and its planned nextUpdate). */
+const RESIGN_KEYS = ["revoked", "nextUpdateHours"];
+
+/**
+ * Validates and normalises CRL inputs, and plans its `nextUpdate` (see `planEnd`): kept while a re-sign
+ * is not due (`now >= nextUpdate - renewBeforeHours`) and nothing else re-signs it; fresh (now +
+ * nextUpdateHours) when due, or when the revocations, nextUpdateHours or the CA changed. `now` @default now
+ */
+export function check(olds: Record<string, unknown>, news: CrlInputs, now: Date = new Date()): CheckResult {
   const failures = collectFailures(
     [
       () => {
@@ -154,7 +170,26 @@ export function check(_olds: Record<string, unknown>, news: CrlInputs): CheckRes
     ],
     news,
   );
-  return failures.length ? { failures } : { inputs: normalize(news) };
+  if (failures.length) return { failures };
+  const inputs = normalize({ ...news, nextUpdate: undefined });
+  const hours = inputs.nextUpdateHours;
+  const nextUpdate = planEnd({
+    olds,
+    key: "nextUpdate",
+    renewBeforeHours: inputs.renewBeforeHours,
+    frozen: false,
+    reissue:
+      changedKeys(olds, inputs, RESIGN_KEYS).length > 0 ||
+      issuerChanged((olds.ca as { certPem?: unknown } | undefined)?.certPem, news.ca),
+    now,
+    fresh: () =>
+      typeof hours === "number"
+        ? wholeSeconds(
+            new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000)),
+          ).toISOString()
+        : undefined,
+  });
+  return { inputs: compact({ ...inputs, nextUpdate }) };
 }
 
 function toState(
@@ -163,8 +198,10 @@ function toState(
   caCertPem: string,
   ledger: RevocationEntry[],
 ): Record<string, unknown> {
-  const { ca, ...rest } = inputs;
+  // renewBeforeHours is policy: never stored among the outputs, so changing it is no change (see diff).
+  const { ca, renewBeforeHours, ...rest } = inputs;
   void ca;
+  void renewBeforeHours;
   return {
     __stateVersion: STATE_VERSION,
     ...rest,
@@ -198,6 +235,7 @@ function sign(
       reason: e.reason,
     })),
     nextUpdateHours: inputs.nextUpdateHours as number,
+    nextUpdate: typeof inputs.nextUpdate === "string" ? inputs.nextUpdate : undefined,
     thisUpdate: now,
     // CRL numbers must grow: time-based, and never below the previous one plus one.
     crlNumber: previous !== undefined ? Math.max(byTime, previous.crlNumber + 1) : byTime,
@@ -212,21 +250,32 @@ export async function create(inputs: CrlInputs): Promise<{ id: string; outs: Rec
 }
 
 /**
- * A changed revocation list or CA is an in-place update (re-signed with a higher CRL number). So is a CRL
- * inside its re-sign window: an update, never a replacement, because a replacement would start from its
- * inputs alone and lose the ledger (the original dates and the entries kept until their certificates expire).
+ * A changed revocation list, nextUpdateHours or CA is an in-place update (re-signed with a higher CRL
+ * number). So is a re-sign that check planned (a new `nextUpdate`: due, shown as `~ nextUpdate`): an
+ * update, never a replacement, because a replacement would start from its inputs alone and lose the
+ * ledger (the original dates and the entries kept until their certificates expire). `renewBeforeHours`
+ * alone is no change. Inputs checked against a version-1 state carry no planned nextUpdate; then a due
+ * re-sign is decided from the stored dates as before.
  */
 export function diff(_id: string, oldState: Record<string, unknown>, news: CrlInputs): DiffResult {
   const olds = upgradeState(oldState, "CertificateRevocationList");
   const n = normalize(news);
-  const updates = changedKeys(olds, n, ["revoked", "nextUpdateHours", "renewBeforeHours"]);
+  const updates = changedKeys(olds, n, RESIGN_KEYS);
   if (issuerChanged(olds.caCertPem, news.ca)) updates.push("ca");
-  const renewBefore = typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : 0;
-  const due = renewalDue(olds.thisUpdate, olds.nextUpdate, renewBefore);
-  return { changes: updates.length > 0 || due };
+  const resign =
+    endChanged(n.nextUpdate, olds.nextUpdate) ??
+    renewalDue(
+      olds.thisUpdate,
+      olds.nextUpdate,
+      typeof n.renewBeforeHours === "number" ? n.renewBeforeHours : 0,
+    );
+  return { changes: updates.length > 0 || resign };
 }
 
-/** Re-signs with the new revocations or CA merged into the ledger, with a CRL number above the previous one. */
+/**
+ * Re-signs with the new revocations or CA merged into the ledger, with a CRL number above the previous
+ * one, and the planned nextUpdate.
+ */
 export async function update(
   _id: string,
   oldState: Record<string, unknown>,
@@ -238,18 +287,12 @@ export async function update(
   };
 }
 
-/** Refresh: the state is the truth. */
+/** Refresh: the state (upgraded) is the truth; no inputs are returned, so the engine keeps the stored ones. */
 export async function read(
   id: string,
   state: Record<string, unknown>,
-): Promise<{ id: string; props: Record<string, unknown>; inputs: Record<string, unknown> }> {
-  const s = upgradeState(state, "CertificateRevocationList");
-  // Inputs as stored; the CA is represented by its certificate (its key is never in this state).
-  const inputs = {
-    ...pick(s, ["revoked", "nextUpdateHours", "renewBeforeHours"]),
-    ca: { certPem: s.caCertPem },
-  };
-  return { id, props: s, inputs };
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  return { id, props: upgradeState(state, "CertificateRevocationList") };
 }
 
 /** Nothing outside the state to remove. */

@@ -53,6 +53,8 @@ export interface CreateCertificateAuthorityArgs {
   readonly maxValidityHours?: number;
   /** Issuance time. @default now */
   readonly now?: Date;
+  /** End exactly here (the resource's planned end), bounded like the default end. @default now + validityHours */
+  readonly notAfter?: Date | string;
 }
 
 /** A CA: certificate, key and chain, plus its facts. */
@@ -135,6 +137,7 @@ export function resolveCaRequest(
     issuerNotAfter: parent?.chainNotAfter,
     truncateToIssuer: args.truncateToIssuer,
     maxValidityHours: args.maxValidityHours,
+    notAfter: args.notAfter !== undefined ? new Date(args.notAfter) : undefined,
   });
   return { subject, pathLength, parent, validity };
 }

@@ -17,7 +17,7 @@ import { algorithmIdentifier, keySpecOf, signatureAlgorithmFor, signStructure } 
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { normalizeSerial } from "./serial";
 import { MAX_CRL_ENTRIES } from "./limits";
-import { checkHours } from "./validity";
+import { checkHours, wholeSeconds } from "./validity";
 import { checkPublicPem } from "./x509";
 import { quoteInput } from "./quote";
 
@@ -62,6 +62,8 @@ export interface CreateCrlArgs {
   readonly thisUpdate?: Date;
   /** Hours until nextUpdate. @default 168 */
   readonly nextUpdateHours?: number;
+  /** nextUpdate exactly (a resource's planned one); must be after thisUpdate. @default thisUpdate + nextUpdateHours */
+  readonly nextUpdate?: Date | string;
 }
 
 /** A signed CRL. */
@@ -112,7 +114,15 @@ export function createCrl(args: CreateCrlArgs): Crl {
   const issuer = loadIssuer(args.issuer, "issuer");
   const thisUpdate = new Date(Math.floor((args.thisUpdate ?? new Date()).getTime() / 1000) * 1000);
   const hours = checkHours(args.nextUpdateHours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS, "nextUpdateHours");
-  const nextUpdate = new Date(thisUpdate.getTime() + Math.round(hours * 3_600_000));
+  // Whole seconds, as the CRL holds it.
+  const nextUpdate = wholeSeconds(
+    args.nextUpdate !== undefined
+      ? toDate(args.nextUpdate, "nextUpdate")
+      : new Date(thisUpdate.getTime() + Math.round(hours * 3_600_000)),
+  );
+  if (nextUpdate.getTime() <= thisUpdate.getTime()) {
+    throw new PkiError("nextUpdate", `${nextUpdate.toISOString()} is not after thisUpdate`);
+  }
   const crlNumber = args.crlNumber ?? Math.floor(thisUpdate.getTime() / 1000);
   if (!Number.isSafeInteger(crlNumber) || crlNumber < 0) {
     throw new PkiError("crlNumber", `must be a whole number of 0 or more, got ${crlNumber}`);

@@ -80,6 +80,8 @@ export interface IssueCertificateArgs {
   readonly maxValidityHours?: number;
   /** Issuance time (a past time issues an already-expired certificate, for tests). @default now */
   readonly now?: Date;
+  /** End exactly here (a resource's planned end), bounded like the default end. @default now + validityHours */
+  readonly notAfter?: Date | string;
 }
 
 /** An issued leaf certificate. */
@@ -274,6 +276,7 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
     issuerNotAfter: issuer.chainNotAfter,
     truncateToIssuer: args.truncateToIssuer,
     maxValidityHours: args.maxValidityHours,
+    notAfter: args.notAfter !== undefined ? new Date(args.notAfter) : undefined,
   });
   const extensions: Extension[] = [
     basicConstraints(false),

@@ -26,6 +26,11 @@ export interface ValidityOptions {
   readonly truncateToIssuer?: boolean;
   /** Policy: reject validity longer than this many hours (e.g. 168 for Ganeti). @default no limit */
   readonly maxValidityHours?: number;
+  /**
+   * The planned end (what a resource's check planned): used as notAfter instead of `now + validityHours`,
+   * still bounded by the issuer and by policy. @default now + validityHours
+   */
+  readonly notAfter?: Date;
 }
 
 /** A certificate's validity window. */
@@ -67,6 +72,11 @@ export function isValidHours(value: unknown, positive = true): boolean {
   }
 }
 
+/** A time truncated to the whole second (X.509 and CRL times carry no fractions). */
+export function wholeSeconds(time: Date): Date {
+  return new Date(Math.floor(time.getTime() / 1000) * 1000);
+}
+
 /** Computes notBefore/notAfter, enforcing the policy limit and the issuer's lifetime. */
 export function computeValidity(opts: ValidityOptions): Validity {
   const hours = checkHours(opts.validityHours, "validityHours");
@@ -82,7 +92,21 @@ export function computeValidity(opts: ValidityOptions): Validity {
   const now = opts.now ?? new Date();
   const backdate = opts.backdateMinutes ?? BACKDATE_MINUTES;
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - backdate * 60_000);
-  let notAfter = new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000));
+  // Whole seconds: what an X.509 time holds, so a planned end and the issued one compare equal.
+  let notAfter = wholeSeconds(
+    opts.notAfter ?? new Date(Math.floor(now.getTime() / 1000) * 1000 + Math.round(hours * 3_600_000)),
+  );
+  if (Number.isNaN(notAfter.getTime())) throw new PkiError("notAfter", "the planned end is not a date");
+  if (
+    opts.notAfter &&
+    opts.maxValidityHours !== undefined &&
+    notAfter.getTime() - now.getTime() > opts.maxValidityHours * 3_600_000
+  ) {
+    throw new PkiError(
+      "notAfter",
+      `the planned end ${notAfter.toISOString()} is more than maxValidityHours (${opts.maxValidityHours}) from now`,
+    );
+  }
   if (opts.issuerNotAfter && notAfter.getTime() > opts.issuerNotAfter.getTime()) {
     if (!opts.truncateToIssuer) {
       throw new PkiError(

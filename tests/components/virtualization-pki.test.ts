@@ -52,10 +52,12 @@ test("children are named after the component; each host gets its certificate and
     const { VirtualizationPki: Compiled } = await import("../../bin/components");
     const hosts = args().hosts.map(({ connection: _c, ...h }) => h);
     let allowed: string[] = [];
+    let earliestRenewAt: string | undefined;
     const r = await up(
       () => {
         const fleet = new Compiled("prod", args({ hosts, stagingRoot: staging }));
         fleet.tlsAllowedDnList.apply((l) => (allowed = l));
+        fleet.earliestRenewAt.apply((t) => (earliestRenewAt = t));
       },
       host,
       {},
@@ -75,6 +77,14 @@ test("children are named after the component; each host gets its certificate and
         .map((n) => `${n} create`)
         .sort(),
     );
+    // renewAt is computed by the program from each notAfter output and the window (720 h by default): no
+    // resource stores it, so a new window changes no output.
+    const ends = ["prod-ca", "prod-compute1", "prod-compute2", "prod-client-admin"].map((n) => {
+      const outputs = Object.values(r.state).find((s) => s.name === n)!.outputs;
+      expect(outputs).not.toHaveProperty("renewAt");
+      return Date.parse(outputs.notAfter as string);
+    });
+    expect(earliestRenewAt).toBe(new Date(Math.min(...ends) - 720 * 3_600_000).toISOString());
     const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
     expect(server.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
     expect(server.outputs.subjectDn).toBe("O=Virtualization,CN=compute1.example.org");

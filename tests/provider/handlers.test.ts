@@ -9,9 +9,16 @@ import {
 import { pki } from "../../index";
 
 let ca: { id: string; outs: Record<string, unknown> };
+/** The CA's stored inputs: what its check returned on create (the engine's olds of every later check). */
+let caInputs: Record<string, unknown>;
 let caCreds: { certPem: string; keyPem: string };
+const HOUR = 3_600_000;
 beforeAll(async () => {
-  ca = await certificateAuthority.create({ subject: { commonName: "Handler CA" }, keySpec: "ecdsa-p256" });
+  caInputs = certificateAuthority.check(
+    {},
+    { subject: { commonName: "Handler CA" }, keySpec: "ecdsa-p256" },
+  ).inputs!;
+  ca = await certificateAuthority.create(caInputs as never);
   caCreds = { certPem: ca.outs.certPem as string, keyPem: ca.outs.keyPem as string };
 });
 
@@ -42,16 +49,25 @@ describe("CertificateAuthority check", () => {
     );
   });
 
-  test("fills defaults and normalises the subject", () => {
+  test("fills defaults, normalises the subject and plans the end", () => {
+    const now = new Date("2026-03-01T10:00:00.400Z");
     expect(
-      certificateAuthority.check({}, { subject: { commonName: " Libvirt Project ", country: "gb" } }).inputs,
+      certificateAuthority.check({}, { subject: { commonName: " Libvirt Project ", country: "gb" } }, now)
+        .inputs,
     ).toEqual({
       subject: { commonName: "Libvirt Project", country: "GB" },
       keySpec: "rsa-3072",
       validityHours: 87600,
       renewBeforeHours: 720,
       pathLength: 0,
+      notAfter: new Date(Date.parse("2026-03-01T10:00:00Z") + 87600 * HOUR).toISOString(),
     });
+  });
+
+  test("create issues exactly the planned end; the outputs hold no renewal policy", () => {
+    expect(ca.outs.notAfter).toBe(caInputs.notAfter);
+    expect(ca.outs).not.toHaveProperty("renewBeforeHours");
+    expect(ca.outs).not.toHaveProperty("renewAt");
   });
 
   test("unknown values in preview are not parsed", () => {
@@ -64,27 +80,44 @@ describe("CertificateAuthority check", () => {
 });
 
 describe("CertificateAuthority diff", () => {
-  const inputs = () =>
-    certificateAuthority.check({}, { subject: { commonName: "Handler CA" }, keySpec: "ecdsa-p256" }).inputs!;
+  /** The program's inputs, checked as the engine checks them: against the stored inputs. */
+  const inputs = (over: Record<string, unknown> = {}, olds = caInputs, now?: Date) =>
+    certificateAuthority.check(
+      olds,
+      { subject: { commonName: "Handler CA" }, keySpec: "ecdsa-p256", ...over },
+      now,
+    ).inputs!;
   test("no change, no diff", () => {
     expect(certificateAuthority.diff(ca.id, ca.outs, inputs() as never)).toEqual({ changes: false });
   });
-  test("a subject change replaces; a renewal window change updates in place", () => {
+  test("a subject change replaces; a renewal window change is no change at all", () => {
     expect(
-      certificateAuthority.diff(ca.id, ca.outs, { ...inputs(), subject: { commonName: "Other" } } as never),
+      certificateAuthority.diff(ca.id, ca.outs, inputs({ subject: { commonName: "Other" } }) as never),
     ).toEqual({
       changes: true,
       replaces: ["subject"],
     });
-    expect(
-      certificateAuthority.diff(ca.id, ca.outs, { ...inputs(), renewBeforeHours: 100 } as never),
-    ).toEqual({ changes: true });
+    // A "same" step: the new window is stored with the inputs, the outputs (certPem) stay known in a preview.
+    const wider = inputs({ renewBeforeHours: 100 });
+    expect(wider.notAfter).toBe(caInputs.notAfter);
+    expect(certificateAuthority.diff(ca.id, ca.outs, wider as never)).toEqual({ changes: false });
   });
-  test("inside the renewal window it reports a replacement of notAfter", () => {
-    const nearEnd = { ...ca.outs, notAfter: new Date(Date.now() + 3_600_000).toISOString() };
-    expect(certificateAuthority.diff(ca.id, nearEnd, inputs() as never)).toEqual({
+  test("inside the renewal window check plans a new end, and diff replaces it listing notAfter", () => {
+    const end = new Date(Date.now() + HOUR).toISOString();
+    const nearEnd = { ...ca.outs, notAfter: end };
+    const news = inputs({}, { ...caInputs, notAfter: end });
+    expect(news.notAfter).not.toBe(end);
+    expect(Date.parse(news.notAfter as string)).toBeGreaterThan(Date.now() + 87000 * HOUR);
+    expect(certificateAuthority.diff(ca.id, nearEnd, news as never)).toEqual({
       changes: true,
       replaces: ["notAfter"],
+    });
+    // The same window 30 days + 1 hour before the end: not due, the end is kept, nothing changes.
+    const later = new Date(Date.now() + 721 * HOUR).toISOString();
+    const kept = inputs({}, { ...caInputs, notAfter: later });
+    expect(kept.notAfter).toBe(later);
+    expect(certificateAuthority.diff(ca.id, { ...ca.outs, notAfter: later }, kept as never)).toEqual({
+      changes: false,
     });
   });
   test("state of an unknown future version is refused with a clear message", () => {
@@ -130,20 +163,18 @@ describe("certificate check and diff", () => {
       { ...base(), dnsNames: ["Host1", "host1.example.com"], ipAddresses: ["2001:DB8::1", "10.0.0.1"] },
     ).inputs!;
     const created = await certificate.create(first as never);
-    const cosmetic = certificate.check(
-      {},
-      {
-        ...base(),
-        dnsNames: ["host1.EXAMPLE.com.", "host1", "host1"],
-        ipAddresses: ["10.0.0.1", "2001:db8:0::1"],
-      },
-    ).inputs!;
+    const cosmetic = certificate.check(first, {
+      ...base(),
+      dnsNames: ["host1.EXAMPLE.com.", "host1", "host1"],
+      ipAddresses: ["10.0.0.1", "2001:db8:0::1"],
+    }).inputs!;
     expect(cosmetic.dnsNames).toEqual(["host1", "host1.example.com"]);
     expect(certificate.diff(created.id, created.outs, cosmetic as never)).toEqual({ changes: false });
-    const added = certificate.check(
-      {},
-      { ...base(), dnsNames: ["host1", "host1.example.com", "h1"], ipAddresses: ["10.0.0.1", "2001:db8::1"] },
-    ).inputs!;
+    const added = certificate.check(first, {
+      ...base(),
+      dnsNames: ["host1", "host1.example.com", "h1"],
+      ipAddresses: ["10.0.0.1", "2001:db8::1"],
+    }).inputs!;
     expect(certificate.diff(created.id, created.outs, added as never)).toEqual({
       changes: true,
       replaces: ["dnsNames"],
@@ -159,7 +190,7 @@ describe("certificate check and diff", () => {
       subject: { commonName: "Rotated CA" },
       keySpec: "ecdsa-p256",
     });
-    const news = certificate.check({}, { ...base(), ca: otherCa }).inputs!;
+    const news = certificate.check(inputs, { ...base(), ca: otherCa }).inputs!;
     expect(certificate.diff(created.id, created.outs, news as never)).toEqual({
       changes: true,
       replaces: ["ca"],
@@ -177,33 +208,38 @@ describe("certificate check and diff", () => {
     ).toEqual({ changes: false });
   });
 
-  test("validityHours 2 with renewBeforeHours 2 is refused at check, and is due at once when it exists", async () => {
+  test("validityHours 2 with renewBeforeHours 2 is refused at check; renewal is due once the window is reached", async () => {
     expect(
       certificate.check({}, { ...base(), validityHours: 2, renewBeforeHours: 2 }).failures?.[0].property,
     ).toBe("renewBeforeHours");
-    const inputs = certificate.check({}, { ...base(), validityHours: 2, renewBeforeHours: 1 }).inputs!;
+    const program = (over: Record<string, unknown> = {}) => ({
+      ...base(),
+      validityHours: 2,
+      renewBeforeHours: 1,
+      ...over,
+    });
+    const inputs = certificate.check({}, program()).inputs!;
     const created = await certificate.create(inputs as never);
+    expect(created.outs.notAfter).toBe(inputs.notAfter);
+    expect(created.outs).not.toHaveProperty("renewAt");
+    expect(created.outs).not.toHaveProperty("renewBeforeHours");
     expect(certificate.diff(created.id, created.outs, inputs as never)).toEqual({ changes: false });
-    expect(
-      certificate.diff(created.id, created.outs, { ...inputs, renewBeforeHours: 1.99 } as never),
-    ).toEqual({ changes: true });
-    expect(
-      certificate.diff(created.id, { ...created.outs, renewBeforeHours: 2 }, {
-        ...inputs,
-        renewBeforeHours: 2,
-      } as never),
-    ).toEqual({
+    // A new window that is not yet reached: the end is kept, no change (a "same" step).
+    const wider = certificate.check(inputs, program({ renewBeforeHours: 1.99 })).inputs!;
+    expect(wider.notAfter).toBe(inputs.notAfter);
+    expect(certificate.diff(created.id, created.outs, wider as never)).toEqual({ changes: false });
+    // An hour and a half later the 1 h window is reached: a fresh end, a replacement listing notAfter.
+    const later = new Date(Date.now() + 1.5 * HOUR);
+    const due = certificate.check(inputs, program(), { now: later }).inputs!;
+    expect(Date.parse(due.notAfter as string)).toBe(Math.floor(later.getTime() / 1000) * 1000 + 2 * HOUR);
+    expect(certificate.diff(created.id, created.outs, due as never)).toEqual({
       changes: true,
       replaces: ["notAfter"],
     });
-    // autoRenew: false (a revoked certificate): inside the window it is only an in-place update, never re-issued.
-    const frozen = { ...inputs, renewBeforeHours: 2, autoRenew: false };
-    const due = { ...created.outs, renewBeforeHours: 2 };
-    expect(certificate.diff(created.id, due, frozen as never)).toEqual({ changes: true });
-    const updated = await certificate.update(created.id, due, frozen as never);
-    expect(updated.outs.autoRenew).toBe(false);
-    expect(updated.outs.serialNumber).toBe(created.outs.serialNumber);
-    expect(certificate.diff(created.id, updated.outs, frozen as never)).toEqual({ changes: false });
+    // autoRenew: false (a revoked certificate): inside the window the end is kept, and nothing changes.
+    const frozen = certificate.check(inputs, program({ autoRenew: false }), { now: later }).inputs!;
+    expect(frozen.notAfter).toBe(inputs.notAfter);
+    expect(certificate.diff(created.id, created.outs, frozen as never)).toEqual({ changes: false });
   });
 
   test("a client or host subject libvirt would read as a glob fails check, given directly or in a CSR", async () => {
@@ -273,9 +309,21 @@ describe("CRL and PSK", () => {
     expect(pki.inspectCrl(updated.outs.crlPem as string).revoked.map((r) => r.serialNumber)).toEqual([
       leaf.serialNumber,
     ]);
-    const stale = { ...updated.outs, nextUpdate: new Date(Date.now() + 3_600_000).toISOString() };
+    expect(updated.outs.nextUpdate).toBe(revoked.nextUpdate);
+    // Not due: the planned nextUpdate is kept, and a new re-sign window alone changes nothing.
+    const program = { ca: caCreds, revoked: [{ certPem: leaf.certPem, reason: "keyCompromise" as const }] };
+    const again = revocationList.check(revoked, { ...program, renewBeforeHours: 100 }).inputs!;
+    expect(again.nextUpdate).toBe(revoked.nextUpdate);
+    expect(revocationList.diff(created.id, updated.outs, again as never)).toEqual({ changes: false });
+    // One hour before nextUpdate (inside the 56 h window): check plans a new nextUpdate, shown as changed.
+    const soon = new Date(Date.now() + HOUR).toISOString();
+    const stale = { ...updated.outs, nextUpdate: soon };
+    const resign = revocationList.check({ ...revoked, nextUpdate: soon }, program).inputs!;
+    expect(Date.parse(resign.nextUpdate as string)).toBeGreaterThan(Date.now() + 167 * HOUR);
     // An update, not a replacement: a replacement would start from the inputs and lose the CRL's ledger.
-    expect(revocationList.diff(created.id, stale, revoked as never)).toEqual({ changes: true });
+    expect(revocationList.diff(created.id, stale, resign as never)).toEqual({ changes: true });
+    const resigned = await revocationList.update(created.id, stale, resign as never);
+    expect(resigned.outs.nextUpdate).toBe(resign.nextUpdate);
     expect(
       revocationList.check({}, { ca: caCreds, revoked: [{ serialNumber: "zz" }] }).failures?.[0],
     ).toEqual({
@@ -295,7 +343,7 @@ describe("CRL and PSK", () => {
     expect(preSharedKeys.check({}, { usernames: ["a b"] }).failures?.[0].property).toBe("usernames");
   });
 
-  test("read returns every resource's stored inputs, and no key among them", async () => {
+  test("read returns the state and no inputs (the engine keeps the stored ones), for every resource", async () => {
     const crl = await revocationList.create(revocationList.check({}, { ca: caCreds }).inputs as never);
     const psk = await preSharedKeys.create(preSharedKeys.check({}, { usernames: ["qemu"] }).inputs as never);
     const leaf = await certificate.create(
@@ -305,32 +353,15 @@ describe("CRL and PSK", () => {
       ).inputs as never,
     );
     const reads = {
-      ca: await certificateAuthority.read(ca.id, ca.outs),
-      leaf: await certificate.read(leaf.id, leaf.outs),
-      crl: await revocationList.read(crl.id, crl.outs),
-      psk: await preSharedKeys.read(psk.id, psk.outs),
-    };
-    expect(reads.ca.inputs).toEqual({
-      subject: { commonName: "Handler CA" },
-      keySpec: "ecdsa-p256",
-      validityHours: 87600,
-      renewBeforeHours: 720,
-      pathLength: 0,
-    });
-    expect(reads.leaf.inputs).toMatchObject({
-      profile: "client",
-      subject: { commonName: "op" },
-      ca: { certPem: caCreds.certPem },
-    });
-    expect(reads.crl.inputs).toEqual({
-      nextUpdateHours: 168,
-      renewBeforeHours: 56,
-      revoked: [],
-      ca: { certPem: caCreds.certPem },
-    });
-    expect(reads.psk.inputs).toEqual({ usernames: ["qemu"], keyBytes: 32 });
-    for (const r of Object.values(reads))
-      expect(JSON.stringify(r.inputs)).not.toMatch(/PRIVATE KEY|qemu:[0-9a-f]/);
+      ca: [await certificateAuthority.read(ca.id, ca.outs), ca],
+      leaf: [await certificate.read(leaf.id, leaf.outs), leaf],
+      crl: [await revocationList.read(crl.id, crl.outs), crl],
+      psk: [await preSharedKeys.read(psk.id, psk.outs), psk],
+    } as const;
+    for (const [read, created] of Object.values(reads)) {
+      expect(read).toEqual({ id: created.id, props: created.outs });
+      expect(read).not.toHaveProperty("inputs");
+    }
   });
 });
 

@@ -76,23 +76,43 @@ test("issues a server, a libvirt client and a QEMU identity, each with its own k
   }
 });
 
-test("only the roles asked for; a change of roles replaces, a renewal window alone updates", async () => {
+test("only the roles asked for; a change of roles replaces, a renewal window alone changes nothing", async () => {
   const serverOnly = hostIdentities.check({}, inputs({ roles: [] }) as never).inputs!;
   expect(serverOnly.roles).toBeUndefined();
   const { id, outs } = await hostIdentities.create(serverOnly as never);
   expect(outs.clientCertPem).toBeUndefined();
   expect(outs.qemuKeyPem).toBeUndefined();
   expect(hostIdentities.diff(id, outs, serverOnly as never)).toEqual({ changes: false });
-  const withQemu = hostIdentities.check({}, inputs({ roles: ["qemu"] }) as never).inputs!;
+  const withQemu = hostIdentities.check(serverOnly, inputs({ roles: ["qemu"] }) as never).inputs!;
   expect(hostIdentities.diff(id, outs, withQemu as never)).toEqual({ changes: true, replaces: ["roles"] });
   expect(hostIdentities.diff(id, outs, { ...withQemu, roles: UNKNOWN } as never).replaces).toEqual(["roles"]);
-  const newKeyType = hostIdentities.check({}, inputs({ roles: [], keySpec: "rsa-2048" }) as never).inputs!;
+  const newKeyType = hostIdentities.check(
+    serverOnly,
+    inputs({ roles: [], keySpec: "rsa-2048" }) as never,
+  ).inputs!;
   expect(hostIdentities.diff(id, outs, newKeyType as never).replaces).toEqual(["keySpec"]);
-  const wider = { ...serverOnly, renewBeforeHours: 100 };
-  expect(hostIdentities.diff(id, outs, wider as never)).toEqual({ changes: true });
-  const updated = (await hostIdentities.update(id, outs, wider as never)).outs;
-  expect(updated.certPem).toBe(outs.certPem);
-  expect(updated.renewBeforeHours).toBe(100);
+  // A "same" step: no output holds the window, so none goes unknown in a preview.
+  const wider = hostIdentities.check(
+    serverOnly,
+    inputs({ roles: [], renewBeforeHours: 100 }) as never,
+  ).inputs!;
+  expect(wider.notAfter).toBe(outs.notAfter);
+  expect(hostIdentities.diff(id, outs, wider as never)).toEqual({ changes: false });
+  expect(outs).not.toHaveProperty("renewBeforeHours");
+  expect(outs).not.toHaveProperty("renewAt");
+});
+
+test("all identities end at the planned end; a due renewal re-issues them all, listed as notAfter", async () => {
+  const stored = hostIdentities.check({}, inputs() as never).inputs!;
+  const { id, outs } = await hostIdentities.create(stored as never);
+  expect([outs.notAfter, outs.clientNotAfter, outs.qemuNotAfter]).toEqual(Array(3).fill(stored.notAfter));
+  // 30 days (the default window) before the end of a 365-day certificate: due.
+  const due = new Date(Date.parse(stored.notAfter as string) - 719 * 3_600_000);
+  const news = hostIdentities.check(stored, inputs() as never, due).inputs!;
+  expect(news.notAfter).not.toBe(stored.notAfter);
+  expect(hostIdentities.diff(id, outs, news as never)).toEqual({ changes: true, replaces: ["notAfter"] });
+  const notYet = new Date(Date.parse(stored.notAfter as string) - 721 * 3_600_000);
+  expect(hostIdentities.check(stored, inputs() as never, notYet).inputs!.notAfter).toBe(stored.notAfter);
 });
 
 test.each([

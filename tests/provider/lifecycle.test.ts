@@ -220,21 +220,29 @@ test("up, no-op, SAN change, CA rotation, CSR mode and removal, judged by openss
     fromcsr: "delete",
   });
 
-  // refresh (Read) returns the same state and keeps the provider; a second diff after it is still empty.
+  // refresh (Read) returns the same state and keeps the provider, and no inputs: the engine keeps the stored
+  // ones (RefreshStep), so the next check and diff against them find nothing to change.
   const server = byName(r.state, "compute1");
   const urn = resourceUrn("compute1", { type: server.type });
   const read = await host.read(server.id, urn, server.outputs, server.inputs);
   expect(read.properties.certPem).toBe(server.outputs.certPem);
-  expect(read.inputs).toMatchObject({
-    dnsNames: ["compute1", "kvm1.libvirt.org"],
-    ca: { certPem: server.outputs.caCertPem },
-  });
-  expect(JSON.stringify(read.inputs)).not.toMatch(/PRIVATE KEY/);
-  expect((await host.diff(server.id, urn, read.properties, server.inputs)).changes).toBe("DIFF_NONE");
+  expect(read.properties.__provider).toBe(server.outputs.__provider);
+  expect(read.inputs).toBeUndefined();
+  const program = await captureResources(
+    fleet({ ...base, caSubject: "Libvirt Project 2026", computeDns: ["compute1", "kvm1.libvirt.org"] }),
+  );
+  const news = program.find((c) => c.name === "compute1")!.inputs;
+  // The CA's outputs in a mocked program are its inputs: give the leaf the stored CA, as the engine would.
+  const checked = await host.check(urn, server.inputs, { ...news, ca: server.inputs.ca });
+  expect(checked.failures).toEqual([]);
+  expect(checked.inputs.notAfter).toBe(server.inputs.notAfter);
+  expect((await host.diff(server.id, urn, read.properties, checked.inputs)).changes).toBe("DIFF_NONE");
 });
 
-test("a leaf whose remaining life is inside its renewal window is replaced, shown as notAfter", async () => {
-  // The CA expires in 2 hours; the leaf is truncated to it, so 720 h before its end is already past.
+test("a leaf truncated to its CA is not re-issued for renewal while a new one would end at the same time", async () => {
+  // The CA expires in 2 hours; the leaf is truncated to it, so 720 h before its end is already past. A
+  // re-issue would end with the CA again: check plans the same end, and nothing changes until the CA is
+  // renewed (its own window, 0.5 h), which re-issues the leaf as `ca`.
   const program = () => {
     const ca = new virtpki.CertificateAuthority("shortca", {
       subject: { commonName: "Short CA" },
@@ -251,9 +259,10 @@ test("a leaf whose remaining life is inside its renewal window is replaced, show
   };
   let r = await up(program, host, {});
   expect(ops(r.plan)).toEqual({ shortca: "create", shortleaf: "create" });
+  expect(byName(r.state, "shortleaf").outputs.notAfter).toBe(byName(r.state, "shortca").outputs.notAfter);
   r = await up(program, host, r.state);
-  printed.push(`# renewal due\n${formatPlan(r.plan)}`);
-  expect(ops(r.plan)).toEqual({ shortca: "same", shortleaf: "replace [notAfter]" });
+  printed.push(`# leaf truncated to its CA, inside its window\n${formatPlan(r.plan)}`);
+  expect(ops(r.plan)).toEqual({ shortca: "same", shortleaf: "same" });
 });
 
 test("a CA renewBeforeHours-only change: the preview shows no leaf or install replaced, and the up does just that", async () => {

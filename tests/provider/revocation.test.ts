@@ -66,8 +66,11 @@ describe("a revoked leaf is frozen", () => {
   });
 
   test("no input change re-issues it, not keySpec, validityHours, subject, the CA or renewal", async () => {
-    const created = await certificate.create(certificate.check({}, base()).inputs as never);
-    const mark = certificate.check({}, { ...base(), revoked: true, autoRenew: false }).inputs!;
+    const stored = certificate.check({}, base()).inputs!;
+    const created = await certificate.create(stored as never);
+    const mark = certificate.check(stored, { ...base(), revoked: true, autoRenew: false }).inputs!;
+    expect(mark.notAfter).toBe(created.outs.notAfter);
+    // Marking is the one in-place update left (it records revokedAt).
     expect(certificate.diff(created.id, created.outs, mark as never)).toEqual({ changes: true });
     const marked = (await certificate.update(created.id, created.outs, mark as never)).outs;
     expect(marked.serialNumber).toBe(created.outs.serialNumber);
@@ -87,21 +90,25 @@ describe("a revoked leaf is frozen", () => {
       ["renewal due", { renewBeforeHours: 47.99 }],
     ];
     for (const [what, over] of changes) {
-      const news = certificate.check({}, { ...base(), revoked: true, autoRenew: false, ...over }).inputs!;
+      const news = certificate.check(mark, { ...base(), revoked: true, autoRenew: false, ...over }).inputs!;
+      expect({ what, notAfter: news.notAfter }).toEqual({ what, notAfter: created.outs.notAfter });
       const d = certificate.diff(created.id, marked, news as never);
-      expect({ what, replaces: d.replaces }).toEqual({ what, replaces: undefined });
+      expect({ what, d }).toEqual({ what, d: { changes: false } });
     }
-    // Everything at once, still nothing to replace; the renewal window is the only in-place change.
-    const all = certificate.check(
-      {},
-      { ...base(), revoked: true, autoRenew: false, keySpec: "rsa-2048", validityHours: 36, ca: otherCa },
-    ).inputs!;
+    // Everything at once, still nothing to replace.
+    const all = certificate.check(mark, {
+      ...base(),
+      revoked: true,
+      autoRenew: false,
+      keySpec: "rsa-2048",
+      validityHours: 36,
+      ca: otherCa,
+    }).inputs!;
     expect(certificate.diff(created.id, marked, all as never)).toEqual({ changes: false });
 
-    // Marked again later (an update of the window): the revocation date does not move.
+    // Marked again later (an update retried with the mark): the revocation date does not move.
     await sleep(1100);
-    const again = (await certificate.update(created.id, marked, { ...mark, renewBeforeHours: 100 } as never))
-      .outs;
+    const again = (await certificate.update(created.id, marked, mark as never)).outs;
     expect(again.revokedAt).toBe(revokedAt);
     expect(again.serialNumber).toBe(created.outs.serialNumber);
 
