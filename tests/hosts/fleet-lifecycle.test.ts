@@ -288,7 +288,7 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       extraDns: { compute1: ["hv1.fleet.test"] },
     });
     expect(changes(plan)).toEqual([
-      "fleet-compute1 replace [diff: ~dnsNames]",
+      "fleet-compute1 replace [diff: ~dnsNames,notAfter]",
       "fleet-compute1-files replace [diff: ~stdin,triggers]",
     ]);
     printed.push(`handshakes: ${await handshakes(NAMES, { operator: true })}`);
@@ -306,12 +306,15 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
     });
     try {
       // Widening the renewal window puts every leaf inside it: what the passage of time does.
-      const plan = await runUp("4. renewal due", { ...settings, renewBeforeHours: 0.999 });
+      const plan = await runUp("4. renewal due", { ...settings, renewBeforeHours: 0.9999 });
       expect(changes(plan)).toEqual(
         [
-          "fleet-client-operator replace [notAfter]",
-          "fleet-client-operator-files replace [triggers]",
-          ...NAMES.flatMap((n) => [`fleet-${n} replace [notAfter]`, `fleet-${n}-files replace [triggers]`]),
+          "fleet-client-operator replace [diff: ~notAfter,renewBeforeHours]",
+          "fleet-client-operator-files replace [diff: ~stdin,triggers]",
+          ...NAMES.flatMap((n) => [
+            `fleet-${n} replace [diff: ~notAfter,renewBeforeHours]`,
+            `fleet-${n}-files replace [diff: ~stdin,triggers]`,
+          ]),
         ].sort(),
       );
       const q = await qemuImgInfoOnHost(bed.host("compute2"), {
@@ -348,11 +351,12 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
     });
     expect(changes(plan)).toEqual(
       [
-        "fleet-ca-crl update [diff: ~revoked]",
+        // The CRL is re-signed with the new entry, and a fresh nextUpdate.
+        "fleet-ca-crl update [diff: ~nextUpdate,revoked]",
         // A revoked certificate is never renewed (a new serial would not be in the CRL).
         "fleet-client-operator update [diff: +autoRenew,revoked]",
-        "fleet-client-operator-files replace [triggers]",
-        ...NAMES.map((n) => `fleet-${n}-files replace [triggers]`),
+        "fleet-client-operator-files replace [diff: ~stdin,triggers]",
+        ...NAMES.map((n) => `fleet-${n}-files replace [diff: ~stdin,triggers]`),
       ].sort(),
     );
     for (const n of NAMES) {
@@ -396,8 +400,8 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       [
         "fleet-ca-2027 create",
         "fleet-ca-2027-crl create",
-        "fleet-client-operator-files replace [triggers]",
-        ...NAMES.map((n) => `fleet-${n}-files replace [triggers]`),
+        "fleet-client-operator-files replace [diff: ~stdin,triggers]",
+        ...NAMES.map((n) => `fleet-${n}-files replace [diff: ~stdin,triggers]`),
       ].sort(),
     );
     expect(
@@ -413,7 +417,10 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       issuingCa: "ca-2027",
     });
     expect(changes(b)).toEqual(
-      NAMES.flatMap((n) => [`fleet-${n} replace [ca]`, `fleet-${n}-files replace [triggers]`]).sort(),
+      NAMES.flatMap((n) => [
+        `fleet-${n} replace [diff: ~ca,notAfter]`,
+        `fleet-${n}-files replace [diff: ~stdin,triggers]`,
+      ]).sort(),
     );
     printed.push(
       `handshakes with the 6a daemons still running: ${await handshakes(NAMES, { operator: false, restart: false })}`,
@@ -430,8 +437,8 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       [
         "fleet-ca delete",
         "fleet-ca-crl delete",
-        "fleet-client-operator-files replace [triggers]",
-        ...NAMES.map((n) => `fleet-${n}-files replace [triggers]`),
+        "fleet-client-operator-files replace [diff: ~stdin,triggers]",
+        ...NAMES.map((n) => `fleet-${n}-files replace [diff: ~stdin,triggers]`),
       ].sort(),
     );
     expect(
