@@ -9,7 +9,7 @@ import { HostCredentialInstall, LayoutArgs } from "../../components";
 import { InstalledFile } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
 import { EngineState, interruptCapturedCommand, up } from "../support/engine";
-import { ProviderHost } from "../support/pulumiHost";
+import { ProviderHost, revealSecrets, secretValue } from "../support/pulumiHost";
 import { TestBed, TestHost, installLeftovers, startTestBed } from "../support/testbed";
 
 /** These programs have no dynamic resources. */
@@ -203,10 +203,11 @@ describe("a machine that presents another host key", () => {
     const installed = await host.readFile(KEY);
     // The address now answers with another machine's key (re-used IP, spoofed DNS): as if h1 were h2.
     const cmd = Object.values(state).find((e) => e.type === "command:remote:Command")!;
-    expect((cmd.inputs.connection as { hostKey?: string }).hostKey).toBe(host.hostKey);
+    const connection = revealSecrets(cmd.inputs.connection) as { hostKey?: string };
+    expect(connection.hostKey).toBe(host.hostKey);
     const moved = structuredClone(state);
     const movedCmd = Object.values(moved).find((e) => e.type === "command:remote:Command")!;
-    (movedCmd.inputs.connection as { hostKey: string }).hostKey = bed.host("h2.attack.test").hostKey;
+    movedCmd.inputs.connection = secretValue({ ...connection, hostKey: bed.host("h2.attack.test").hostKey });
     await expect(up(() => undefined, NO_DYNAMIC, moved)).rejects.toThrow(/Host key verification failed/);
     expect(await host.readFile(KEY)).toBe(installed);
     // With the true key the delete goes through.

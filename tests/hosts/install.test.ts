@@ -23,7 +23,7 @@ import {
   preview,
   up,
 } from "../support/engine";
-import { ProviderHost } from "../support/pulumiHost";
+import { ProviderHost, revealSecrets } from "../support/pulumiHost";
 import {
   RemoteLibvirtd,
   TestBed,
@@ -255,7 +255,10 @@ describe("installing onto three SSH hosts", () => {
     state = r.state;
     printed.push(`# same program again\n${formatPlan(r.plan)}`);
     expect(r.plan.every((s) => s.op === "same")).toBe(true);
-    const cmd = state[Object.keys(state).find((u) => u.endsWith("::s1-files"))!].inputs;
+    // The state keeps secrets as secrets (the stdin and the connection's key); the command runs with their values.
+    const cmd = revealSecrets(
+      state[Object.keys(state).find((u) => u.endsWith("::s1-files"))!].inputs,
+    ) as Record<string, unknown>;
     const again = await runRemoteCommand(cmd.connection as never, cmd.create as string, cmd.stdin as string);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/changed=0/);

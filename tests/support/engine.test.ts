@@ -7,8 +7,8 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { applyIgnoreChanges, partialState, planSummary, preview, refresh, up } from "./engine";
-import { ProviderHost, startProviderHost } from "./pulumiHost";
+import { applyIgnoreChanges, formatPlan, partialState, planSummary, preview, refresh, up } from "./engine";
+import { ProviderHost, isSecretValue, startProviderHost } from "./pulumiHost";
 import { removeDir, tempDir } from "./programs";
 
 /** These programs have no dynamic resources. */
@@ -202,6 +202,23 @@ describe("the stand-in engine", () => {
     expect(planSummary(replaced.plan)).toEqual(["c replace [diff: ~label,n]"]);
     expect(Object.values(replaced.state)[0].outputs.label).toBe("b");
   });
+});
+
+test("a secret input stays secret in the state and shows as [secret], as annotateSecrets keeps it", async () => {
+  const host = await startProviderHost();
+  try {
+    const program = (label: string) => () => new Counter("c", { n: 1, label: pulumi.secret(label) });
+    const s1 = await up(program("hunter2"), host, {});
+    const [entry] = Object.values(s1.state);
+    expect(isSecretValue(entry.inputs.label)).toBe(true);
+    expect(isSecretValue(entry.outputs.label)).toBe(true);
+    const p = await preview(program("letmein"), host, s1.state);
+    const shown = formatPlan(p.plan, { details: true });
+    expect(shown).toContain("~ label: [secret] => [secret]");
+    expect(shown).not.toMatch(/hunter2|letmein/);
+  } finally {
+    await host.stop();
+  }
 });
 
 test("applyIgnoreChanges follows PropertyPath.reset: old value, removal when absent, nested paths", () => {

@@ -58,6 +58,7 @@ import {
   isSecretValue,
   resourceUrn,
   revealSecrets,
+  secretValue,
   settle,
 } from "./pulumiHost";
 import {
@@ -240,7 +241,7 @@ async function deploy(
       return commandStep(
         args.type,
         args.name,
-        wireValue(revealSecrets(args.inputs)) as Inputs,
+        wireValue(args.inputs) as Inputs,
         { state, next, plan, replaced, dryRun },
         { ignoreChanges, retainOnDelete },
       );
@@ -257,7 +258,8 @@ async function deploy(
         throw new CheckFailedError(urn, checked.failures, args.type, args.name, values);
       return checked.inputs;
     };
-    const inputs = await checkOrFail(old?.inputs ?? {}, news);
+    // provider_plugin.go Check: the host takes no secrets, so the engine marks secret again whatever was.
+    const inputs = annotateSecrets(await checkOrFail(old?.inputs ?? {}, news), news);
     const record = (
       id: string,
       outputs: Inputs,
@@ -278,16 +280,16 @@ async function deploy(
     if (!old) {
       // provider_plugin.go Create: in a preview the inputs stand for the outputs, and the id is unknown.
       const created = dryRun ? { id: "", properties: inputs } : await host.create(urn, inputs);
-      return record(created.id, created.properties, inputs, { op: "create" });
+      return record(created.id, annotateSecrets(created.properties, inputs), inputs, { op: "create" });
     }
     const diff = await host.diff(old.id, urn, old.outputs, inputs);
     if (diff.changes === "DIFF_NONE") return record(old.id, old.outputs, inputs, { op: "same" });
     if (diff.replaces.length) {
       // continueStepsFromDiff: a replacement re-checks the program's raw inputs, without olds or ignoreChanges.
-      const fresh = await checkOrFail({}, raw);
+      const fresh = annotateSecrets(await checkOrFail({}, raw), raw);
       const created = dryRun ? { id: "", properties: fresh } : await host.create(urn, fresh);
       replaced.push(old); // create before delete: the old one goes after the run
-      return record(created.id, created.properties, fresh, {
+      return record(created.id, annotateSecrets(created.properties, fresh), fresh, {
         op: "replace",
         replaces: diff.replaces,
         oldInputs: old.inputs,
@@ -295,7 +297,7 @@ async function deploy(
       });
     }
     const updated = dryRun ? { properties: inputs } : await host.update(old.id, urn, old.outputs, inputs);
-    return record(old.id, updated.properties, inputs, {
+    return record(old.id, annotateSecrets(updated.properties, inputs), inputs, {
       op: "update",
       oldInputs: old.inputs,
       newInputs: inputs,
@@ -380,7 +382,8 @@ async function deploy(
   const remove = async (urn: string, old: StateEntry): Promise<void> => {
     if (dryRun) return;
     if (old.retainOnDelete) return; // DeleteStep.Apply: "the user has explicitly asked us to not delete"
-    if (COMMAND_TYPES.includes(old.type)) await runCommand(old.type, old.name, old.inputs, "delete");
+    if (COMMAND_TYPES.includes(old.type))
+      await runCommand(old.type, old.name, revealSecrets(old.inputs) as Inputs, "delete");
     else await host.delete(old.id, urn, old.outputs);
   };
   for (const old of replaced) await remove(resourceUrn(old.name, { type: old.type }), old);
@@ -424,11 +427,12 @@ export async function refresh(host: ProviderHost, state: EngineState): Promise<R
       plan.push({ ...base, op: "delete" });
       continue;
     }
-    const inputs = read.inputs ?? entry.inputs;
-    next[key] = { ...entry, id: read.id, inputs, outputs: read.properties };
+    const inputs = read.inputs ? annotateSecrets(read.inputs, entry.inputs) : entry.inputs;
+    const outputs = annotateSecrets(read.properties, entry.outputs);
+    next[key] = { ...entry, id: read.id, inputs, outputs };
     const changed =
-      stableText(inputs) !== stableText(entry.inputs) ||
-      stableText(read.properties) !== stableText(entry.outputs);
+      stableText(revealSecrets(inputs)) !== stableText(revealSecrets(entry.inputs)) ||
+      stableText(revealSecrets(outputs)) !== stableText(revealSecrets(entry.outputs));
     plan.push(
       changed
         ? { ...base, op: "update", oldInputs: entry.inputs, newInputs: inputs }
@@ -461,6 +465,29 @@ function watchProgramFailures(onError: (e: unknown) => void): () => void {
     realProcess.removeListener("unhandledRejection", onError);
     for (const l of saved) realProcess.on("unhandledRejection", l as (...args: unknown[]) => void);
   };
+}
+
+/**
+ * provider_plugin.go `annotateSecrets`: copies the secretness of `ins` onto `outs` by key, recursing into
+ * objects: the dynamic host takes and returns no secrets (ConfigureResponse acceptSecrets=false), and the
+ * engine marks secret again every value whose input was or held one. Returns a new object.
+ */
+function annotateSecrets(outs: Inputs, ins: Inputs): Inputs {
+  const result: Inputs = { ...outs };
+  const holdsSecret = (v: unknown): boolean =>
+    isSecretValue(v) ||
+    (Array.isArray(v)
+      ? v.some(holdsSecret)
+      : v !== null && typeof v === "object" && Object.values(v).some(holdsSecret));
+  const isObject = (v: unknown): v is Inputs =>
+    v !== null && typeof v === "object" && !Array.isArray(v) && !isSecretValue(v);
+  for (const [k, inValue] of Object.entries(ins)) {
+    if (!(k in result)) continue;
+    const outValue = result[k];
+    if (isObject(outValue) && isObject(inValue)) result[k] = annotateSecrets(outValue, inValue);
+    else if (!isSecretValue(outValue) && holdsSecret(inValue)) result[k] = secretValue(outValue);
+  }
+  return result;
 }
 
 function retained(retainOnDelete: boolean): { retainOnDelete?: true } {
@@ -690,7 +717,7 @@ async function commandStep(
       which === "create" && run.dryRun
         ? {}
         : which && !run.dryRun
-          ? await runCommand(type, name, inputs, which)
+          ? await runCommand(type, name, revealSecrets(inputs) as Inputs, which)
           : { stdout: old!.outputs.stdout, stderr: old!.outputs.stderr };
     const outputs = { ...inputs, ...out };
     run.next[urn] = { id, type, name, inputs, outputs, ...retained(options.retainOnDelete) };
@@ -715,7 +742,7 @@ async function commandStep(
 /** The top-level input keys whose values differ (infer/resource.go `diff` over old and new inputs). */
 function changedKeys(olds: Inputs, news: Inputs): string[] {
   const keys = [...new Set([...Object.keys(olds), ...Object.keys(news)])].filter((k) => !k.startsWith("__"));
-  return keys.filter((k) => stableText(olds[k]) !== stableText(news[k])).sort();
+  return keys.filter((k) => stableText(revealSecrets(olds[k])) !== stableText(revealSecrets(news[k]))).sort();
 }
 
 /**
