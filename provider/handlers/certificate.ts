@@ -28,6 +28,7 @@ import {
   renewalDue,
   STATE_VERSION,
   upgradeState,
+  issuerOf,
 } from "./common";
 
 /** Default renewal window of a leaf: 30 days before it expires. */
@@ -36,6 +37,8 @@ export const DEFAULT_LEAF_RENEW_BEFORE_HOURS = 720;
 /** A leaf certificate resource's inputs after check. `profile` is set by the resource class. */
 export interface CertificateInputs {
   ca: { certPem: string; keyPem: string; chainPem?: string };
+  /** Set by check from `ca` (see `issuerOf`): what a preview shows when the CA changes. */
+  issuer?: string;
   profile: LeafProfile;
   subject?: Subject;
   template?: string;
@@ -90,6 +93,7 @@ function normalize(news: CertificateInputs): CertificateInputs {
       : undefined;
   return compact({
     ca: news.ca,
+    issuer: issuerOf(news.ca),
     profile: news.profile,
     subject:
       news.subject !== undefined && isKnown(news.subject) ? normalizeSubject(news.subject) : news.subject,

@@ -26,6 +26,7 @@ import {
   renewalDue,
   STATE_VERSION,
   upgradeState,
+  issuerOf,
 } from "./common";
 
 /** Default renewal window of a CA: 30 days before it expires. */
@@ -79,6 +80,7 @@ function normalize(news: CaInputs): CaInputs {
     renewBeforeHours: news.renewBeforeHours ?? DEFAULT_CA_RENEW_BEFORE_HOURS,
     pathLength: imported ? undefined : (news.pathLength ?? 0),
     parent: news.parent,
+    issuer: issuerOf(news.parent),
     import: news.import,
     maxValidityHours: news.maxValidityHours,
     truncateToIssuer: news.truncateToIssuer,

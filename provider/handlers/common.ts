@@ -5,7 +5,7 @@
  */
 import { pemBlocks } from "../pki/asn1";
 import { PkiError } from "../pki/errors";
-import { renewal } from "../pki/inspect";
+import { inspectCertificate, renewal } from "../pki/inspect";
 import { looksLikeKeyMaterial } from "../pki/quote";
 
 /** The placeholder the engine sends for values not known during preview. Never parse it. */
@@ -238,4 +238,32 @@ export function issuerChanged(storedCertPem: unknown, credentials: unknown): boo
     typeof credentials === "object" ? (credentials as { certPem?: unknown }).certPem : credentials;
   if (isUnknown(certPem)) return true;
   return firstCertificate(storedCertPem) !== firstCertificate(certPem);
+}
+
+/**
+ * Who signs: the issuing CA's subject and the start of its certificate's SHA-256 fingerprint, e.g.
+ * `CN=Libvirt Project (sha256 3F:2A:91:0C:5D:7E:11:B4)`. Check puts it into the inputs of every resource
+ * signed by another CA (`issuer`), because the CLI shows a change only as a change of inputs and the CA's
+ * own input is one secret: so a renewed or rotated CA reads `~ issuer: "CN=A (sha256 ..)" => "CN=B (..)"`
+ * in `pulumi preview --diff`. Unknown while the CA's certificate is (a CA replaced in the same preview);
+ * undefined without a readable certificate (its own check reports that).
+ */
+export function issuerOf(credentials: unknown): string | undefined {
+  if (credentials === undefined || credentials === null) return undefined;
+  if (isUnknown(credentials)) return UNKNOWN;
+  const certPem =
+    typeof credentials === "object" ? (credentials as { certPem?: unknown }).certPem : credentials;
+  if (isUnknown(certPem)) return UNKNOWN;
+  if (typeof certPem !== "string") return undefined;
+  const first = pemBlocks(certPem).find((b) => b.label === "CERTIFICATE");
+  if (!first) return undefined;
+  try {
+    const c = inspectCertificate(
+      `-----BEGIN CERTIFICATE-----\n${first.der.toString("base64")}\n-----END CERTIFICATE-----\n`,
+    );
+    return `${c.subjectDn} (sha256 ${c.fingerprintSha256.slice(0, 23)})`;
+  } catch (e) {
+    if (e instanceof PkiError) return undefined;
+    throw e;
+  }
 }

@@ -28,6 +28,7 @@ import {
   renewalDue,
   STATE_VERSION,
   upgradeState,
+  issuerOf,
 } from "./common";
 
 /**
@@ -126,6 +127,7 @@ function normalize(news: CrlInputs): Record<string, unknown> {
   const nextUpdateHours = news.nextUpdateHours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS;
   return compact({
     ca: news.ca,
+    issuer: issuerOf(news.ca),
     revoked: isKnown(news.revoked) ? normalizeRevoked(news.revoked) : news.revoked,
     nextUpdateHours,
     renewBeforeHours:

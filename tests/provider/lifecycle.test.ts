@@ -139,7 +139,7 @@ test("up, no-op, SAN change, CA rotation, CSR mode and removal, judged by openss
     host,
     r.state,
   );
-  printed.push(`# rotate the CA\n${formatPlan(r.plan)}`);
+  printed.push(`# rotate the CA\n${formatPlan(r.plan, { details: true })}`);
   expect(ops(r.plan)).toEqual({
     ca: "replace [subject]",
     compute1: "replace [ca]",
@@ -295,6 +295,28 @@ test("a CA renewBeforeHours-only change: the preview shows no leaf or install re
   expect(byName(r.state, "policyleaf").outputs.certPem).toBe(
     byName(first.state, "policyleaf").outputs.certPem,
   );
+});
+
+test("a CRL inside its re-sign window: the preview shows ~nextUpdate, and the up re-signs it in place", async () => {
+  const program = () => {
+    const ca = new virtpki.CertificateAuthority("resignca", {
+      subject: { commonName: "Re-sign CA" },
+      keySpec: "ecdsa-p256",
+    });
+    // 1 hour of validity, re-signed in its last 0.9999 hours: due 0.36 s after it was signed.
+    new virtpki.CertificateRevocationList("resigncrl", { ca, nextUpdateHours: 1, renewBeforeHours: 0.9999 });
+  };
+  const first = await up(program, host, {});
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const p = await preview(program, host, first.state);
+  printed.push(`# CRL re-sign due: pulumi preview --diff\n${formatPlan(p.plan, { details: true })}`);
+  expect(planSummary(p.plan)).toEqual(["resigncrl update [diff: ~nextUpdate]"]);
+  const r = await up(program, host, first.state);
+  expect(planSummary(r.plan)).toEqual(planSummary(p.plan));
+  const before = byName(first.state, "resigncrl").outputs;
+  const after = byName(r.state, "resigncrl").outputs;
+  expect(after.crlNumber as number).toBeGreaterThan(before.crlNumber as number);
+  expect(after.nextUpdate).toBe(byName(r.state, "resigncrl").inputs.nextUpdate);
 });
 
 test("check failures name the property and the fix, through the host", async () => {
