@@ -419,7 +419,7 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
     });
     expect(changes(b)).toEqual(
       NAMES.flatMap((n) => [
-        `fleet-${n} replace [diff: ~ca,notAfter]`,
+        `fleet-${n} replace [diff: ~ca,issuer,notAfter]`,
         `fleet-${n}-files replace [diff: ~stdin,triggers]`,
       ]).sort(),
     );
