@@ -23,9 +23,15 @@
  *   after a replacement), so that text must keep working after this package is upgraded or the project
  *   is moved.
  *
- * Hence the order: the package by name from the host's cwd (an installed package, upgrades included);
- * then this build's handlers by their path relative to the program's cwd, resolved against the host's
- * cwd (a checkout or a nested install moved or copied as a whole); then the absolute path of this build.
+ * Hence the order: this build's handlers by their path relative to the program's cwd, resolved against the
+ * host's cwd (a checkout or a nested install moved or copied as a whole, and a package upgraded in place);
+ * then the absolute path of this build; then the package by name, for an install that was hoisted or
+ * re-laid out. The name is looked up like Node does, from the host's cwd up through every parent's
+ * `node_modules`, so a copy is only taken when it lies inside the project (the nearest folder above the cwd
+ * holding Pulumi.yaml): a `node_modules/pulumi-virt-pki` that another user planted in a parent folder (say
+ * `/tmp/node_modules` for a project under `/tmp`) would get every input, CA keys included. A place moves on
+ * to the next only when its file does not exist (`require.resolve` fails); the handlers' own failures,
+ * such as a missing dependency, are reported as they are.
  */
 /* eslint-disable @typescript-eslint/no-require-imports -- the serialized closures require() by design */
 import * as path from "path";
@@ -49,19 +55,28 @@ function providerFor(name: HandlerName): pulumi.dynamic.ResourceProvider {
   const relative = HANDLERS_RELATIVE;
   const absolute = HANDLERS_ABSOLUTE;
   // require() at call time, not import: the serialized closure must capture no module objects (comments
-  // inside it would be serialized too, hence the file-wide eslint directive). Only a missing module moves
-  // on to the next place; any other failure of the handlers is reported as it is.
+  // inside it would be serialized too, hence the file-wide eslint directive).
   const handlers = (): (typeof Handlers)[HandlerName] => {
-    const missed: string[] = [];
-    for (const where of ["pulumi-virt-pki/handlers", require("path").resolve(relative), absolute]) {
-      try {
-        return (require(where) as typeof Handlers)[name];
-      } catch (e) {
-        if ((e as { code?: string }).code !== "MODULE_NOT_FOUND") throw e;
-        missed.push(where);
-      }
+    const p = require("path") as typeof path;
+    const fs = require("fs") as typeof import("fs");
+    const cwd = process.cwd();
+    const at = [p.resolve(cwd, relative), absolute].find((f) => fs.existsSync(f));
+    if (at) return (require(at) as typeof Handlers)[name];
+    let root = cwd;
+    while (!fs.existsSync(p.join(root, "Pulumi.yaml")) && p.dirname(root) !== root) root = p.dirname(root);
+    if (!fs.existsSync(p.join(root, "Pulumi.yaml"))) root = cwd;
+    let found = "";
+    try {
+      found = require.resolve("pulumi-virt-pki/handlers", { paths: [cwd] });
+    } catch {
+      // not installed by name either
     }
-    throw new Error(`pulumi-virt-pki handlers not found from ${process.cwd()}: tried ${missed.join(", ")}`);
+    const inside = found ? p.relative(root, found) : "..";
+    if (!inside.startsWith("..") && !p.isAbsolute(inside)) return (require(found) as typeof Handlers)[name];
+    throw new Error(
+      `pulumi-virt-pki handlers not found from ${cwd}: tried ${p.resolve(cwd, relative)}, ${absolute}, ` +
+        `pulumi-virt-pki/handlers${found ? ` (${found} is outside the project ${root}: not loaded)` : ""}`,
+    );
   };
   return {
     check: async (olds, news) => handlers().check(olds, news as never),

@@ -454,7 +454,8 @@ test("the SDK serializes providers that only require the handlers, and marks key
   ]);
   const provider = ca.inputs.__provider as string;
   // The handlers by package name, then this build's by path relative to the program's cwd, then absolute.
-  expect(provider).toContain('["pulumi-virt-pki/handlers", require("path").resolve(relative), absolute]');
+  expect(provider).toContain("[p.resolve(cwd, relative), absolute].find(");
+  expect(provider).toContain('require.resolve("pulumi-virt-pki/handlers", { paths: [cwd] })');
   expect(provider).toContain('relative: "bin/provider/handlers/index.js"');
   expect(provider).not.toMatch(/cov_|PRIVATE KEY/);
   expect(provider.length).toBeLessThan(10_000);

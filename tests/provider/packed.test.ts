@@ -56,7 +56,8 @@ test("a CA from the installed package goes through check, create, diff and delet
   const [ca] = JSON.parse(prog.stdout) as { type: string; name: string; inputs: Record<string, unknown> }[];
   expect(ca.type).toBe("pulumi-nodejs:dynamic/virt-pki:CertificateAuthority");
   const provider = ca.inputs.__provider as string;
-  expect(provider).toContain('["pulumi-virt-pki/handlers", require("path").resolve(relative), absolute]');
+  expect(provider).toContain("[p.resolve(cwd, relative), absolute].find(");
+  expect(provider).toContain('require.resolve("pulumi-virt-pki/handlers", { paths: [cwd] })');
   expect(provider).toContain('relative: "node_modules/pulumi-virt-pki/bin/provider/handlers/index.js"');
   expect(provider).toContain(`${project}/node_modules/pulumi-virt-pki/bin/provider/handlers/index.js`);
 
