@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { applyIgnoreChanges, formatPlan, partialState, planSummary, preview, refresh, up } from "./engine";
-import { ProviderHost, isSecretValue, startProviderHost } from "./pulumiHost";
+import { ProviderHost, isSecretValue, secretValue, startProviderHost } from "./pulumiHost";
 import { removeDir, tempDir } from "./programs";
 
 /** These programs have no dynamic resources. */
@@ -229,6 +229,12 @@ test("applyIgnoreChanges follows PropertyPath.reset: old value, removal when abs
     a: 1,
     o: { x: 1, y: [3, 2] },
   });
-  // A path through an element the old inputs lack is left alone (the engine logs it).
-  expect(applyIgnoreChanges({ n: { z: 1 } }, {}, ["n.z"])).toEqual({ n: { z: 1 } });
+  // The old inputs lack the object: the leaf goes from the new (reset: !hasOld && hasNew walks on).
+  expect(applyIgnoreChanges({ n: { z: 1 } }, {}, ["n.z"])).toEqual({ n: {} });
+  // A path through an array element the old inputs lack is left alone (the engine logs it).
+  expect(applyIgnoreChanges({ l: [1, 2] }, { l: [1] }, ["l[1]"])).toEqual({ l: [1, 2] });
+  // A value taken from inside an old secret stays secret.
+  expect(applyIgnoreChanges({ c: { k: "new" } }, { c: secretValue({ k: "old" }) }, ["c.k"])).toEqual({
+    c: { k: secretValue("old") },
+  });
 });

@@ -166,9 +166,13 @@ type Inputs = Record<string, unknown>;
 /** The `@pulumi/command` resource types the harness runs. */
 const COMMAND_TYPES = ["command:remote:Command", "command:local:Command"];
 /**
- * Inputs whose change replaces a command: those tagged `provider:"replaceOnChanges"` in pulumi-command
- * v1.2.1, only `triggers` (common/inputs.go `ResourceInputs.Triggers`; `connection` is not tagged:
- * remote/command.go `CommandInputs`). pulumi/pulumi-command#855: they replace even when `update` is set.
+ * Inputs whose change replaces a command: in pulumi-command v1.2.1 only `triggers`. A change of the whole
+ * value (added, removed, unknown) is forced to a replacement by the provider (pulumi-go-provider v1.3.0
+ * infer/resource.go `diff`: `forceReplace(k)` for the schema's replaceOnChanges input, tagged in
+ * common/inputs.go `ResourceInputs.Triggers`); a change of an element (`triggers[3]`) by the engine, from the
+ * SDK's `replaceOnChanges: ["triggers[*]"]` (@pulumi/command remote/command.js; step_generator.go
+ * `applyReplaceOnChanges`). `connection` is not tagged (remote/command.go `CommandInputs`): an update.
+ * pulumi/pulumi-command#855: triggers replace even when `update` is set.
  */
 const COMMAND_REPLACE_KEYS = ["triggers"];
 /** Bound on one command run. */
@@ -540,32 +544,37 @@ function parsePath(path: string): (string | number)[] {
  */
 export function applyIgnoreChanges(inputs: Inputs, oldInputs: Inputs, paths: readonly string[]): Inputs {
   const result = structuredClone(inputs);
-  const open = (v: unknown): unknown => (isSecretValue(v) ? open(v.value) : v);
   const isObj = (v: unknown): v is Record<string, unknown> =>
     v !== null && typeof v === "object" && !Array.isArray(v);
   for (const path of paths) {
     const keys = parsePath(path);
     let o: unknown = oldInputs;
     let n: unknown = result;
+    let oldSecret = false; // reset: a value taken from inside an old secret stays secret
+    let newSecret = false;
     for (let i = 0; i < keys.length; i++) {
-      o = open(o);
-      n = open(n);
+      while (isSecretValue(o)) [o, oldSecret] = [o.value, true];
+      while (isSecretValue(n)) [n, newSecret] = [n.value, true];
       const k = keys[i];
-      const last = i === keys.length - 1;
-      if (typeof k === "number") {
-        if (!Array.isArray(o) || !Array.isArray(n) || k >= o.length || k >= n.length) break;
-        if (last) n[k] = structuredClone(o[k]);
-        else [o, n] = [o[k], n[k]];
-        continue;
-      }
-      if (last) {
-        if (isObj(o) && k in o) {
-          if (isObj(n)) n[k] = structuredClone(o[k]);
+      const take = (v: unknown) =>
+        oldSecret && !newSecret ? secretValue(structuredClone(v)) : structuredClone(v);
+      if (i === keys.length - 1) {
+        if (typeof k === "number") {
+          if (Array.isArray(o) && Array.isArray(n) && k < o.length && k < n.length) n[k] = take(o[k]);
+        } else if (isObj(o) && k in o) {
+          if (isObj(n)) n[k] = take(o[k]);
         } else if (isObj(n)) delete n[k];
         break;
       }
-      if (!isObj(o) || !isObj(n) || !(k in n) || !(k in o)) break;
-      [o, n] = [o[k], n[k]];
+      if (typeof k === "number") {
+        if (!Array.isArray(o) || !Array.isArray(n) || k >= o.length || k >= n.length) break;
+        [o, n] = [o[k], n[k]];
+        continue;
+      }
+      // Neither, or only the old, has it: nothing to reset (or a path error the engine only logs). Only the
+      // new has it: go on, and the leaf the old lacks is removed from the new.
+      if (!isObj(o) || !isObj(n) || !(k in n)) break;
+      [o, n] = [k in o ? o[k] : undefined, n[k]];
     }
   }
   return result;
