@@ -146,6 +146,8 @@ export interface QemuImgInfoOptions {
   kind: QemuTlsKind;
   /** PSK identity (`username=` of tls-creds-psk). @default QEMU's default, `qemu` */
   username?: string;
+  /** Name the server certificate is checked against (`tls-hostname=` of the nbd driver). @default `host` */
+  tlsHostname?: string;
   /** Upper bound for the run. @default 20 s */
   timeoutMs?: number;
 }
@@ -160,7 +162,7 @@ export interface QemuImgInfoResult {
 
 /**
  * Runs `qemu-img info --object tls-creds-<kind>,id=tls0,dir=D,endpoint=client[,username=U] --image-opts
- * driver=nbd,host=H,port=P,export=disk,tls-creds=tls0` (bounded). Never rejects because the handshake failed.
+ * driver=nbd,host=H,port=P,export=disk,tls-creds=tls0[,tls-hostname=N]` (bounded). Never rejects because the handshake failed.
  */
 export async function qemuImgInfo(opts: QemuImgInfoOptions): Promise<QemuImgInfoResult> {
   assertLoopbackIPv4(opts.host);
@@ -169,7 +171,11 @@ export async function qemuImgInfo(opts: QemuImgInfoOptions): Promise<QemuImgInfo
     if (!/^[A-Za-z0-9._@+-]+$/.test(opts.username)) throw new Error(`bad PSK username ${opts.username}`);
     object += `,username=${opts.username}`;
   }
-  const image = `driver=nbd,host=${opts.host},port=${opts.port},export=disk,tls-creds=tls0`;
+  let image = `driver=nbd,host=${opts.host},port=${opts.port},export=disk,tls-creds=tls0`;
+  if (opts.tlsHostname !== undefined) {
+    if (!/^[A-Za-z0-9.-]+$/.test(opts.tlsHostname)) throw new Error(`bad tls-hostname ${opts.tlsHostname}`);
+    image += `,tls-hostname=${opts.tlsHostname}`;
+  }
   const r = await run("qemu-img", ["info", "--object", object, "--image-opts", image], {
     env: C_ENV,
     timeoutMs: opts.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS,
