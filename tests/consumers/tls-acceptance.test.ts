@@ -167,7 +167,7 @@ async function judgeLibvirt(c: TlsAcceptanceCase): Promise<Observation> {
       verdict: "reject",
       serverStarted: false,
       clientConnected: false,
-      detail: excerpt(daemon.message, /error :|Unable|certificate|TLS|exited/i),
+      detail: excerpt(daemon.message, / error : /).replace(/^.* error : /, ""),
     };
   }
   const pkiPath = await writeSide(client, key, LIBVIRT_CLIENT);
