@@ -41,6 +41,12 @@ interface Observation {
   clientConnected: boolean;
   /** The server's error (when it did not start) or the client's output (when it did not connect). */
   detail: string;
+  /**
+   * libvirt context cases: the VIR_WARN lines of virnettlscontext.c that libvirtd (role server) or virsh (role
+   * client, `LIBVIRT_LOG_OUTPUTS=3:stderr`) logged while loading the case's credentials, file paths reduced to
+   * base names.
+   */
+  loadWarnings?: string[];
 }
 
 /** One side's credentials: the CA file's certificates and the own certificate (null: file absent). */
@@ -109,6 +115,14 @@ function daemonErrors(daemon: Libvirtd): string {
     .join(" | ");
 }
 
+/** The warnings virnettlscontext.c logged in libvirtd's log, paths reduced to base names (see Observation). */
+function daemonLoadWarnings(log: string): string[] {
+  return log
+    .split("\n")
+    .filter((l) => / warning : virNetTLSContext/.test(l))
+    .map((l) => l.replace(/^.* warning : \S+ : /, "").replace(/\/\S*\/([^/\s]+)/g, "$1"));
+}
+
 const work: { dir: string } = { dir: "" };
 const factories = new Map<CertSpec["key"], Promise<CertFactory>>();
 const servers = new Map<string, Promise<Libvirtd | QemuNbd | Error>>();
@@ -168,20 +182,29 @@ async function judgeLibvirt(c: TlsAcceptanceCase): Promise<Observation> {
       serverStarted: false,
       clientConnected: false,
       detail: excerpt(daemon.message, / error : /).replace(/^.* error : /, ""),
+      loadWarnings:
+        c.stage === "context" && c.role === "server" ? daemonLoadWarnings(daemon.message) : undefined,
     };
   }
+  const loadWarnings =
+    c.stage === "context" && c.role === "server" ? daemonLoadWarnings((daemon as Libvirtd).log()) : undefined;
   const pkiPath = await writeSide(client, key, LIBVIRT_CLIENT);
   const r = await virshConnect({
     host,
     port: (daemon as Libvirtd).port,
     pkiPath,
     hosts: { [host]: (daemon as Libvirtd).host },
+    // virsh's own warnings (level 3) on stderr: the load warnings of its client credentials.
+    env: { LIBVIRT_LOG_OUTPUTS: "3:stderr" },
   });
+  const clientWarnings =
+    c.stage === "context" && c.role === "client" ? daemonLoadWarnings(r.output) : undefined;
   return {
     verdict: r.ok ? "accept" : "reject",
     serverStarted: true,
     clientConnected: r.ok,
     detail: r.ok ? "" : `${excerpt(r.output, /error/i)} || daemon: ${daemonErrors(daemon as Libvirtd)}`,
+    loadWarnings: loadWarnings ?? clientWarnings,
   };
 }
 
@@ -235,7 +258,7 @@ beforeAll(async () => {
   });
   const rows = TLS_ACCEPTANCE_CASES.map((c) => {
     const o = observations.get(c.id);
-    return `${c.id}\t${c.expected}\t${o?.verdict}\tserver=${o?.serverStarted} client=${o?.clientConnected}\t${o?.detail}`;
+    return `${c.id}\t${c.expected}\t${o?.verdict}\tserver=${o?.serverStarted} client=${o?.clientConnected}\t${o?.detail}\t${JSON.stringify(o?.loadWarnings)}`;
   });
   if (process.env.TLS_ACCEPTANCE_REPORT !== undefined) {
     await fs.writeFile(process.env.TLS_ACCEPTANCE_REPORT, rows.join("\n") + "\n");
@@ -262,5 +285,8 @@ describe.each(TLS_ACCEPTANCE_CASES.map((c) => [c.id, c] as const))("%s", (_id, c
       verdict: c.observed ?? c.expected,
       detail: expect.any(String),
     });
+    if (c.consumer === "libvirt" && c.stage === "context") {
+      expect(o?.loadWarnings).toEqual(c.daemonWarnings ?? []);
+    }
   });
 });

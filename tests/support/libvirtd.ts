@@ -485,6 +485,8 @@ export interface VirshConnectOptions {
   hosts?: Record<string, string>;
   /** Upper bound for the virsh run. @default 20 s */
   timeoutMs?: number;
+  /** Extra environment for virsh, e.g. `LIBVIRT_LOG_OUTPUTS` (merged over the C locale). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Outcome of {@link virshConnect}. */
@@ -514,10 +516,11 @@ export async function virshConnect(opts: VirshConnectOptions): Promise<VirshResu
     `test+tls://${opts.host}:${opts.port}/default?pkipath=${opts.pkiPath}` +
     (opts.noVerify ? "&no_verify=1" : "");
   const timeoutMs = opts.timeoutMs ?? DEFAULT_VIRSH_TIMEOUT_MS;
+  const env = { ...C_ENV, ...opts.env };
 
   let result;
   if (hostEntries.length === 0) {
-    result = await run("virsh", ["-c", uri, "list"], { env: C_ENV, timeoutMs });
+    result = await run("virsh", ["-c", uri, "list"], { env, timeoutMs });
   } else {
     const dir = await tempDir("virt-pki-hosts-");
     try {
@@ -537,7 +540,7 @@ export async function virshConnect(opts: VirshConnectOptions): Promise<VirshResu
           hostsFile,
           uri,
         ],
-        { env: C_ENV, timeoutMs },
+        { env, timeoutMs },
       );
     } finally {
       await removeDir(dir);
