@@ -22,7 +22,7 @@ import { readAuthorityKeyIdentifier, readBasicConstraints } from "./extensions";
 import { keyMatchesSpki } from "./issuer";
 import { loadPrivateKey } from "./keys";
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
-import { findExtension, parseCertificateDer, ParsedCertificate } from "./x509";
+import { findExtension, parseCertificateDer, parseCertificatePem, ParsedCertificate } from "./x509";
 
 /** Whose rules: libvirt's daemon and clients (9.0), or QEMU's `tls-creds-x509` objects (7.2). */
 export type TlsConsumer = "libvirt" | "qemu";
@@ -227,8 +227,8 @@ function checkBasicConstraints(
  * virNetTLSContextCheckCertKeyUsage (virnettlscontext.c:203-264): a missing keyUsage counts as what is needed;
  * a CA needs keyCertSign, a leaf digitalSignature and keyEncipherment; an error when keyUsage is critical, a
  * VIR_WARN otherwise. QEMU (tlscredsx509.c:129-177, after v7.2.22.diff) asks a leaf only for digitalSignature,
- * and only when critical, with no warning: upstream QEMU dropped the keyEncipherment rule and 7.2.22 (in Debian
- * bookworm's QEMU) backports that, while libvirt 9.0 keeps it. Whether a newer libvirt drops it is not checked here.
+ * and only when critical, with no warning: upstream QEMU dropped the keyEncipherment rule (10.1) and 7.2.22 (in
+ * Debian bookworm's QEMU) backports that, while libvirt 9.0 keeps it. Whether a newer libvirt drops it is not checked here.
  */
 function checkKeyUsage(
   p: Problems,
@@ -394,7 +394,11 @@ function allowsServerPurpose(f: CertFacts): boolean {
  * with dNSName SANs (those with a NUL or non-printable character skipped), and with the single CN only when
  * there is no dNSName or iPAddress SAN and the purposes allow a TLS server.
  */
-export function gnutlsCheckHostname(cert: ParsedCertificate, hostname: string): boolean {
+export function gnutlsCheckHostname(certPem: string, hostname: string): boolean {
+  return checkHostname(parseCertificatePem(certPem, "certPem"), hostname);
+}
+
+function checkHostname(cert: ParsedCertificate, hostname: string): boolean {
   const sanExt = findExtension(cert, OID.subjectAltName);
   const sans = sanExt ? readSubjectAltName(sanExt.value) : undefined;
   if (isIPv4(hostname) || (hostname.includes(":") && isIPv6(hostname))) {
@@ -566,7 +570,7 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
     checkHandshake(p, consumer, leaf, certBlocks, role, files.cert, nowSeconds);
     if (isServer) {
       for (const name of args.serverNames ?? []) {
-        if (!gnutlsCheckHostname(leaf, name)) {
+        if (!checkHostname(leaf, name)) {
           // virnettlscontext.c:389-395 (certFile is "[session]"), tlssession.c:369-374.
           p.error(
             libvirt
