@@ -179,7 +179,7 @@ describe.each([
   test("every registration is here: only the missing-file cases are left out (not a certificate case)", () => {
     const missing = cases.filter((c) => c.caPem === undefined || c.certPem === undefined);
     expect(missing.every((c) => /doesnotexist/.test(c.ca + c.cert))).toBe(true);
-    expect(cases.length - missing.length).toBe(consumer === "libvirt" ? 36 : 36);
+    expect(cases.length - missing.length).toBe(36);
   });
 
   /**
