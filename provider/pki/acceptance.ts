@@ -583,7 +583,8 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
       // The peer DN is gnutls_x509_crt_get_dn's text (virnettlscontext.c:1010, tlssession.c:343).
       const dn = compatDistinguishedName(nameFromAsn1(leaf.subject));
       if (libvirt && !args.allowedDnList.some((glob) => gPatternMatchSimple(glob, dn))) {
-        // virNetTLSContextCheckCertDNACL, virnettlscontext.c:353-375.
+        // virNetTLSContextCheckCertDNACL, virnettlscontext.c:353-375. An empty list `[]` refuses everyone: it is
+        // read as an empty, non-NULL array (virconf.c:922-936, remote_daemon_config.c:298).
         p.error(
           "Client's Distinguished Name is not on the list of allowed clients (tls_allowed_dn_list).  " +
             "Use 'virt-pki-query-dn clientcert.pem' to view the Distinguished Name field in the client " +
