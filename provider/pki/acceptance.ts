@@ -23,6 +23,9 @@ import { keyMatchesSpki } from "./issuer";
 import { loadPrivateKey } from "./keys";
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { findExtension, parseCertificateDer, parseCertificatePem, ParsedCertificate } from "./x509";
+import { PkiError } from "./errors";
+import { checkTextSize, MAX_TRUST_BUNDLE_CHARS } from "./limits";
+import { quoteInput } from "./quote";
 
 /** Whose rules: libvirt's daemon and clients (9.0), or QEMU's `tls-creds-x509` objects (7.2). */
 export type TlsConsumer = "libvirt" | "qemu";
@@ -482,6 +485,7 @@ function escapeRe(c: string): string {
  * Debian's 7.2 (7.2.22 backport) and newer QEMU do not; libvirt 9.0 does.
  */
 export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentialsVerdict {
+  checkArgs(args);
   const { consumer, role } = args;
   const libvirt = consumer === "libvirt";
   const isServer = role === "server";
@@ -597,6 +601,28 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
     }
   }
   return result();
+}
+
+/** Refuses arguments of the wrong type or size with a PkiError naming the field (texts are never echoed). */
+function checkArgs(args: CheckTlsCredentialsArgs): void {
+  if (args === null || typeof args !== "object") throw new PkiError("args", "expected an object");
+  if (args.consumer !== "libvirt" && args.consumer !== "qemu")
+    throw new PkiError("consumer", `must be "libvirt" or "qemu", got ${quoteInput(args.consumer)}`);
+  if (args.role !== "server" && args.role !== "client")
+    throw new PkiError("role", `must be "server" or "client", got ${quoteInput(args.role)}`);
+  for (const field of ["caCertPem", "certPem", "keyPem"] as const) {
+    const value: unknown = args[field];
+    if (value === undefined && field === "keyPem") continue;
+    if (typeof value !== "string") throw new PkiError(field, `must be a PEM text, got ${typeof value}`);
+    checkTextSize(value, field, MAX_TRUST_BUNDLE_CHARS, "PEM text");
+  }
+  for (const field of ["serverNames", "allowedDnList"] as const) {
+    const list: unknown = args[field];
+    if (list !== undefined && (!Array.isArray(list) || list.some((x) => typeof x !== "string")))
+      throw new PkiError(field, "must be a list of strings");
+  }
+  if (args.now !== undefined && (!(args.now instanceof Date) || Number.isNaN(args.now.getTime())))
+    throw new PkiError("now", "must be a valid Date");
 }
 
 /**

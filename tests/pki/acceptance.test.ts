@@ -629,3 +629,14 @@ describe("the DN allow list", () => {
     expect(pki.gPatternMatchSimple("*,CN=?", "O=x,CN=é")).toBe(true);
   });
 });
+
+test("arguments of the wrong type are refused with the field named", () => {
+  const bad = (a: unknown) => () => pki.checkTlsCredentials(a as pki.CheckTlsCredentialsArgs);
+  const ok = { consumer: "libvirt", role: "server", caCertPem: "", certPem: "" };
+  expect(bad({ ...ok, consumer: "xen" })).toThrow(/consumer/);
+  expect(bad({ ...ok, role: "peer" })).toThrow(/role/);
+  expect(bad({ ...ok, certPem: 5 })).toThrow(/certPem/);
+  expect(bad({ ...ok, serverNames: "h" })).toThrow(/serverNames/);
+  expect(bad({ ...ok, now: new Date(NaN) })).toThrow(/now/);
+  expect(bad({ ...ok, caCertPem: "x".repeat(5 * 1024 * 1024) })).toThrow(/caCertPem/);
+});
