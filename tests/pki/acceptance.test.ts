@@ -721,3 +721,57 @@ describe("host matching agrees with GnuTLS 3.7.9 itself (certtool --verify --ver
     expect(verdicts.filter((v) => !v).length).toBeGreaterThan(5);
   });
 });
+
+test("the certificate-against-CA-file verdict agrees with GnuTLS 3.7.9's certtool --verify", async () => {
+  const weakCa = await cert({
+    subject: "/CN=Weak CA",
+    ext: ["basicConstraints=critical,CA:TRUE", "keyUsage=cRLSign"],
+  });
+  const otherCa = await cert({ subject: "/CN=Another CA", ext: CA_EXT });
+  const pairs: [string, string, string][] = [
+    ["good", ca.certPem, server.certPem],
+    [
+      "CA keyUsage without keyCertSign",
+      weakCa.certPem,
+      (await cert({ subject: "/CN=a", ext: SERVER_EXT, issuer: weakCa })).certPem,
+    ],
+    [
+      "SHA-1",
+      ca.certPem,
+      (await cert({ subject: "/CN=b", ext: SERVER_EXT, issuer: ca, digest: "sha1" })).certPem,
+    ],
+    [
+      "unknown critical extension",
+      ca.certPem,
+      (
+        await cert({
+          subject: "/CN=c",
+          ext: [...SERVER_EXT, "1.3.6.1.4.1.99999.1=critical,ASN1:NULL"],
+          issuer: ca,
+        })
+      ).certPem,
+    ],
+    [
+      "critical certificatePolicies",
+      ca.certPem,
+      (
+        await cert({
+          subject: "/CN=d",
+          ext: [...SERVER_EXT, "certificatePolicies=critical,1.2.3.4"],
+          issuer: ca,
+        })
+      ).certPem,
+    ],
+    ["another CA", otherCa.certPem, server.certPem],
+  ];
+  for (const [what, caPem, leafPem] of pairs) {
+    const f = await writeFiles(dir, { [`vca${counter++}.pem`]: caPem, [`vl${counter++}.pem`]: leafPem });
+    const [caFile, leafFile] = Object.values(f);
+    const r = await run("certtool", ["--verify", "--load-ca-certificate", caFile, "--infile", leafFile]);
+    const gnutls = /Chain verification output: Verified\./.test(r.stdout);
+    const ours = !lvServer({ caCertPem: caPem, certPem: leafPem }).problems.some((p) =>
+      p.message.startsWith("Our own certificate"),
+    );
+    expect({ what, ours }).toEqual({ what, ours: gnutls });
+  }
+});
