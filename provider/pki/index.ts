@@ -21,3 +21,4 @@ export * from "./psk";
 export * from "./template";
 export * from "./inspect";
 export * from "./limits";
+export * from "./acceptance";
