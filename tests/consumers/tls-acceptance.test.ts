@@ -28,6 +28,7 @@ import { Libvirtd, startLibvirtd, virshConnect } from "../support/libvirtd";
 import { removeDir, tempDir } from "../support/programs";
 import { createRawImage, QemuNbd, qemuImgInfo, startQemuNbd } from "../support/qemu";
 import { CertFactory } from "../support/tlsCases";
+import { checkTlsCredentials, TlsCredentialsVerdict } from "../../provider/pki/acceptance";
 
 /** How many cases are judged at once. */
 const PARALLEL = 6;
@@ -287,6 +288,51 @@ describe.each(TLS_ACCEPTANCE_CASES.map((c) => [c.id, c] as const))("%s", (_id, c
     });
     if (c.consumer === "libvirt" && c.stage === "context") {
       expect(o?.loadWarnings).toEqual(c.daemonWarnings ?? []);
+    }
+  });
+});
+
+/**
+ * What `pki.checkTlsCredentials` predicts for a case, from the very files the judge got: the judged side's
+ * certificate checked against the CA file that judges it, the name the client connected to (a server
+ * certificate), the daemon's tls_allowed_dn_list (a client certificate in a session case). Undefined for a
+ * case whose certificate or CA file is absent: the function takes certificates, not missing files.
+ */
+async function predict(c: TlsAcceptanceCase): Promise<TlsCredentialsVerdict | undefined> {
+  if (c.cert === null || c.ca.length === 0) return undefined;
+  const f = await factory(c.cert.key);
+  const caCertPem = (await Promise.all(c.ca.map((s) => f.certPem(s)))).join("");
+  const { host, dnList } = setupOf(c);
+  return checkTlsCredentials({
+    consumer: c.consumer,
+    role: c.role,
+    caCertPem,
+    certPem: await f.certPem(c.cert),
+    keyPem: await fs.readFile(f.keyFile, "utf8"),
+    serverNames: c.role === "server" ? [host] : undefined,
+    allowedDnList: c.stage === "session" && c.role === "client" ? dnList : undefined,
+    now: new Date(f.now),
+  });
+}
+
+describe.each(
+  TLS_ACCEPTANCE_CASES.filter((c) => c.cert !== null && c.ca.length > 0).map((c) => [c.id, c] as const),
+)("checkTlsCredentials agrees with the real judge: %s", (_id, c) => {
+  test("same verdict (reject exactly when the real program refuses)", async () => {
+    const o = observations.get(c.id);
+    const p = await predict(c);
+    const predicted = p?.verdict === "reject" ? "reject" : "accept";
+    expect({ judge: o?.verdict, predicted, problems: p?.problems }).toEqual({
+      judge: o?.verdict,
+      predicted: o?.verdict,
+      problems: expect.anything(),
+    });
+    if (c.consumer === "libvirt" && c.stage === "context" && o?.verdict === "accept") {
+      // warn exactly when libvirt logged a warning loading these credentials
+      expect({ warn: p?.verdict === "warn", logged: o.loadWarnings }).toEqual({
+        warn: (o.loadWarnings ?? []).length > 0,
+        logged: o.loadWarnings,
+      });
     }
   });
 });
