@@ -92,6 +92,18 @@ export interface HostCredentialInstallArgs {
   /** For the `libvirtd.conf` snippet: the client DNs the server accepts. */
   tlsAllowedDnList?: pulumi.Input<pulumi.Input<string>[]>;
   /**
+   * Every name and address clients (peers, migration, virsh) use to reach this host: each server
+   * certificate the layouts install must match every one, as GnuTLS matches them, or the install is
+   * refused at preview. @default none checked
+   */
+  serverNames?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * Ask `pki.checkTlsCredentials` about every TLS layout before installing (see `serverNames`): a credential
+   * libvirt or QEMU would refuse fails the preview, one they would warn about is a warning. Turn it off only
+   * for credentials meant to be refused (a revoked client's). @default true
+   */
+  checkCredentials?: boolean;
+  /**
    * A secret of at least 32 characters (e.g. a `PreSharedKeys` resource's `keysPsk`) that keys the digests
    * triggers, state and the host's manifest show of secret files, instead of their plain sha256, which a
    * dictionary attack reverses for a short secret. Needed when the only secret files are `custom` ones;
@@ -143,24 +155,35 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
     // The host scripts are fixed texts; everything of this host and plan is data on stdin (secret: it
     // carries the keys). A preview shows the triggers: each file's path, hash prefix, owner and mode.
     const digestKey = pulumi.secret(pulumi.output(args.digestKey));
-    const cmd = pulumi.all([layouts, target, args.reloadCommand, digestKey]).apply(([l, t, reload, dk]) =>
-      installCommand({
-        name,
-        hostLabel,
-        target: t,
-        layouts: l,
-        ownership: args.ownership,
-        overrides: args.overrides,
-        root: args.root,
-        setOwners,
-        selinux,
-        qemuGroup: args.qemuGroup,
-        reloadCommand: reload,
-        stateDir,
-        keepOnDelete: args.keepOnDelete,
-        digestKey: dk,
-      }),
-    );
+    // Every TLS layout is asked of `pki.checkTlsCredentials` as it would be written: what libvirt or QEMU
+    // would refuse fails here (a throw in this apply fails the deployment before the command exists), and
+    // what they would log is a warning on this resource.
+    const serverNames = pulumi.output(args.serverNames ?? []);
+    const cmd = pulumi
+      .all([layouts, target, args.reloadCommand, digestKey, serverNames])
+      .apply(([l, t, reload, dk, sn]) =>
+        installCommand({
+          name,
+          hostLabel,
+          target: t,
+          layouts: l,
+          ownership: args.ownership,
+          overrides: args.overrides,
+          root: args.root,
+          setOwners,
+          selinux,
+          qemuGroup: args.qemuGroup,
+          reloadCommand: reload,
+          stateDir,
+          keepOnDelete: args.keepOnDelete,
+          digestKey: dk,
+          serverNames: sn,
+          checkCredentials: args.checkCredentials,
+        }),
+      );
+    cmd.apply((c) => {
+      if (c.warnings.length) void pulumi.log.warn(`${hostLabel}: ${c.warnings.join("\n")}`, this);
+    });
     const plan = cmd.plan;
     const commandArgs = {
       create: INSTALL_SCRIPT,

@@ -27,6 +27,7 @@
  * control characters; every other field is made of `A-Za-z0-9._@+/~:-`, which the scripts check again.
  * Pure.
  */
+import { checkLayoutCredentials } from "./acceptance";
 import { PkiError } from "../../provider/pki/errors";
 import { shownDigests } from "./digests";
 import { INSTALL_SCRIPT, REMOVE_SCRIPT } from "./hostScripts";
@@ -281,6 +282,10 @@ export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" |
   overrides?: Record<string, PathOverride>;
   reloadCommand?: string | readonly string[];
   keepOnDelete?: boolean;
+  /** Names and addresses clients use to reach this host, checked against its server certificates. */
+  serverNames?: readonly string[];
+  /** Ask `checkTlsCredentials` about the layouts (see `acceptance.ts`). @default true */
+  checkCredentials?: boolean;
 }
 
 /** What an install hands to `@pulumi/command`: the fixed scripts, and this install's data. */
@@ -296,6 +301,8 @@ export interface InstallCommand {
   triggers: string[];
   /** Each file's shown digest, in the order of `plan.files` (see `digests.ts`). */
   digests: string[];
+  /** What libvirt or QEMU would log about these credentials (see `acceptance.ts`). */
+  warnings: string[];
 }
 
 /** An absolute folder on the machine running Pulumi or on the host: no `~`, `.` or `..`. */
@@ -345,6 +352,16 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
   checkInstallOptions(a);
   const plan = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
   checkStateDir(plan, a.stateDir ?? DEFAULT_STATE_DIR);
+  // What the consumers would refuse is refused here, before anything reaches the host.
+  const acceptance =
+    a.checkCredentials === false
+      ? { errors: [], warnings: [] }
+      : checkLayoutCredentials(a.layouts, {
+          ownership: a.ownership,
+          overrides: a.overrides,
+          serverNames: a.serverNames,
+        });
+  if (acceptance.errors.length) throw acceptance.errors[0];
   const generation = generationOf(a.name, a.target, plan, a.digestKey);
   const reload = a.reloadCommand === undefined ? undefined : reloadArgv(a.reloadCommand);
   return {
@@ -355,5 +372,6 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
     stdin: renderStdin(plan, { ...a, generation, reload }),
     triggers: triggersOf(plan, a.target, a.digestKey),
     digests: shownDigests(plan, a.digestKey),
+    warnings: acceptance.warnings,
   };
 }
