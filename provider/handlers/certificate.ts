@@ -1,6 +1,7 @@
 /** Check/diff/create/update/read/delete for ServerCertificate and ClientCertificate. Pure; see common.ts. */
 import { PkiError } from "../pki/errors";
 import { isoSecond } from "../pki/revocations";
+import { checkIssuerAccepted } from "../pki/acceptance";
 import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
 import {
@@ -191,6 +192,7 @@ export function check(
       () => {
         if (!news.ca || !isKnown(news.ca)) return;
         const issuer = loadIssuer(news.ca, "ca");
+        checkIssuerAccepted(news.ca, "ca", now);
         if (!isKnown(news.validityHours) || !isKnown(news.maxValidityHours)) return;
         if (!isKnown(news.truncateToIssuer)) return;
         // A bad number is reported by its own check above, once.

@@ -7,6 +7,7 @@ import {
   CertificateAuthority as CaResult,
 } from "../pki/ca";
 import { PkiError } from "../pki/errors";
+import { checkIssuerAccepted } from "../pki/acceptance";
 import { loadIssuer } from "../pki/issuer";
 import { parseKeySpec } from "../pki/keys";
 import { normalizeSubject, Subject } from "../pki/names";
@@ -114,6 +115,10 @@ export function check(olds: Record<string, unknown>, news: CaInputs, now: Date =
   const requestChecks = whole
     ? [
         () => {
+          if (news.parent !== undefined) {
+            loadIssuer(news.parent, "parent");
+            checkIssuerAccepted(news.parent, "parent", now);
+          }
           fresh = resolveCaRequest({
             subject: news.subject,
             template: news.template,
@@ -147,7 +152,11 @@ export function check(olds: Record<string, unknown>, news: CaInputs, now: Date =
           isKnown(news.maxValidityHours) &&
           news.maxValidityHours !== undefined &&
           checkHours(news.maxValidityHours, "maxValidityHours"),
-        () => news.parent !== undefined && isKnown(news.parent) && loadIssuer(news.parent, "parent"),
+        () => {
+          if (news.parent === undefined || !isKnown(news.parent)) return;
+          loadIssuer(news.parent, "parent");
+          checkIssuerAccepted(news.parent, "parent", now);
+        },
       ];
   const failures = collectFailures(
     [
@@ -157,7 +166,9 @@ export function check(olds: Record<string, unknown>, news: CaInputs, now: Date =
             ["subject", "template", "keySpec", "parent", "validityHours", "pathLength"] as const
           ).find((k) => news[k] !== undefined && news[k] !== null);
           if (clash) throw new PkiError(clash, `an imported CA is used as it is; remove ${clash} or import`);
-          if (isKnown(news.import)) importCertificateAuthority(news.import);
+          if (!isKnown(news.import)) return;
+          importCertificateAuthority(news.import);
+          checkIssuerAccepted(news.import, "import", now);
           return;
         }
         if (news.subject !== undefined && news.template !== undefined) {

@@ -9,6 +9,7 @@ import {
   RevocationReason,
 } from "../pki/crl";
 import { PkiError } from "../pki/errors";
+import { checkIssuerAccepted } from "../pki/acceptance";
 import { loadIssuer } from "../pki/issuer";
 import { inspectCertificate } from "../pki/inspect";
 import { isoSecond, mergeRevocations, RevocationEntry, WantedRevocation } from "../pki/revocations";
@@ -154,7 +155,9 @@ export function check(olds: Record<string, unknown>, news: CrlInputs, now: Date 
             "ca",
             "the issuing CA is required: a CertificateAuthority or { certPem, keyPem }",
           );
-        if (isKnown(news.ca)) loadIssuer(news.ca, "ca");
+        if (!isKnown(news.ca)) return;
+        loadIssuer(news.ca, "ca");
+        checkIssuerAccepted(news.ca, "ca", now);
       },
       () => isKnown(news.revoked) && normalizeRevoked(news.revoked),
       () =>

@@ -492,10 +492,6 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
   const files = { ...defaultFiles(consumer, role), ...(args.files ?? {}) };
   const nowSeconds = Math.floor((args.now ?? new Date()).getTime() / 1000);
   const p = new Problems();
-  const result = (): TlsCredentialsVerdict => ({
-    verdict: p.list.some((x) => x.severity === "error") ? "reject" : p.list.length > 0 ? "warn" : "accept",
-    problems: p.list,
-  });
 
   // The certificate file: virNetTLSContextLoadCertFromFile reads at most 64 KiB (virnettlscontext.c:489,
   // virfile.c:1492-1534: EOVERFLOW) and imports the first PEM certificate only (:495, tlscredsx509.c:397).
@@ -515,23 +511,7 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
     leaf = certBlocks[0].cert;
   }
 
-  // The CA file: read the same way (virnettlscontext.c:524), at most 16 certificates imported by
-  // gnutls_x509_crt_list_import without FAIL_IF_EXCEED, which silently ignores the rest (gnutls:x509/x509.c:3972).
-  let cas: ParsedCertificate[] = [];
-  const caBlocks = gnutlsPemCertificates(args.caCertPem);
-  if (libvirt && Buffer.byteLength(args.caCertPem, "utf8") > LIBVIRT_MAX_CERT_FILE_BYTES) {
-    p.error(`Failed to read file '${files.caCert}': Value too large for defined data type`);
-  } else if (caBlocks.length === 0 || caBlocks.slice(0, TLS_MAX_CA_CERTS).some((b) => "malformed" in b)) {
-    p.error(`Unable to import CA certificate list ${files.caCert}`);
-  } else {
-    cas = caBlocks.slice(0, TLS_MAX_CA_CERTS).map((b) => (b as { cert: ParsedCertificate }).cert);
-    if (caBlocks.length > TLS_MAX_CA_CERTS) {
-      p.warn(
-        `${files.caCert} holds ${caBlocks.length} certificates: only the first ${TLS_MAX_CA_CERTS} are checked ` +
-          "at start-up and can verify this host's own certificate (not a message of libvirt or QEMU)",
-      );
-    }
-  }
+  const cas = readCaFile(p, libvirt, args.caCertPem, files.caCert);
 
   // Start-up checks in their order (virnettlscontext.c:562-573, tlscredsx509.c:490-510).
   if (leaf !== undefined) checkCert(p, consumer, leaf, files.cert, isServer, false, nowSeconds);
@@ -600,7 +580,118 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
       }
     }
   }
-  return result();
+  return verdictOf(p);
+}
+
+/**
+ * The CA file, read as libvirt and QEMU read it (virnettlscontext.c:524, tlscredsx509.c:449): libvirt reads at
+ * most 64 KiB; at most 16 certificates are imported by gnutls_x509_crt_list_import without FAIL_IF_EXCEED, which
+ * silently ignores the rest (gnutls:x509/x509.c:3972). Returns the imported certificates.
+ */
+function readCaFile(p: Problems, libvirt: boolean, caCertPem: string, file: string): ParsedCertificate[] {
+  const caBlocks = gnutlsPemCertificates(caCertPem);
+  if (libvirt && Buffer.byteLength(caCertPem, "utf8") > LIBVIRT_MAX_CERT_FILE_BYTES) {
+    p.error(`Failed to read file '${file}': Value too large for defined data type`);
+    return [];
+  }
+  if (caBlocks.length === 0 || caBlocks.slice(0, TLS_MAX_CA_CERTS).some((b) => "malformed" in b)) {
+    p.error(`Unable to import CA certificate list ${file}`);
+    return [];
+  }
+  if (caBlocks.length > TLS_MAX_CA_CERTS) {
+    p.warn(
+      `${file} holds ${caBlocks.length} certificates: only the first ${TLS_MAX_CA_CERTS} are checked ` +
+        "at start-up and can verify this host's own certificate (not a message of libvirt or QEMU)",
+    );
+  }
+  return caBlocks.slice(0, TLS_MAX_CA_CERTS).map((b) => (b as { cert: ParsedCertificate }).cert);
+}
+
+/** The arguments of {@link checkTlsCaFile}. */
+export interface CheckTlsCaFileArgs {
+  /** The CA file as it would be installed: one or more PEM certificates. */
+  readonly caCertPem: string;
+  /** Whose rules (they differ only in libvirt's 64 KiB file limit and its keyUsage warning). @default "libvirt" */
+  readonly consumer?: TlsConsumer;
+  /** The time to check at. @default now */
+  readonly now?: Date;
+  /**
+   * Warn about every certificate that expires before this time (say, the next planned renewal): from its end on,
+   * libvirtd and QEMU refuse to start with this file. @default no warning
+   */
+  readonly validUntil?: Date;
+  /** What `validUntil` is, for the warning. @default "the time asked" */
+  readonly validUntilReason?: string;
+  /** The file name to print in messages. @default libvirt `/etc/pki/CA/cacert.pem`; QEMU `/etc/pki/qemu/ca-cert.pem` */
+  readonly file?: string;
+}
+
+/**
+ * The CA file's part of libvirt's and QEMU's start-up check, alone: what a CA brought from elsewhere (imported,
+ * a parent, another stack's) must pass before anything it signs is installed. Its limits, and for every imported
+ * certificate its times, basicConstraints CA:TRUE and keyUsage keyCertSign (virnettlscontext.c:566-573,
+ * tlscredsx509.c:498-507), in the programs' words; plus, with `validUntil`, a warning for each certificate
+ * ending before that time. Pure and offline.
+ */
+export function checkTlsCaFile(args: CheckTlsCaFileArgs): TlsCredentialsVerdict {
+  if (args === null || typeof args !== "object") throw new PkiError("args", "expected an object");
+  const consumer = args.consumer ?? "libvirt";
+  if (consumer !== "libvirt" && consumer !== "qemu")
+    throw new PkiError("consumer", `must be "libvirt" or "qemu", got ${quoteInput(consumer)}`);
+  if (typeof args.caCertPem !== "string")
+    throw new PkiError("caCertPem", `must be a PEM text, got ${typeof args.caCertPem}`);
+  checkTextSize(args.caCertPem, "caCertPem", MAX_TRUST_BUNDLE_CHARS, "PEM text");
+  for (const field of ["now", "validUntil"] as const) {
+    const t: unknown = args[field];
+    if (t !== undefined && (!(t instanceof Date) || Number.isNaN(t.getTime())))
+      throw new PkiError(field, "must be a valid Date");
+  }
+  const file = args.file ?? defaultFiles(consumer, "server").caCert;
+  const nowSeconds = Math.floor((args.now ?? new Date()).getTime() / 1000);
+  const p = new Problems();
+  const cas = readCaFile(p, consumer === "libvirt", args.caCertPem, file);
+  for (const ca of cas) {
+    if (!checkCert(p, consumer, ca, file, false, true, nowSeconds)) continue;
+    if (args.validUntil !== undefined && ca.notAfter.getTime() < args.validUntil.getTime()) {
+      const subject = compatDistinguishedName(nameFromAsn1(ca.subject));
+      p.warn(
+        `The CA certificate ${subject} in ${file} expires at ${ca.notAfter.toISOString()}, before ` +
+          `${args.validUntilReason ?? "the time asked"} (${args.validUntil.toISOString()}): from then on libvirtd ` +
+          "and QEMU refuse to start with this CA file (not a message of libvirt or QEMU)",
+      );
+    }
+  }
+  return verdictOf(p);
+}
+
+/**
+ * Refuses, with a `PkiError` on `<property>.certPem` (or `.chainPem`), an issuing CA that libvirt or QEMU would
+ * refuse in their CA file now (see {@link checkTlsCaFile}): expired, not yet active, not a CA, keyUsage without
+ * keyCertSign. Checked where a CA enters from elsewhere (an import, a parent, PEM given to a leaf or a CRL),
+ * so nothing it signs reaches a host. (Its only warnings, a chain of more than 16 certificates or a
+ * non-critical keyUsage without keyCertSign, are refused or irrelevant where it is used: `loadIssuer`.)
+ */
+export function checkIssuerAccepted(
+  issuer: { certPem?: unknown; chainPem?: unknown },
+  property: string,
+  now: Date = new Date(),
+): void {
+  for (const field of ["certPem", "chainPem"] as const) {
+    const pem = issuer[field];
+    if (typeof pem !== "string" || pem === "") continue;
+    const error = checkTlsCaFile({ caCertPem: pem, now }).problems.find((x) => x.severity === "error");
+    if (error !== undefined) {
+      throw new PkiError(`${property}.${field}`, `libvirt and QEMU would refuse this CA: ${error.message}`);
+    }
+  }
+}
+
+/** `reject` when any problem is an error, `warn` when there are only warnings, else `accept`. */
+function verdictOf(p: Problems): TlsCredentialsVerdict {
+  return {
+    verdict: p.list.some((x) => x.severity === "error") ? "reject" : p.list.length > 0 ? "warn" : "accept",
+    problems: p.list,
+  };
 }
 
 /** Refuses arguments of the wrong type or size with a PkiError naming the field (texts are never echoed). */

@@ -457,6 +457,67 @@ describe("the CA file and the certificate file", () => {
   });
 });
 
+describe("checkTlsCaFile: the CA file alone (a CA brought from elsewhere, the fleet's trust bundle)", () => {
+  test("its errors are exactly the CA file's errors of checkTlsCredentials", async () => {
+    const noBasic = await cert({ subject: "/CN=No basic", ext: ["keyUsage=critical,keyCertSign"] });
+    const notCa = await cert({ subject: "/CN=Not a CA", ext: ["basicConstraints=critical,CA:FALSE"] });
+    const bundles = [
+      ca.certPem,
+      ca.certPem + noBasic.certPem,
+      ca.certPem + notCa.certPem,
+      ca.certPem + "#".repeat(65_536),
+      "no certificate",
+    ];
+    for (const caCertPem of bundles) {
+      const alone = pki.checkTlsCaFile({ caCertPem, now: NOW });
+      const withLeaf = lvServer({ caCertPem, certPem: server.certPem });
+      const caFileErrors = withLeaf.problems.filter(
+        (x) => x.severity === "error" && !x.message.startsWith("Our own certificate"),
+      );
+      expect(alone.problems.filter((x) => x.severity === "error")).toEqual(caFileErrors);
+    }
+    expect(pki.checkTlsCaFile({ caCertPem: ca.certPem + notCa.certPem, now: NOW }).problems).toEqual([
+      err(`The certificate ${LV_CA} basic constraints do not show a CA`),
+    ]);
+    expect(
+      pki.checkTlsCaFile({ caCertPem: ca.certPem + "#".repeat(65_536), consumer: "qemu", now: NOW }),
+    ).toEqual(ACCEPT);
+  });
+
+  test("times of every certificate, and a warning for one ending before validUntil", () => {
+    const later = new Date(NOW.getTime() + 3651 * DAY);
+    expect(pki.checkTlsCaFile({ caCertPem: ca.certPem, now: later }).problems).toEqual([
+      err(`The CA certificate ${LV_CA} has expired`),
+    ]);
+    const before = new Date(NOW.getTime() - DAY);
+    expect(pki.checkTlsCaFile({ caCertPem: ca.certPem, now: before, file: "ca.pem" }).problems).toEqual([
+      err("The CA certificate ca.pem is not yet active"),
+    ]);
+    const r = pki.checkTlsCaFile({
+      caCertPem: ca.certPem,
+      now: NOW,
+      validUntil: new Date(NOW.getTime() + 4000 * DAY),
+      validUntilReason: "the next planned renewal",
+    });
+    expect(r.verdict).toBe("warn");
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0].message).toMatch(
+      /^The CA certificate O=Example,CN=Example CA in \/etc\/pki\/CA\/cacert\.pem expires at \S+, before the next planned renewal \(\S+\): from then on libvirtd and QEMU refuse to start/,
+    );
+    expect(
+      pki.checkTlsCaFile({ caCertPem: ca.certPem, now: NOW, validUntil: new Date(NOW.getTime() + DAY) }),
+    ).toEqual(ACCEPT);
+  });
+
+  test("arguments of the wrong type are refused with the field named", () => {
+    expect(() => pki.checkTlsCaFile({ caCertPem: 5 as never })).toThrow(/^caCertPem: must be a PEM text/);
+    expect(() => pki.checkTlsCaFile({ caCertPem: ca.certPem, validUntil: new Date(NaN) })).toThrow(
+      /^validUntil: must be a valid Date/,
+    );
+    expect(() => pki.checkTlsCaFile({ caCertPem: ca.certPem, consumer: "x" as never })).toThrow(/^consumer:/);
+  });
+});
+
 describe("the certificate against the CA file (gnutls_x509_crt_list_verify)", () => {
   test("an unknown issuer, a forged signature, an insecure algorithm, an unknown critical extension", async () => {
     const otherCa = await cert({ subject: "/CN=Other CA", ext: CA_EXT });
