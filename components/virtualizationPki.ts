@@ -21,6 +21,9 @@ import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentia
 import { Ownership, PathOverride, QEMU_SERVICES, QemuService, checkPath } from "./install";
 import { RetainedInstall } from "./retainedInstall";
 import { quoteInput } from "../provider/pki/quote";
+import { isIP } from "node:net";
+import { checkTlsCaFile } from "../provider/pki/acceptance";
+import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "../provider/handlers/certificate";
 
 /** A CA the fleet creates. */
 export interface NewFleetCa {
@@ -59,6 +62,15 @@ export interface FleetHost {
   ipAddresses?: string[];
   /** @default true: the short name is also a DNS SAN */
   addShortName?: boolean;
+  /**
+   * Names or addresses peers migrate guests to this host through (`migration_host` in its qemu.conf, `virsh migrate
+   * --migrateuri tcp://ADDR` or `--listen-address`). With TLS, the source QEMU checks this host's QEMU certificate
+   * against that name (libvirt sets `tls-hostname` to the destination's host, qemu_migration.c:4798-4808), so each
+   * is added to the host's certificates (an IP address as an IP SAN). A host with migration addresses needs a QEMU
+   * identity for migration: `qemu` must hold "migrate" or "default" (libvirt falls back to
+   * `default_tls_x509_cert_dir` for migration, qemu_conf.c:1262-1276). @default none
+   */
+  migrationAddresses?: string[];
   /** SSH connection (`@pulumi/command` remote ConnectionArgs). Without it: local under `stagingRoot/<name>`. */
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
   /**
@@ -235,6 +247,26 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
         throw new PkiError(`hosts[${i}].qemu`, `${quoteInput(s)} is not one of ${QEMU_SERVICES.join(", ")}`);
       }
     }
+    if (h.migrationAddresses !== undefined) {
+      if (
+        !Array.isArray(h.migrationAddresses) ||
+        h.migrationAddresses.some((a) => typeof a !== "string" || a === "")
+      ) {
+        throw new PkiError(
+          `hosts[${i}].migrationAddresses`,
+          'must be a list of names or addresses, e.g. ["10.1.0.74"]',
+        );
+      }
+      const services = h.qemu ?? ["default"];
+      if (h.migrationAddresses.length > 0 && !services.includes("migrate") && !services.includes("default")) {
+        throw new PkiError(
+          `hosts[${i}].qemu`,
+          `has no QEMU identity for migration, but migrationAddresses are given: libvirt reads migrate_tls_x509_cert_dir, ` +
+            `else /etc/pki/libvirt-migrate, else default_tls_x509_cert_dir (/etc/pki/qemu), and none would be installed; ` +
+            `add "migrate" or "default" to qemu`,
+        );
+      }
+    }
     if (h.qemuPskDir !== undefined) checkPath(`hosts[${i}].qemuPskDir`, h.qemuPskDir);
     if (h.connection !== undefined) {
       checkPinned(h.connection, h.hostKey, args.skipHostKeyVerification, `hosts[${i}].hostKey`);
@@ -397,10 +429,12 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     // CAs: created here (a resource per id) or given as PEM.
     const trusted = new Map<string, CaLike | CaCredentials>();
     const caResources: CertificateAuthority[] = [];
-    for (const c of cas) {
+    cas.forEach((c, i) => {
       const id = c.id ?? "ca";
       if (isExisting(c)) {
-        trusted.set(id, { certPem: c.certPem, keyPem: pulumi.secret(c.keyPem) });
+        // Checked before anything uses it (its CRL, the leaves it issues, every host's CA file).
+        const certPem = pulumi.output(c.certPem).apply((pem) => acceptedCa(args.ca, i, id, pem));
+        trusted.set(id, { certPem, keyPem: pulumi.secret(c.keyPem) });
       } else {
         const ca = new CertificateAuthority(
           `${name}-${id}`,
@@ -417,11 +451,16 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         caResources.push(ca);
         trusted.set(id, ca);
       }
-    }
+    });
     const issuer = trusted.get(issuing)!;
-    const caCertPem = pulumi
-      .all([...trusted.values()].map((c) => c.certPem))
-      .apply((pems) => pems.map(pemBlock).join(""));
+    // The trust bundle every host installs. A CA in it that libvirt or QEMU would refuse (expired, not yet
+    // active, not a CA) stops libvirtd from starting on every host: it fails here, naming the CA, and so does
+    // everything installed with this file.
+    const caIds = [...trusted.keys()];
+    const caPems = pulumi.all([...trusted.values()].map((c) => c.certPem));
+    const caCertPem = caPems.apply((pems) =>
+      pems.map((pem, i) => pemBlock(acceptedCa(args.ca, i, caIds[i], pem))).join(""),
+    );
     this.caCertPem = caCertPem;
     this.issuingCaCertPem = pulumi.output(issuer.certPem);
 
@@ -518,8 +557,17 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     // One resource per host, one key per role: server (O=<org>,CN=<fqdn>), libvirt client
     // (OU=libvirt-client) and QEMU (OU=qemu). See HostIdentities.
     this.hostIdentities = {};
+    const reachedAs = new Map<string, string[]>(); // every name and address each host is reached through
     for (const h of args.hosts) {
-      const dnsNames = [h.fqdn, ...(h.addShortName === false ? [] : [h.name]), ...(h.dnsNames ?? [])];
+      const migration = h.migrationAddresses ?? [];
+      const dnsNames = [
+        h.fqdn,
+        ...(h.addShortName === false ? [] : [h.name]),
+        ...(h.dnsNames ?? []),
+        ...migration.filter((a) => isIP(a) === 0),
+      ];
+      const ipAddresses = [...(h.ipAddresses ?? []), ...migration.filter((a) => isIP(a) !== 0)];
+      reachedAs.set(h.name, [...new Set([...dnsNames, ...ipAddresses].map((n) => n.trim()))]);
       const roles: HostRole[] = [
         ...(h.libvirtClient !== false ? ["client" as const] : []),
         ...((h.qemu ?? ["default"]).length > 0 ? ["qemu" as const] : []),
@@ -530,7 +578,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           ca: issuer,
           subject: { organization, commonName: h.fqdn },
           dnsNames: [...new Set(dnsNames)],
-          ipAddresses: h.ipAddresses ?? [],
+          ipAddresses: [...new Set(ipAddresses)],
           roles,
           keySpec: leafDefaults.keySpec,
           validityHours: leafDefaults.validityHours,
@@ -591,6 +639,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           ...target(h.connection, h.hostKey, undefined, args.stagingRoot, h.name),
           hostLabel: h.name,
           layouts,
+          // Each of the host's certificates must match every name it is reached through, as GnuTLS matches.
+          serverNames: reachedAs.get(h.name),
           reloadCommand: h.reloadCommand ?? args.reloadCommand,
           tlsAllowedDnList: this.tlsAllowedDnList,
         },
@@ -706,6 +756,14 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ...caResources.map((c) => c.renewAt),
     ];
     this.earliestRenewAt = pulumi.all(renewAts).apply((t) => [...t].sort()[0]);
+    warnAboutEndingCas(
+      this,
+      args,
+      caIds,
+      caPems,
+      pulumi.output(leafDefaults.renewBeforeHours),
+      this.earliestRenewAt,
+    );
     const anyHost = args.hosts.find((h) => h.libvirtServer !== false);
     this.libvirtdConf = anyHost ? this.installs[anyHost.name].libvirtdConf : pulumi.output("");
     this.qemuConf = pulumi.all(
@@ -723,6 +781,64 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       qemuConf: this.qemuConf,
     });
   }
+}
+
+/**
+ * Warns (on the fleet) about every CA in the trust bundle that ends before the coming renewal window
+ * (renewBeforeHours from now) or before the fleet's next planned renewal (`earliestRenewAt`): from its end on,
+ * libvirtd and QEMU refuse to start with the CA file, on every host, until an `up` removes it. The first is
+ * known in any preview; the second once every certificate's end is known.
+ */
+function warnAboutEndingCas(
+  fleet: pulumi.Resource,
+  args: VirtualizationPkiArgs,
+  caIds: string[],
+  caPems: pulumi.Output<string[]>,
+  renewBeforeHours: pulumi.Output<number | undefined>,
+  earliestRenewAt: pulumi.Output<string>,
+): void {
+  const say = (pems: string[], until: Date, reason: string, skipUntil?: Date) => {
+    const now = new Date();
+    pems.forEach((pem, i) => {
+      const ask = (validUntil: Date, validUntilReason: string) =>
+        checkTlsCaFile({ caCertPem: pemBlock(pem), now, validUntil, validUntilReason }).problems.filter(
+          (x) => x.severity === "warning", // errors fail the trust bundle itself (caCertPem)
+        );
+      if (skipUntil !== undefined && ask(skipUntil, "").length > 0) return; // warned about already
+      for (const p of ask(until, reason)) {
+        void pulumi.log.warn(`${caProperty(args.ca, i)} (${caIds[i]}): ${p.message}`, fleet);
+      }
+    });
+  };
+  const windowEnd = (hours: number | undefined) =>
+    new Date(Date.now() + (hours ?? DEFAULT_LEAF_RENEW_BEFORE_HOURS) * 3_600_000);
+  pulumi.all([caPems, renewBeforeHours]).apply(([pems, hours]) => {
+    say(pems, windowEnd(hours), `the coming renewal window (renewBeforeHours from now)`);
+  });
+  pulumi.all([caPems, renewBeforeHours, earliestRenewAt]).apply(([pems, hours, next]) => {
+    const at = new Date(next);
+    if (Number.isNaN(at.getTime())) return;
+    say(pems, at, "the fleet's next planned renewal (earliestRenewAt)", windowEnd(hours));
+  });
+}
+
+/**
+ * `pem` when libvirt and QEMU accept it in their CA file now (`pki.checkTlsCaFile`); otherwise a PkiError
+ * naming the CA (`ca[i]`), which fails the deployment before anything that uses it is registered.
+ */
+function acceptedCa(ca: VirtualizationPkiArgs["ca"], i: number, id: string, pem: string): string {
+  const error = checkTlsCaFile({ caCertPem: pemBlock(pem) }).problems.find((x) => x.severity === "error");
+  if (error === undefined) return pem;
+  throw new PkiError(
+    caProperty(ca, i),
+    `(${id}) would be refused in every host's CA file: ${error.message}; ` +
+      "rotate it out (README: Renewals and CA rotation) or give a valid CA",
+  );
+}
+
+/** The property a CA of `ca` is given at: `ca` for a single CA, `ca[i]` in a list. */
+function caProperty(ca: VirtualizationPkiArgs["ca"], i: number): string {
+  return Array.isArray(ca) ? `ca[${i}]` : "ca";
 }
 
 /** The PEM text as one block ending with a newline (for concatenating CA and CRL files). */
