@@ -14,13 +14,12 @@
  */
 import { domainToASCII } from "node:url";
 import { isIPv4, isIPv6 } from "node:net";
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import * as der from "./asn1";
 import { normalizeIpAddress } from "./altnames";
 import { OID, readKeyUsage, readSubjectAltName, readSubjectKeyIdentifier } from "./extensions";
 import { readAuthorityKeyIdentifier, readBasicConstraints } from "./extensions";
-import { keyMatchesSpki } from "./issuer";
-import { loadPrivateKey } from "./keys";
+import { loadPrivateKey, spkiDer } from "./keys";
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { findExtension, parseCertificateDer, parseCertificatePem, ParsedCertificate } from "./x509";
 import { PkiError } from "./errors";
@@ -137,8 +136,34 @@ function defaultFiles(consumer: TlsConsumer, role: TlsRole): Required<TlsCredent
   };
 }
 
+/**
+ * A small bounded memo: a fleet asks about the same CA file for every host and layout, and the combined QEMU
+ * layout about the same certificate and key twice. What it holds is immutable (parsed public certificates,
+ * verification results, public keys); a private key is only ever looked up by its digest.
+ */
+class Memo<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(private readonly size: number) {}
+  get(key: K, make: () => V): V {
+    const hit = this.map.get(key);
+    if (hit !== undefined || this.map.has(key)) return hit as V;
+    const value = make();
+    if (this.map.size >= this.size) this.map.delete(this.map.keys().next().value as K);
+    this.map.set(key, value);
+    return value;
+  }
+}
+type PemCertificates = ({ cert: ParsedCertificate } | { malformed: true })[];
+const parsedFiles = new Memo<string, PemCertificates>(64);
+const verified = new WeakMap<ParsedCertificate, WeakMap<ParsedCertificate, boolean>>();
+const keySpkis = new Memo<string, Buffer | Error>(64);
+
 /** The certificate blocks GnuTLS's PEM reader finds: `-----BEGIN CERTIFICATE` or `-----BEGIN X509 CERTIFICATE` (gnutls:x509/x509.c:3960). */
-function gnutlsPemCertificates(text: string): ({ cert: ParsedCertificate } | { malformed: true })[] {
+function gnutlsPemCertificates(text: string): PemCertificates {
+  return parsedFiles.get(text, () => parsePemCertificates(text));
+}
+
+function parsePemCertificates(text: string): PemCertificates {
   return der
     .pemBlocks(text)
     .filter((b) => b.label === "CERTIFICATE" || b.label === "X509 CERTIFICATE")
@@ -319,11 +344,18 @@ function isIssuer(cert: ParsedCertificate, issuer: ParsedCertificate): boolean {
 }
 
 function verifiesWith(cert: ParsedCertificate, issuer: ParsedCertificate): boolean {
-  try {
-    return new X509Certificate(cert.der).verify(new X509Certificate(issuer.der).publicKey);
-  } catch {
-    return false;
+  let byIssuer = verified.get(cert);
+  if (byIssuer === undefined) verified.set(cert, (byIssuer = new WeakMap()));
+  let ok = byIssuer.get(issuer);
+  if (ok === undefined) {
+    try {
+      ok = new X509Certificate(cert.der).verify(issuer.publicKey);
+    } catch {
+      ok = false;
+    }
+    byIssuer.set(issuer, ok);
   }
+  return ok;
 }
 
 /**
@@ -534,12 +566,16 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
   // a key that is not the certificate's with GNUTLS_E_CERTIFICATE_KEY_MISMATCH (gnutls:errors.c:48).
   if (args.keyPem !== undefined && leaf !== undefined) {
     let reason: string | undefined;
-    try {
-      if (!keyMatchesSpki(loadPrivateKey(args.keyPem, "keyPem"), leaf.spki))
-        reason = "The certificate and the given key do not match.";
-    } catch (e) {
-      reason = `${(e as Error).message} (GnuTLS's own reason is not predicted)`;
-    }
+    const keyPem = args.keyPem;
+    const spki = keySpkis.get(createHash("sha256").update(keyPem).digest("hex"), () => {
+      try {
+        return spkiDer(loadPrivateKey(keyPem, "keyPem"));
+      } catch (e) {
+        return e as Error;
+      }
+    });
+    if (spki instanceof Error) reason = `${spki.message} (GnuTLS's own reason is not predicted)`;
+    else if (!spki.equals(leaf.spki)) reason = "The certificate and the given key do not match.";
     if (reason !== undefined) {
       p.error(
         libvirt
