@@ -48,6 +48,7 @@
  * the next successful `up` deletes (step_generator.go `GenerateDeletes`: `res.Delete` →
  * `NewDeleteReplacementStep`).
  */
+import { availableParallelism } from "node:os";
 import * as pulumi from "@pulumi/pulumi";
 import { isUnknown as isSdkUnknown } from "@pulumi/pulumi/output";
 import {
@@ -189,6 +190,33 @@ export function partialState(error: unknown): EngineState | undefined {
   return typeof error === "object" && error !== null ? partialStates.get(error) : undefined;
 }
 
+/**
+ * How many resource operations (create, update, delete, a command run) run at once: `pulumi up --parallel`'s
+ * default, `PULUMI_PARALLEL` when set, else GOMAXPROCS (the CPU count) x 4 (pulumi v3.248.0
+ * pkg/cmd/pulumi/operations/up.go `defaultParallel`, the step executor's workers in
+ * pkg/resource/deploy/step_executor.go `newStepExecutor`).
+ */
+export function engineParallelism(): number {
+  const fromEnv = Number(process.env.PULUMI_PARALLEL);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : availableParallelism() * 4;
+}
+
+/** Runs at most `limit` of the given tasks at once, in arrival order. */
+function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(task: () => Promise<T>): Promise<T> => {
+    while (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    running++;
+    try {
+      return await task();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
+}
+
 /** Runs `program` once as `pulumi up` against `host`, starting from `state` (`{}` for a first up). */
 export function up(
   program: () => void,
@@ -236,6 +264,12 @@ async function deploy(
   };
   const stopWatching = watchProgramFailures(onProgramError);
 
+  // Step generation (Check, Diff) handles one registration at a time: the deployment executor's event loop
+  // calls stepGen.GenerateSteps per event (pkg/resource/deploy/deployment_executor.go `handleSingleEvent`), and
+  // that calls the provider's Check and Diff (step_generator.go `generateSteps`). The steps it yields run on
+  // the step executor, at most engineParallelism() at once.
+  const generate = limiter(1);
+  const execute = limiter(engineParallelism());
   const step = async (
     args: pulumi.runtime.MockResourceArgs,
     ignoreChanges: string[],
@@ -246,7 +280,7 @@ async function deploy(
         args.type,
         args.name,
         wireValue(args.inputs) as Inputs,
-        { state, next, plan, replaced, dryRun },
+        { state, next, plan, replaced, dryRun, execute },
         { ignoreChanges, retainOnDelete },
       );
     }
@@ -257,7 +291,7 @@ async function deploy(
     // processIgnoreChanges: the engine sends the old value of an ignored input, as if the program had not changed it.
     const news = old ? applyIgnoreChanges(raw, old.inputs, ignoreChanges) : raw;
     const checkOrFail = async (olds: Inputs, values: Inputs) => {
-      const checked = await host.check(urn, olds, values);
+      const checked = await generate(() => host.check(urn, olds, values));
       if (checked.failures.length)
         throw new CheckFailedError(urn, checked.failures, args.type, args.name, values);
       return checked.inputs;
@@ -283,15 +317,15 @@ async function deploy(
     };
     if (!old) {
       // provider_plugin.go Create: in a preview the inputs stand for the outputs, and the id is unknown.
-      const created = dryRun ? { id: "", properties: inputs } : await host.create(urn, inputs);
+      const created = dryRun ? { id: "", properties: inputs } : await execute(() => host.create(urn, inputs));
       return record(created.id, annotateSecrets(created.properties, inputs), inputs, { op: "create" });
     }
-    const diff = await host.diff(old.id, urn, old.outputs, inputs);
+    const diff = await generate(() => host.diff(old.id, urn, old.outputs, inputs));
     if (diff.changes === "DIFF_NONE") return record(old.id, old.outputs, inputs, { op: "same" });
     if (diff.replaces.length) {
       // continueStepsFromDiff: a replacement re-checks the program's raw inputs, without olds or ignoreChanges.
       const fresh = annotateSecrets(await checkOrFail({}, raw), raw);
-      const created = dryRun ? { id: "", properties: fresh } : await host.create(urn, fresh);
+      const created = dryRun ? { id: "", properties: fresh } : await execute(() => host.create(urn, fresh));
       replaced.push(old); // create before delete: the old one goes after the run
       return record(created.id, annotateSecrets(created.properties, fresh), fresh, {
         op: "replace",
@@ -300,7 +334,9 @@ async function deploy(
         newInputs: fresh,
       });
     }
-    const updated = dryRun ? { properties: inputs } : await host.update(old.id, urn, old.outputs, inputs);
+    const updated = dryRun
+      ? { properties: inputs }
+      : await execute(() => host.update(old.id, urn, old.outputs, inputs));
     return record(old.id, annotateSecrets(updated.properties, inputs), inputs, {
       op: "update",
       oldInputs: old.inputs,
@@ -708,7 +744,15 @@ async function commandStep(
   type: string,
   name: string,
   raw: Inputs,
-  run: { state: EngineState; next: EngineState; plan: PlanStep[]; replaced: StateEntry[]; dryRun: boolean },
+  run: {
+    state: EngineState;
+    next: EngineState;
+    plan: PlanStep[];
+    replaced: StateEntry[];
+    dryRun: boolean;
+    /** The step executor (see `deploy`). */
+    execute: <T>(task: () => Promise<T>) => Promise<T>;
+  },
   options: { ignoreChanges: string[]; retainOnDelete: boolean },
 ): Promise<{ id: string; state: Inputs }> {
   const urn = resourceUrn(name, { type });
@@ -726,7 +770,7 @@ async function commandStep(
       which === "create" && run.dryRun
         ? {}
         : which && !run.dryRun
-          ? await runCommand(type, name, revealSecrets(inputs) as Inputs, which)
+          ? await run.execute(() => runCommand(type, name, revealSecrets(inputs) as Inputs, which))
           : { stdout: old!.outputs.stdout, stderr: old!.outputs.stderr };
     const outputs = { ...inputs, ...out };
     run.next[urn] = { id, type, name, inputs, outputs, ...retained(options.retainOnDelete) };

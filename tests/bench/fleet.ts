@@ -1,0 +1,125 @@
+/**
+ * Fleet benchmark: a `VirtualizationPki` of N hosts (ECDSA P-256, local installs under a temporary staging root,
+ * one IPv4 each, PSK users, one operator client), driven through the test harness (tests/support/engine.ts) with
+ * the real dynamic-provider host, as `pulumi up` runs it. For each N it prints:
+ * - register: the program alone under the SDK's mocks as a preview (every resource registered, outputs unknown), wall time;
+ * - first up and no-change up through the harness, wall time (program + provider host + installs);
+ * - the program process's peak RSS (sampled every 20 ms over the runs of that N);
+ * - the state per host: the JSON of every state entry (inputs + outputs), divided by N;
+ * - the growth ratio of each time against the previous N.
+ * Each time is the minimum of BENCH_FLEET_RUNS runs (default 1; the issue's figures use 3). N is 10, 100 and
+ * 1000, plus 2000 with BENCH_FLEET_2000=1, or the list in BENCH_FLEET_N (e.g. `BENCH_FLEET_N=10,100`).
+ * A benchmark, not a test: it asserts nothing and prints numbers. Run it with `npm run bench:fleet`.
+ */
+import { join } from "node:path";
+import { VirtualizationPki, VirtualizationPkiArgs } from "../../components";
+import { EngineState, up } from "../support/engine";
+import { removeDir, tempDir } from "../support/programs";
+import { captureResources, startProviderHost } from "../support/pulumiHost";
+
+const RUNS = Number(process.env.BENCH_FLEET_RUNS ?? 1);
+const SIZES = (process.env.BENCH_FLEET_N ?? `10,100,1000${process.env.BENCH_FLEET_2000 ? ",2000" : ""}`)
+  .split(",")
+  .map(Number);
+
+function fleetArgs(n: number, stagingRoot: string): VirtualizationPkiArgs {
+  return {
+    ca: { subject: { commonName: "Bench CA" } },
+    hosts: Array.from({ length: n }, (_, i) => ({
+      name: `h${i}`,
+      fqdn: `h${i}.bench.example.org`,
+      ipAddresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
+    })),
+    clients: [{ name: "operator", subject: { organization: "Bench", commonName: "operator" } }],
+    pskUsers: ["qemu"],
+    stagingRoot,
+  };
+}
+
+/** Peak RSS while `run` runs, sampled every 20 ms. */
+async function withPeakRss<T>(run: () => Promise<T>): Promise<{ value: T; peak: number }> {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  try {
+    const value = await run();
+    return { value, peak: Math.max(peak, process.memoryUsage().rss) };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function timed<T>(run: () => Promise<T>): Promise<{ value: T; seconds: number }> {
+  const start = process.hrtime.bigint();
+  const value = await run();
+  return { value, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
+}
+
+const stateBytes = (state: EngineState): number =>
+  Object.values(state).reduce((sum, e) => sum + Buffer.byteLength(JSON.stringify(e)), 0);
+
+interface Row {
+  n: number;
+  register: number;
+  firstUp: number;
+  noChangeUp: number;
+  rss: number;
+  perHost: number;
+}
+
+async function measure(n: number): Promise<Row> {
+  const host = await startProviderHost({ cwd: join(__dirname, "..", "..", "..") });
+  await host.configure();
+  const mins = { register: Infinity, firstUp: Infinity, noChangeUp: Infinity };
+  let perHost = 0;
+  try {
+    const { peak } = await withPeakRss(async () => {
+      for (let r = 0; r < RUNS; r++) {
+        const staging = await tempDir("virt-pki-bench-fleet-");
+        try {
+          const program = () => void new VirtualizationPki("bench", fleetArgs(n, staging));
+          const reg = await timed(() => captureResources(program, { preview: true }));
+          mins.register = Math.min(mins.register, reg.seconds);
+          const first = await timed(() => up(program, host, {}));
+          mins.firstUp = Math.min(mins.firstUp, first.seconds);
+          const again = await timed(() => up(program, host, first.value.state));
+          mins.noChangeUp = Math.min(mins.noChangeUp, again.seconds);
+          const changed = again.value.plan.filter((s) => s.op !== "same");
+          if (changed.length > 0)
+            throw new Error(`no-change up changed ${changed.map((s) => s.name).join(", ")}`);
+          perHost = stateBytes(again.value.state) / n;
+        } finally {
+          await removeDir(staging);
+        }
+      }
+    });
+    return { n, ...mins, rss: peak, perHost };
+  } finally {
+    await host.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(`fleet benchmark: ECDSA P-256, local installs, ${RUNS} run(s) per N, min shown`);
+  console.log(
+    "| N | register | first up | no-change up | growth (register / first / no-change) | program RSS | state per host |",
+  );
+  console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  let prev: Row | undefined;
+  for (const n of SIZES) {
+    const row = await measure(n);
+    const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : "-");
+    const growth = prev
+      ? `${ratio(row.register, prev.register)} / ${ratio(row.firstUp, prev.firstUp)} / ${ratio(row.noChangeUp, prev.noChangeUp)} (N x${n / prev.n})`
+      : "-";
+    console.log(
+      `| ${n} | ${row.register.toFixed(2)} s | ${row.firstUp.toFixed(2)} s | ${row.noChangeUp.toFixed(2)} s | ${growth} | ` +
+        `${(row.rss / 2 ** 20).toFixed(0)} MiB | ${(row.perHost / 1000).toFixed(1)} KB |`,
+    );
+    prev = row;
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
