@@ -192,7 +192,9 @@ export function check(
       () => {
         if (!news.ca || !isKnown(news.ca)) return;
         const issuer = loadIssuer(news.ca, "ca");
-        checkIssuerAccepted(news.ca, "ca", now);
+        // A revoked certificate is frozen: never issued again, so its CA (kept by ignoreChanges after a
+        // rotation, in no CA file any more) is not asked about: it may well have expired.
+        if (news.revoked !== true) checkIssuerAccepted(news.ca, "ca", now);
         if (!isKnown(news.validityHours) || !isKnown(news.maxValidityHours)) return;
         if (!isKnown(news.truncateToIssuer)) return;
         // A bad number is reported by its own check above, once.

@@ -24,7 +24,7 @@ import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { findExtension, parseCertificateDer, parseCertificatePem, ParsedCertificate } from "./x509";
 import { PkiError } from "./errors";
 import { checkTextSize, MAX_TRUST_BUNDLE_CHARS } from "./limits";
-import { quoteInput } from "./quote";
+import { looksLikeKeyMaterial, quoteInput } from "./quote";
 
 /** Whose rules: libvirt's daemon and clients (9.0), or QEMU's `tls-creds-x509` objects (7.2). */
 export type TlsConsumer = "libvirt" | "qemu";
@@ -157,10 +157,14 @@ type PemCertificates = ({ cert: ParsedCertificate } | { malformed: true })[];
 const parsedFiles = new Memo<string, PemCertificates>(64);
 const verified = new WeakMap<ParsedCertificate, WeakMap<ParsedCertificate, boolean>>();
 const keySpkis = new Memo<string, Buffer | Error>(64);
+/** Texts longer than this (16 CA certificates of 4 KB) are parsed each time, not kept. */
+const MEMO_MAX_TEXT = 64 * 1024;
 
 /** The certificate blocks GnuTLS's PEM reader finds: `-----BEGIN CERTIFICATE` or `-----BEGIN X509 CERTIFICATE` (gnutls:x509/x509.c:3960). */
 function gnutlsPemCertificates(text: string): PemCertificates {
-  return parsedFiles.get(text, () => parsePemCertificates(text));
+  // Keyed by digest (a text may hold a key by mistake; nothing of it is kept), and only for texts of a usual size.
+  if (text.length > MEMO_MAX_TEXT) return parsePemCertificates(text);
+  return parsedFiles.get(createHash("sha256").update(text).digest("hex"), () => parsePemCertificates(text));
 }
 
 function parsePemCertificates(text: string): PemCertificates {
@@ -456,54 +460,91 @@ function checkHostname(cert: ParsedCertificate, hostname: string): boolean {
   return hostnameCompare(cn, mapped);
 }
 
+/** One element of a glob: any run (`*`), one character (`?`, or a bracket set), or one literal character. */
+type GlobToken = { star: true } | { one: (c: string) => boolean };
+
+/**
+ * Matches tokens against text (by code point) in O(|tokens| x |text|): on a mismatch, the last `*` takes one
+ * more character. One backtrack point suffices for `*`/`?`/sets (a later `*` subsumes earlier choices), so a
+ * hostile pattern like `******x` cannot take exponential time as a backtracking regular expression would.
+ */
+function globMatch(tokens: readonly GlobToken[], text: string): boolean {
+  const t = [...text];
+  let ti = 0;
+  let pi = 0;
+  let starP = -1;
+  let starT = 0;
+  while (ti < t.length) {
+    const tok = tokens[pi];
+    if (tok !== undefined && "star" in tok) {
+      starP = pi++;
+      starT = ti;
+    } else if (tok !== undefined && tok.one(t[ti])) {
+      pi++;
+      ti++;
+    } else if (starP >= 0) {
+      pi = starP + 1;
+      ti = ++starT;
+    } else return false;
+  }
+  while (pi < tokens.length && "star" in tokens[pi]) pi++;
+  return pi === tokens.length;
+}
+
 /** GLib's `g_pattern_match_simple` (libvirt's DN list, virnettlscontext.c:358): `*` any run, `?` one character, nothing else special. */
 export function gPatternMatchSimple(pattern: string, text: string): boolean {
-  const re = [...pattern]
-    .map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&")))
-    .join("");
-  return new RegExp(`^${re}$`, "su").test(text);
+  const tokens: GlobToken[] = [...pattern].map((c) =>
+    c === "*" ? { star: true as const } : c === "?" ? { one: () => true } : { one: (x: string) => x === c },
+  );
+  return globMatch(tokens, text);
 }
 
 /** POSIX `fnmatch(pattern, text, 0)` (QEMU's authz-list glob rules): `*`, `?`, bracket expressions with `!`/`^` and ranges, `\` escapes. */
 export function fnmatch(pattern: string, text: string): boolean {
   const chars = [...pattern];
-  let re = "";
+  const tokens: GlobToken[] = [];
   for (let i = 0; i < chars.length; i++) {
     const c = chars[i];
-    if (c === "*") re += ".*";
-    else if (c === "?") re += ".";
-    else if (c === "\\" && i + 1 < chars.length) re += escapeRe(chars[++i]);
-    else if (c === "[") {
+    if (c === "*") tokens.push({ star: true });
+    else if (c === "?") tokens.push({ one: () => true });
+    else if (c === "\\" && i + 1 < chars.length) {
+      const lit = chars[++i];
+      tokens.push({ one: (x) => x === lit });
+    } else if (c === "[") {
       let j = i + 1;
       let negate = false;
       if (chars[j] === "!" || chars[j] === "^") {
         negate = true;
         j++;
       }
-      let body = "";
-      if (chars[j] === "]") {
-        body += "\\]";
+      const singles: string[] = [];
+      const ranges: [string, string][] = [];
+      let first = true;
+      while (j < chars.length && (chars[j] !== "]" || first)) {
+        first = false;
+        let d = chars[j];
+        if (d === "\\" && j + 1 < chars.length) d = chars[++j];
+        if (chars[j + 1] === "-" && j + 2 < chars.length && chars[j + 2] !== "]") {
+          let hi = chars[j + 2];
+          j += 2;
+          if (hi === "\\" && j + 1 < chars.length) hi = chars[++j];
+          ranges.push([d, hi]);
+        } else singles.push(d);
         j++;
       }
-      while (j < chars.length && chars[j] !== "]") {
-        const d = chars[j];
-        if (d === "\\" && j + 1 < chars.length) body += escapeRe(chars[++j]);
-        else if (d === "-" && body !== "" && chars[j + 1] !== "]") body += "-";
-        else body += escapeRe(d);
-        j++;
-      }
-      if (j >= chars.length) re += "\\[";
+      if (j >= chars.length) tokens.push({ one: (x) => x === "[" });
       else {
-        re += `[${negate ? "^" : ""}${body}]`;
+        const inSet = (x: string) =>
+          singles.includes(x) ||
+          ranges.some(
+            ([lo, hi]) => x.codePointAt(0)! >= lo.codePointAt(0)! && x.codePointAt(0)! <= hi.codePointAt(0)!,
+          );
+        tokens.push({ one: (x) => inSet(x) !== negate });
         i = j;
       }
-    } else re += escapeRe(c);
+    } else tokens.push({ one: (x) => x === c });
   }
-  return new RegExp(`^${re}$`, "su").test(text);
-}
-
-function escapeRe(c: string): string {
-  return c.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&");
+  return globMatch(tokens, text);
 }
 
 /**
@@ -594,8 +635,8 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
           // virnettlscontext.c:389-395 (certFile is "[session]"), tlssession.c:369-374.
           p.error(
             libvirt
-              ? `Certificate [session] owner does not match the hostname ${name}`
-              : `Certificate does not match the hostname ${name}`,
+              ? `Certificate [session] owner does not match the hostname ${shownName(name)}`
+              : `Certificate does not match the hostname ${shownName(name)}`,
           );
         }
       }
@@ -689,7 +730,7 @@ export function checkTlsCaFile(args: CheckTlsCaFileArgs): TlsCredentialsVerdict 
   for (const ca of cas) {
     if (!checkCert(p, consumer, ca, file, false, true, nowSeconds)) continue;
     if (args.validUntil !== undefined && ca.notAfter.getTime() < args.validUntil.getTime()) {
-      const subject = compatDistinguishedName(nameFromAsn1(ca.subject));
+      const subject = shownName(compatDistinguishedName(nameFromAsn1(ca.subject))).replace(/^"(.*)"$/, "$1");
       p.warn(
         `The CA certificate ${subject} in ${file} expires at ${ca.notAfter.toISOString()}, before ` +
           `${args.validUntilReason ?? "the time asked"} (${args.validUntil.toISOString()}): from then on libvirtd ` +
@@ -730,6 +771,21 @@ function verdictOf(p: Problems): TlsCredentialsVerdict {
   };
 }
 
+/**
+ * A name as the programs print it when it is a plain host name or address (printable, no spaces, at most 253
+ * characters); anything else quoted and escaped by `quoteInput` (key material and long texts are not repeated),
+ * so a value cannot forge log lines or leak a secret through a message.
+ */
+function shownName(name: string): string {
+  return /^[\x21-\x7e]{1,253}$/.test(name) && !/["'\\]/.test(name) && !looksLikeKeyMaterial(name)
+    ? name
+    : quoteInput(name);
+}
+
+/** Longest name in `serverNames` or entry in `allowedDnList`, and most entries of either (far above any real use). */
+const MAX_NAME_CHARS = 4096;
+const MAX_NAMES = 4096;
+
 /** Refuses arguments of the wrong type or size with a PkiError naming the field (texts are never echoed). */
 function checkArgs(args: CheckTlsCredentialsArgs): void {
   if (args === null || typeof args !== "object") throw new PkiError("args", "expected an object");
@@ -747,6 +803,12 @@ function checkArgs(args: CheckTlsCredentialsArgs): void {
     const list: unknown = args[field];
     if (list !== undefined && (!Array.isArray(list) || list.some((x) => typeof x !== "string")))
       throw new PkiError(field, "must be a list of strings");
+    if (Array.isArray(list)) {
+      if (list.length > MAX_NAMES)
+        throw new PkiError(field, `holds ${list.length} entries, more than ${MAX_NAMES}`);
+      const long = (list as string[]).findIndex((x) => x.length > MAX_NAME_CHARS);
+      if (long >= 0) throw new PkiError(`${field}[${long}]`, `is longer than ${MAX_NAME_CHARS} characters`);
+    }
   }
   if (args.now !== undefined && (!(args.now instanceof Date) || Number.isNaN(args.now.getTime())))
     throw new PkiError("now", "must be a valid Date");

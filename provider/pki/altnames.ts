@@ -51,6 +51,10 @@ export function normalizeDnsName(name: string, property = "dnsNames"): string {
 /** Validates an IPv4 or IPv6 address and returns its canonical text (IPv6 compressed, lower case). */
 export function normalizeIpAddress(ip: string, property = "ipAddresses"): string {
   const t = typeof ip === "string" ? ip.trim().replace(/^\[(.*)\]$/, "$1") : "";
+  // A zone (fe80::1%eth0) names a link, not an address a certificate can hold (Node's isIPv6 accepts it).
+  if (t.includes("%")) {
+    throw new PkiError(property, `${quoteInput(ip)} has a zone (%...); give the address without it`);
+  }
   if (isIPv4(t))
     return t
       .split(".")

@@ -688,6 +688,46 @@ describe("the DN allow list", () => {
     expect(pki.fnmatch("a\\*", "a*")).toBe(true);
     expect(pki.fnmatch("a\\*", "ab")).toBe(false);
     expect(pki.gPatternMatchSimple("*,CN=?", "O=x,CN=é")).toBe(true);
+    expect(pki.fnmatch("[!a-c]x", "dx")).toBe(true);
+    expect(pki.fnmatch("[!a-c]x", "bx")).toBe(false);
+    expect(pki.fnmatch("[]]", "]")).toBe(true);
+    expect(pki.fnmatch("[a", "[a")).toBe(true);
+    expect(pki.fnmatch("*a*b", "xxaxxbxxb")).toBe(true);
+  });
+
+  test("a hostile pattern takes linear time, not exponential (a regular expression took 8 s for 8 stars)", () => {
+    const dn = "C=GB,O=" + "a".repeat(2000) + ",CN=client";
+    const stars = "*".repeat(40) + "x";
+    expect(pki.gPatternMatchSimple(stars, dn)).toBe(false);
+    expect(pki.fnmatch(stars, dn)).toBe(false);
+    expect(pki.gPatternMatchSimple("*a*a*a*a*a*a*a*a*a*,CN=client", dn)).toBe(true);
+  });
+});
+
+describe("what a program gives is never echoed raw in a message", () => {
+  test("server names: a key, a newline, a huge text", async () => {
+    const keyPem = await key("ec");
+    const names = [keyPem, "evil\n[error] forged line", "x".repeat(5000)];
+    const r = lvServer({ caCertPem: ca.certPem, certPem: server.certPem, serverNames: names.slice(0, 2) });
+    const text = r.problems.map((p) => p.message).join("\n");
+    expect(text).not.toContain("PRIVATE KEY");
+    expect(text).not.toContain("\n[error]");
+    expect(text).toContain('does not match the hostname "evil\\n[error] forged line"');
+    expect(() =>
+      lvServer({ caCertPem: ca.certPem, certPem: server.certPem, serverNames: names.slice(2) }),
+    ).toThrow(/^serverNames\[0\]: is longer than 4096 characters/);
+  });
+
+  test("a CA's subject with a control character is escaped in the CA-ending warning", async () => {
+    const evil = await cert({ subject: "/CN=Evil CA\nerror: forged line $(id)", ext: CA_EXT, days: 3 });
+    const r = pki.checkTlsCaFile({
+      caCertPem: evil.certPem,
+      now: NOW,
+      validUntil: new Date(NOW.getTime() + 30 * DAY),
+    });
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0].message).not.toContain("\n");
+    expect(r.problems[0].message).toContain("CN=Evil CA\\nerror: forged line $(id)");
   });
 });
 

@@ -101,6 +101,24 @@ describe("a CA given as PEM to a leaf or a CRL", () => {
     );
   });
 
+  test("a revoked certificate, frozen for good, is not refused for its old CA having expired since", () => {
+    const r = certificate.check(
+      {},
+      {
+        ca: expired,
+        profile: "client",
+        subject: { commonName: "laptop" },
+        revoked: true,
+        autoRenew: false,
+        truncateToIssuer: true,
+      },
+      { now: NOW },
+    );
+    expect(r.failures ?? []).not.toContainEqual(
+      expect.objectContaining({ reason: expect.stringContaining("would refuse this CA") }),
+    );
+  });
+
   test("the message names no key material and the failure no secret property", () => {
     const r = revocationList.check({}, { ca: expired, revoked: [] }, NOW);
     expect(r.failures![0].property).toBe("");
