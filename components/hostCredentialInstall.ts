@@ -104,6 +104,11 @@ export interface HostCredentialInstallArgs {
    */
   checkCredentials?: boolean;
   /**
+   * Log what libvirt or QEMU would warn about as a warning on this install. `false` leaves them to the caller
+   * (`credentialWarnings`): VirtualizationPki logs one warning per message for all its hosts. @default true
+   */
+  logCredentialWarnings?: boolean;
+  /**
    * A secret of at least 32 characters (e.g. a `PreSharedKeys` resource's `keysPsk`) that keys the digests
    * triggers, state and the host's manifest show of secret files, instead of their plain sha256, which a
    * dictionary attack reverses for a short secret. Needed when the only secret files are `custom` ones;
@@ -132,6 +137,8 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
   readonly qemuConf: pulumi.Output<string>;
   /** The generation digest the host's claims carry. */
   readonly generation: pulumi.Output<string>;
+  /** What libvirt or QEMU would log about these credentials, each as `layouts[i] (<consumer> <role>): <message>` (not stored in the state). */
+  readonly credentialWarnings: pulumi.Output<string[]>;
   /** The command that runs the install script. */
   readonly command: command.remote.Command | command.local.Command;
 
@@ -181,9 +188,12 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
           checkCredentials: args.checkCredentials,
         }),
       );
-    cmd.apply((c) => {
-      if (c.warnings.length) void pulumi.log.warn(`${hostLabel}: ${c.warnings.join("\n")}`, this);
-    });
+    this.credentialWarnings = cmd.apply((c) => c.warnings);
+    if (args.logCredentialWarnings !== false) {
+      this.credentialWarnings.apply((w) => {
+        if (w.length) void pulumi.log.warn(`${hostLabel}: ${w.join("\n")}`, this);
+      });
+    }
     const plan = cmd.plan;
     const commandArgs = {
       create: INSTALL_SCRIPT,

@@ -18,10 +18,18 @@ import { Subject } from "../provider/pki/names";
 import { isoSecond } from "../provider/pki/revocations";
 import { normalizeSerial } from "../provider/pki/serial";
 import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
-import { Ownership, PathOverride, QEMU_SERVICES, QemuService, checkPath } from "./install";
+import {
+  Ownership,
+  PathOverride,
+  QEMU_SERVICES,
+  QemuService,
+  checkPath,
+  tlsAllowedDnListLine,
+} from "./install";
 import { RetainedInstall } from "./retainedInstall";
 import { quoteInput } from "../provider/pki/quote";
 import { isIP } from "node:net";
+import { normalizeDnsName, normalizeIpAddress } from "../provider/pki/altnames";
 import { checkTlsCaFile } from "../provider/pki/acceptance";
 import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "../provider/handlers/certificate";
 
@@ -257,6 +265,7 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
           'must be a list of names or addresses, e.g. ["10.1.0.74"]',
         );
       }
+      h.migrationAddresses.forEach((a, j) => migrationAddress(a, `hosts[${i}].migrationAddresses[${j}]`));
       const services = h.qemu ?? ["default"];
       if (h.migrationAddresses.length > 0 && !services.includes("migrate") && !services.includes("default")) {
         throw new PkiError(
@@ -559,15 +568,22 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     this.hostIdentities = {};
     const reachedAs = new Map<string, string[]>(); // every name and address each host is reached through
     for (const h of args.hosts) {
-      const migration = h.migrationAddresses ?? [];
+      const migration = (h.migrationAddresses ?? []).map((a, j) =>
+        migrationAddress(a, `hosts[${args.hosts.indexOf(h)}].migrationAddresses[${j}]`),
+      );
       const dnsNames = [
         h.fqdn,
         ...(h.addShortName === false ? [] : [h.name]),
         ...(h.dnsNames ?? []),
-        ...migration.filter((a) => isIP(a) === 0),
+        ...migration.filter((a) => !a.ip).map((a) => a.name),
       ];
-      const ipAddresses = [...(h.ipAddresses ?? []), ...migration.filter((a) => isIP(a) !== 0)];
-      reachedAs.set(h.name, [...new Set([...dnsNames, ...ipAddresses].map((n) => n.trim()))]);
+      const ipAddresses = [...(h.ipAddresses ?? []), ...migration.filter((a) => a.ip).map((a) => a.name)];
+      // As clients pass them to GnuTLS: names trimmed, addresses without brackets (virURIParse strips them).
+      const reached = [
+        ...dnsNames.map((n) => (typeof n === "string" ? n.trim() : n)),
+        ...ipAddresses.map((a) => ipOrAsIs(a)),
+      ];
+      reachedAs.set(h.name, [...new Set(reached)]);
       const roles: HostRole[] = [
         ...(h.libvirtClient !== false ? ["client" as const] : []),
         ...((h.qemu ?? ["default"]).length > 0 ? ["qemu" as const] : []),
@@ -642,7 +658,9 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           // Each of the host's certificates must match every name it is reached through, as GnuTLS matches.
           serverNames: reachedAs.get(h.name),
           reloadCommand: h.reloadCommand ?? args.reloadCommand,
-          tlsAllowedDnList: this.tlsAllowedDnList,
+          logCredentialWarnings: false, // gathered below: one warning per message for the fleet
+          // No tlsAllowedDnList here: it depends on every host's certificate, so giving it to every install
+          // made the program and the state grow as N^2. The fleet's libvirtdConf carries it, once.
         },
         parent,
       );
@@ -756,6 +774,10 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ...caResources.map((c) => c.renewAt),
     ];
     this.earliestRenewAt = pulumi.all(renewAts).apply((t) => [...t].sort()[0]);
+    warnOncePerMessage(
+      this,
+      args.hosts.map((h) => [h.name, this.installs[h.name].credentialWarnings] as const),
+    );
     warnAboutEndingCas(
       this,
       args,
@@ -765,7 +787,14 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       this.earliestRenewAt,
     );
     const anyHost = args.hosts.find((h) => h.libvirtServer !== false);
-    this.libvirtdConf = anyHost ? this.installs[anyHost.name].libvirtdConf : pulumi.output("");
+    // The install's lines, then the DN list, as HostCredentialInstall would write them (libvirtdConfSnippet).
+    this.libvirtdConf = anyHost
+      ? pulumi
+          .all([this.installs[anyHost.name].libvirtdConf, this.tlsAllowedDnList])
+          .apply(([conf, dns]) =>
+            conf !== "" && dns.length > 0 ? `${conf}${tlsAllowedDnListLine(dns)}\n` : conf,
+          )
+      : pulumi.output("");
     this.qemuConf = pulumi.all(
       Object.fromEntries(args.hosts.map((h) => [h.name, this.installs[h.name].qemuConf])),
     );
@@ -827,6 +856,8 @@ function warnAboutEndingCas(
  * naming the CA (`ca[i]`), which fails the deployment before anything that uses it is registered.
  */
 function acceptedCa(ca: VirtualizationPkiArgs["ca"], i: number, id: string, pem: string): string {
+  // Under the SDK's mocks (a user's unit tests) an output may be any value; only a text is a CA file.
+  if (typeof pem !== "string") return pem;
   const error = checkTlsCaFile({ caCertPem: pemBlock(pem) }).problems.find((x) => x.severity === "error");
   if (error === undefined) return pem;
   throw new PkiError(
@@ -836,6 +867,43 @@ function acceptedCa(ca: VirtualizationPkiArgs["ca"], i: number, id: string, pem:
   );
 }
 
+/** A migration address: an IP address (normalised, brackets and spaces removed) or a DNS name (trimmed). */
+function migrationAddress(value: string, property: string): { name: string; ip: boolean } {
+  const bare = value.trim().replace(/^\[(.*)\]$/, "$1");
+  if (isIP(bare) !== 0 || bare.includes("%")) return { name: normalizeIpAddress(value, property), ip: true };
+  return { name: normalizeDnsName(value, property), ip: false };
+}
+
+/** An IP address as GnuTLS compares it (normalised); a value that is none is left to HostIdentities' check. */
+function ipOrAsIs(value: string): string {
+  try {
+    return normalizeIpAddress(value);
+  } catch {
+    return value;
+  }
+}
+
+/**
+ * The hosts' credential warnings, one per distinct message with the hosts it concerns (the first few named):
+ * this library's own EC leaves make libvirt 9.0 warn on every host alike, and a thousand copies of one
+ * warning would bury any other.
+ */
+function warnOncePerMessage(
+  fleet: pulumi.Resource,
+  byHost: readonly (readonly [string, pulumi.Output<string[]>])[],
+): void {
+  pulumi.all(byHost.map(([, w]) => w)).apply((lists) => {
+    const hostsOf = new Map<string, string[]>();
+    lists.forEach((list, i) => {
+      for (const message of list) hostsOf.set(message, [...(hostsOf.get(message) ?? []), byHost[i][0]]);
+    });
+    for (const [message, hosts] of hostsOf) {
+      const named = hosts.slice(0, 5).join(", ") + (hosts.length > 5 ? ` and ${hosts.length - 5} more` : "");
+      void pulumi.log.warn(`${hosts.length} host(s) (${named}): ${message}`, fleet);
+    }
+  });
+}
+
 /** The property a CA of `ca` is given at: `ca` for a single CA, `ca[i]` in a list. */
 function caProperty(ca: VirtualizationPkiArgs["ca"], i: number): string {
   return Array.isArray(ca) ? `ca[${i}]` : "ca";
@@ -843,6 +911,7 @@ function caProperty(ca: VirtualizationPkiArgs["ca"], i: number): string {
 
 /** The PEM text as one block ending with a newline (for concatenating CA and CRL files). */
 function pemBlock(pem: string): string {
+  if (typeof pem !== "string") return ""; // under mocks, see acceptedCa
   const t = pem.trim();
   return `${t}\n`;
 }

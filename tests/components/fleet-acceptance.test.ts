@@ -164,3 +164,61 @@ test("a host taking TLS migrations needs a QEMU identity libvirt would use for t
     }),
   ).rejects.toThrow(/^hosts\[0\]\.migrationAddresses: must be a list of names or addresses/);
 });
+
+test("addresses are matched as clients pass them: an IPv6 address in brackets, migration addresses with spaces", async () => {
+  const logged = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+  try {
+    const r = await up(
+      () => {
+        new Compiled(
+          "prod",
+          fleet({
+            hosts: [
+              {
+                name: "compute1",
+                fqdn: "compute1.example.org",
+                ipAddresses: ["[2001:db8::11]"],
+                migrationAddresses: [" 10.1.0.11", "[2001:DB8::12]"],
+              },
+              { name: "compute2", fqdn: "compute2.example.org" },
+            ],
+          }),
+        );
+      },
+      host,
+      {},
+    );
+    const ids = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
+    expect([...(ids.outputs.ipAddresses as string[])].sort()).toEqual([
+      "10.1.0.11",
+      "2001:db8::11",
+      "2001:db8::12",
+    ]);
+    // This library's EC leaves make libvirt 9.0 warn on every host alike: one warning per message for the fleet.
+    const text = logged.mock.calls.map((c) => String(c[0])).join("\n");
+    expect(text).toContain(
+      "2 host(s) (compute1, compute2): layouts[0] (libvirt server): Certificate /etc/pki/libvirt/servercert.pem usage does not permit key encipherment",
+    );
+    expect(text.match(/usage does not permit key encipherment/g)).toHaveLength(2); // server and client layouts
+  } finally {
+    logged.mockRestore();
+  }
+});
+
+test("a migration address that is neither a name nor an address is refused where it was written", async () => {
+  for (const [address, message] of [
+    ["not a name!", /^hosts\[0\]\.migrationAddresses\[0\]: "not a name!" is not a valid DNS name/],
+    ["fe80::1%eth0", /^hosts\[0\]\.migrationAddresses\[0\]: "fe80::1%eth0" has a zone/],
+  ] as const) {
+    await expect(
+      captureResources(() => {
+        new VirtualizationPki(
+          "prod",
+          fleet({
+            hosts: [{ name: "compute1", fqdn: "compute1.example.org", migrationAddresses: [address] }],
+          }),
+        );
+      }),
+    ).rejects.toThrow(message);
+  }
+});

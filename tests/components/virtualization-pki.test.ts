@@ -53,11 +53,15 @@ test("children are named after the component; each host gets its certificate and
     const hosts = args().hosts.map(({ connection: _c, ...h }) => h);
     let allowed: string[] = [];
     let earliestRenewAt: string | undefined;
+    let fleetConf = "";
+    let hostConf = "";
     const r = await up(
       () => {
         const fleet = new Compiled("prod", args({ hosts, stagingRoot: staging }));
         fleet.tlsAllowedDnList.apply((l) => (allowed = l));
         fleet.earliestRenewAt.apply((t) => (earliestRenewAt = t));
+        fleet.libvirtdConf.apply((c) => (fleetConf = c));
+        fleet.installs.compute1.libvirtdConf.apply((c) => (hostConf = c));
       },
       host,
       {},
@@ -84,6 +88,11 @@ test("children are named after the component; each host gets its certificate and
       expect(outputs).not.toHaveProperty("renewAt");
       return Date.parse(outputs.notAfter as string);
     });
+    // The DN list, which depends on every certificate, is in the fleet's libvirtdConf once, after the
+    // install's own lines, exactly as libvirtdConfSnippet renders it; no install carries it (N^2 otherwise).
+    expect(hostConf).not.toContain("tls_allowed_dn_list");
+    expect(fleetConf).toBe(`${hostConf}tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\n`);
+    expect(allowed).toContain("O=Virtualization,OU=libvirt-client,CN=compute1.example.org");
     expect(earliestRenewAt).toBe(new Date(Math.min(...ends) - 720 * 3_600_000).toISOString());
     const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
     expect(server.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
