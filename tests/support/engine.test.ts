@@ -48,6 +48,28 @@ test("after a command fails, the commands that depend on it never run and up rej
   }
 });
 
+test("at most --parallel steps run at once (PULUMI_PARALLEL, else CPUs x 4), as the engine's step executor", async () => {
+  const dir = await tempDir("virt-pki-engine-parallel-");
+  const saved = process.env.PULUMI_PARALLEL;
+  process.env.PULUMI_PARALLEL = "2";
+  try {
+    // Each command marks itself running, records how many are running, and stays a while.
+    const script = `touch ${dir}/run.$$; ls ${dir} | grep -c '^run\\.' >> ${dir}/seen.log; sleep 0.3; rm ${dir}/run.$$`;
+    const program = () => {
+      for (let i = 0; i < 6; i++)
+        new command.local.Command(`c${i}`, { create: script, interpreter: ["/bin/sh", "-c"] });
+    };
+    await up(program, NO_DYNAMIC, {});
+    const seen = readFileSync(join(dir, "seen.log"), "utf8").trim().split("\n").map(Number);
+    expect(seen).toHaveLength(6);
+    expect(Math.max(...seen)).toBe(2);
+  } finally {
+    if (saved === undefined) delete process.env.PULUMI_PARALLEL;
+    else process.env.PULUMI_PARALLEL = saved;
+    await removeDir(dir);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // The engine's behaviours the rest of the suite relies on, each checked against a tiny program. The Counter
 // fixture (tests/fixtures/dynamic/counter.js) runs in the REAL dynamic-provider host: `n` replaces, `label`
