@@ -5,6 +5,7 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { withoutStackTraces } from "../provider/sdkStacks";
 import { PkiError } from "../provider/pki/errors";
 import {
   CustomLayout,
@@ -205,17 +206,20 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
       addPreviousOutputInEnv: false,
     };
     const commandOpts = { parent: this, additionalSecretOutputs: ["stdin"] };
-    this.command = local
-      ? new command.local.Command(
-          `${name}-files`,
-          { ...commandArgs, interpreter: ["/bin/sh", "-c"] },
-          commandOpts,
-        )
-      : new command.remote.Command(
-          `${name}-files`,
-          { ...commandArgs, connection: args.connection! },
-          commandOpts,
-        );
+    // The SDK's per-property stack traces are this registration's largest cost (see provider/sdkStacks.ts).
+    this.command = withoutStackTraces(() =>
+      local
+        ? new command.local.Command(
+            `${name}-files`,
+            { ...commandArgs, interpreter: ["/bin/sh", "-c"] },
+            commandOpts,
+          )
+        : new command.remote.Command(
+            `${name}-files`,
+            { ...commandArgs, connection: args.connection! },
+            commandOpts,
+          ),
+    );
 
     this.generation = pulumi.unsecret(cmd.generation);
     this.files = pulumi.unsecret(

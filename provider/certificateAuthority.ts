@@ -6,6 +6,7 @@ import { CaCredentials, CaLike, caInput } from "./caCredentials";
 import { DEFAULT_CA_RENEW_BEFORE_HOURS } from "./handlers/certificateAuthority";
 import { renewAtOutput } from "./leafCertificate";
 import { certificateAuthorityProvider } from "./providers";
+import { suspendStackTraces } from "./sdkStacks";
 
 /** Arguments of a CertificateAuthority. Give `subject`, a certtool `template`, or `import`. */
 export interface CertificateAuthorityArgs {
@@ -57,33 +58,39 @@ export class CertificateAuthority extends pulumi.dynamic.Resource {
   declare readonly subjectDn: pulumi.Output<string>;
 
   constructor(name: string, args: CertificateAuthorityArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      certificateAuthorityProvider,
-      name,
-      {
-        subject: args.subject,
-        template: args.template,
-        keySpec: args.keySpec,
-        validityHours: args.validityHours,
-        renewBeforeHours: args.renewBeforeHours,
-        pathLength: args.pathLength,
-        parent: args.parent ? caInput(args.parent) : undefined,
-        import: args.import ? caInput(args.import) : undefined,
-        maxValidityHours: args.maxValidityHours,
-        truncateToIssuer: args.truncateToIssuer,
-        certPem: undefined,
-        keyPem: undefined,
-        chainPem: undefined,
-        serialNumber: undefined,
-        notBefore: undefined,
-        notAfter: undefined,
-        fingerprintSha256: undefined,
-        subjectDn: undefined,
-      },
-      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["keyPem"] }),
-      "virt-pki",
-      "CertificateAuthority",
-    );
+    // The SDK's per-property stack traces are this registration's largest cost (see sdkStacks.ts).
+    const restoreStacks = suspendStackTraces();
+    try {
+      super(
+        certificateAuthorityProvider,
+        name,
+        {
+          subject: args.subject,
+          template: args.template,
+          keySpec: args.keySpec,
+          validityHours: args.validityHours,
+          renewBeforeHours: args.renewBeforeHours,
+          pathLength: args.pathLength,
+          parent: args.parent ? caInput(args.parent) : undefined,
+          import: args.import ? caInput(args.import) : undefined,
+          maxValidityHours: args.maxValidityHours,
+          truncateToIssuer: args.truncateToIssuer,
+          certPem: undefined,
+          keyPem: undefined,
+          chainPem: undefined,
+          serialNumber: undefined,
+          notBefore: undefined,
+          notAfter: undefined,
+          fingerprintSha256: undefined,
+          subjectDn: undefined,
+        },
+        pulumi.mergeOptions(opts, { additionalSecretOutputs: ["keyPem"] }),
+        "virt-pki",
+        "CertificateAuthority",
+      );
+    } finally {
+      restoreStacks();
+    }
     this.renewAt = renewAtOutput(this.notAfter, args.renewBeforeHours, DEFAULT_CA_RENEW_BEFORE_HOURS);
   }
 }

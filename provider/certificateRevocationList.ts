@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { RevocationReason } from "./pki/crl";
 import { CaCredentials, CaLike, caInput } from "./caCredentials";
 import { revocationListProvider } from "./providers";
+import { suspendStackTraces } from "./sdkStacks";
 
 /** One revoked certificate: by serial or by its PEM, with an optional RFC 5280 reason. */
 export interface RevokedCertificateArgs {
@@ -70,24 +71,30 @@ export class CertificateRevocationList extends pulumi.dynamic.Resource {
   declare readonly revokedCertificates: pulumi.Output<RevokedCertificateEntry[]>;
 
   constructor(name: string, args: CertificateRevocationListArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      revocationListProvider,
-      name,
-      {
-        ca: caInput(args.ca),
-        revoked: args.revoked,
-        nextUpdateHours: args.nextUpdateHours,
-        renewBeforeHours: args.renewBeforeHours,
-        crlPem: undefined,
-        crlNumber: undefined,
-        thisUpdate: undefined,
-        nextUpdate: undefined,
-        revokedSerials: undefined,
-        revokedCertificates: undefined,
-      },
-      opts,
-      "virt-pki",
-      "CertificateRevocationList",
-    );
+    // The SDK's per-property stack traces are this registration's largest cost (see sdkStacks.ts).
+    const restoreStacks = suspendStackTraces();
+    try {
+      super(
+        revocationListProvider,
+        name,
+        {
+          ca: caInput(args.ca),
+          revoked: args.revoked,
+          nextUpdateHours: args.nextUpdateHours,
+          renewBeforeHours: args.renewBeforeHours,
+          crlPem: undefined,
+          crlNumber: undefined,
+          thisUpdate: undefined,
+          nextUpdate: undefined,
+          revokedSerials: undefined,
+          revokedCertificates: undefined,
+        },
+        opts,
+        "virt-pki",
+        "CertificateRevocationList",
+      );
+    } finally {
+      restoreStacks();
+    }
   }
 }

@@ -4,6 +4,7 @@ import type { HostRole } from "./handlers/hostIdentities";
 import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "./handlers/certificate";
 import { LeafCertificateArgs, leafInputs, leafOptions, renewAtOutput } from "./leafCertificate";
 import { hostIdentitiesProvider } from "./providers";
+import { suspendStackTraces } from "./sdkStacks";
 
 export type { HostRole } from "./handlers/hostIdentities";
 
@@ -90,14 +91,20 @@ export class HostIdentities extends pulumi.dynamic.Resource {
         ),
       ),
     );
-    super(
-      hostIdentitiesProvider,
-      name,
-      { ...base, roles: args.roles, ...outputs },
-      pulumi.mergeOptions(leafOptions(opts), { additionalSecretOutputs: ["clientKeyPem", "qemuKeyPem"] }),
-      "virt-pki",
-      "HostIdentities",
-    );
+    // The SDK's per-property stack traces are this registration's largest cost (see sdkStacks.ts).
+    const restoreStacks = suspendStackTraces();
+    try {
+      super(
+        hostIdentitiesProvider,
+        name,
+        { ...base, roles: args.roles, ...outputs },
+        pulumi.mergeOptions(leafOptions(opts), { additionalSecretOutputs: ["clientKeyPem", "qemuKeyPem"] }),
+        "virt-pki",
+        "HostIdentities",
+      );
+    } finally {
+      restoreStacks();
+    }
     this.renewAt = renewAtOutput(this.notAfter, args.renewBeforeHours, DEFAULT_LEAF_RENEW_BEFORE_HOURS);
   }
 }

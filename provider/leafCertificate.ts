@@ -6,6 +6,7 @@ import { CaCredentials, CaLike, caInput } from "./caCredentials";
 import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "./handlers/certificate";
 import { renewAtFor } from "./pki/inspect";
 import { certificateProvider } from "./providers";
+import { suspendStackTraces } from "./sdkStacks";
 
 /** Arguments common to server and client certificates. Give `subject` (and names) or a certtool `template`. */
 export interface LeafCertificateArgs {
@@ -138,7 +139,13 @@ export abstract class LeafCertificate extends pulumi.dynamic.Resource {
     profile: pulumi.Input<string>,
     opts?: pulumi.CustomResourceOptions,
   ) {
-    super(certificateProvider, name, leafInputs(args, profile), leafOptions(opts), "virt-pki", type);
+    // The SDK's per-property stack traces are this registration's largest cost (see sdkStacks.ts).
+    const restoreStacks = suspendStackTraces();
+    try {
+      super(certificateProvider, name, leafInputs(args, profile), leafOptions(opts), "virt-pki", type);
+    } finally {
+      restoreStacks();
+    }
     this.renewAt = renewAtOutput(this.notAfter, args.renewBeforeHours, DEFAULT_LEAF_RENEW_BEFORE_HOURS);
   }
 }

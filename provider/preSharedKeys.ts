@@ -1,6 +1,7 @@
 /** The PreSharedKeys resource. */
 import * as pulumi from "@pulumi/pulumi";
 import { preSharedKeysProvider } from "./providers";
+import { suspendStackTraces } from "./sdkStacks";
 
 /** Arguments of PreSharedKeys. */
 export interface PreSharedKeysArgs {
@@ -16,13 +17,19 @@ export class PreSharedKeys extends pulumi.dynamic.Resource {
   declare readonly keysPsk: pulumi.Output<string>;
 
   constructor(name: string, args: PreSharedKeysArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      preSharedKeysProvider,
-      name,
-      { usernames: args.usernames, keyBytes: args.keyBytes, keysPsk: undefined },
-      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["keysPsk"] }),
-      "virt-pki",
-      "PreSharedKeys",
-    );
+    // The SDK's per-property stack traces are this registration's largest cost (see sdkStacks.ts).
+    const restoreStacks = suspendStackTraces();
+    try {
+      super(
+        preSharedKeysProvider,
+        name,
+        { usernames: args.usernames, keyBytes: args.keyBytes, keysPsk: undefined },
+        pulumi.mergeOptions(opts, { additionalSecretOutputs: ["keysPsk"] }),
+        "virt-pki",
+        "PreSharedKeys",
+      );
+    } finally {
+      restoreStacks();
+    }
   }
 }
