@@ -3,8 +3,8 @@
  * `PkiError`s into check failures, and comparing normalised inputs. Pure: no Pulumi import, so the
  * serialized providers only `require()` this package and the logic lives in versioned code.
  */
-import { createHash } from "node:crypto";
 import { pemBlocks } from "../pki/asn1";
+import { digestKey, Memo } from "../pki/memo";
 import { PkiError } from "../pki/errors";
 import { inspectCertificate, renewal } from "../pki/inspect";
 import { looksLikeKeyMaterial } from "../pki/quote";
@@ -257,16 +257,10 @@ export function issuerOf(credentials: unknown): string | undefined {
   if (isUnknown(certPem)) return UNKNOWN;
   if (typeof certPem !== "string") return undefined;
   // Every check and diff of every certificate asks this of the same few CAs: remembered by the text's digest.
-  const key = createHash("sha256").update(certPem).digest("hex");
-  if (issuerMemo.has(key)) return issuerMemo.get(key);
-  const shown = describeIssuer(certPem);
-  if (issuerMemo.size >= ISSUER_MEMO_SIZE) issuerMemo.delete(issuerMemo.keys().next().value as string);
-  issuerMemo.set(key, shown);
-  return shown;
+  return issuerMemo.get(digestKey(certPem), () => describeIssuer(certPem));
 }
 
-const issuerMemo = new Map<string, string | undefined>();
-const ISSUER_MEMO_SIZE = 32;
+const issuerMemo = new Memo<string | undefined>(32);
 
 function describeIssuer(certPem: string): string | undefined {
   const first = pemBlocks(certPem).find((b) => b.label === "CERTIFICATE");

@@ -14,7 +14,7 @@
  */
 import { domainToASCII } from "node:url";
 import { isIPv4, isIPv6 } from "node:net";
-import { createHash, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import * as der from "./asn1";
 import { normalizeIpAddress } from "./altnames";
 import { OID, readKeyUsage, readSubjectAltName, readSubjectKeyIdentifier } from "./extensions";
@@ -23,6 +23,7 @@ import { loadPrivateKey, spkiDer } from "./keys";
 import { compatDistinguishedName, nameFromAsn1 } from "./names";
 import { findExtension, parseCertificateDer, parseCertificatePem, ParsedCertificate } from "./x509";
 import { PkiError } from "./errors";
+import { digestKey, Memo } from "./memo";
 import { checkTextSize, MAX_TRUST_BUNDLE_CHARS } from "./limits";
 import { looksLikeKeyMaterial, quoteInput } from "./quote";
 
@@ -136,27 +137,13 @@ function defaultFiles(consumer: TlsConsumer, role: TlsRole): Required<TlsCredent
   };
 }
 
-/**
- * A small bounded memo: a fleet asks about the same CA file for every host and layout, and the combined QEMU
- * layout about the same certificate and key twice. What it holds is immutable (parsed public certificates,
- * verification results, public keys); a private key is only ever looked up by its digest.
- */
-class Memo<K, V> {
-  private readonly map = new Map<K, V>();
-  constructor(private readonly size: number) {}
-  get(key: K, make: () => V): V {
-    const hit = this.map.get(key);
-    if (hit !== undefined || this.map.has(key)) return hit as V;
-    const value = make();
-    if (this.map.size >= this.size) this.map.delete(this.map.keys().next().value as K);
-    this.map.set(key, value);
-    return value;
-  }
-}
+// A fleet asks about the same CA file for every host and layout, and the combined QEMU layout about the same
+// certificate and key twice. The memos hold immutable results (parsed public certificates, verification results,
+// public keys), keyed by digest.
 type PemCertificates = ({ cert: ParsedCertificate } | { malformed: true })[];
-const parsedFiles = new Memo<string, PemCertificates>(64);
+const parsedFiles = new Memo<PemCertificates>(64);
 const verified = new WeakMap<ParsedCertificate, WeakMap<ParsedCertificate, boolean>>();
-const keySpkis = new Memo<string, Buffer | Error>(64);
+const keySpkis = new Memo<Buffer | Error>(64);
 /** Texts longer than this (16 CA certificates of 4 KB) are parsed each time, not kept. */
 const MEMO_MAX_TEXT = 64 * 1024;
 
@@ -164,7 +151,7 @@ const MEMO_MAX_TEXT = 64 * 1024;
 function gnutlsPemCertificates(text: string): PemCertificates {
   // Keyed by digest (a text may hold a key by mistake; nothing of it is kept), and only for texts of a usual size.
   if (text.length > MEMO_MAX_TEXT) return parsePemCertificates(text);
-  return parsedFiles.get(createHash("sha256").update(text).digest("hex"), () => parsePemCertificates(text));
+  return parsedFiles.get(digestKey(text), () => parsePemCertificates(text));
 }
 
 function parsePemCertificates(text: string): PemCertificates {
@@ -608,7 +595,7 @@ export function checkTlsCredentials(args: CheckTlsCredentialsArgs): TlsCredentia
   if (args.keyPem !== undefined && leaf !== undefined) {
     let reason: string | undefined;
     const keyPem = args.keyPem;
-    const spki = keySpkis.get(createHash("sha256").update(keyPem).digest("hex"), () => {
+    const spki = keySpkis.get(digestKey(keyPem), () => {
       try {
         return spkiDer(loadPrivateKey(keyPem, "keyPem"));
       } catch (e) {

@@ -1,7 +1,8 @@
 /** Loading an issuing CA from `{ certPem, keyPem }` and checking it may sign what is asked of it. */
-import { createHash, KeyObject } from "node:crypto";
+import { KeyObject } from "node:crypto";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
+import { digestKey, Memo } from "./memo";
 import { OID, readBasicConstraints, readKeyUsage, readSubjectKeyIdentifier } from "./extensions";
 import { keyIdentifier, loadPrivateKey, spkiDer } from "./keys";
 import { findExtension, parseCertificateBundle, ParsedCertificate } from "./x509";
@@ -71,28 +72,17 @@ export function keyMatchesSpki(key: KeyObject, spki: Buffer): boolean {
  * cost more than signing, and one provider process issues many certificates from the same CA. The
  * key objects are held in memory only, as they would be during issuance anyway.
  */
-const issuerCache = new Map<string, LoadedIssuer>();
-const ISSUER_CACHE_SIZE = 16;
+const issuerCache = new Memo<LoadedIssuer>(16);
 
 /** Loads and checks an issuer: a CA certificate (CA:TRUE, keyCertSign if keyUsage is present) and its matching key. */
 export function loadIssuer(issuer: IssuerCredentials | undefined, property = "issuer"): LoadedIssuer {
   if (!issuer || typeof issuer !== "object") {
     throw new PkiError(property, "the issuing CA is required as { certPem, keyPem }");
   }
-  const cacheKey =
-    typeof issuer.certPem === "string" && typeof issuer.keyPem === "string"
-      ? createHash("sha256")
-          .update(`${issuer.certPem}\0${issuer.keyPem}\0${issuer.chainPem ?? ""}`)
-          .digest("hex")
-      : undefined;
-  const cached = cacheKey ? issuerCache.get(cacheKey) : undefined;
-  if (cached) return cached;
-  const loaded = checkIssuer(issuer, property);
-  if (cacheKey) {
-    if (issuerCache.size >= ISSUER_CACHE_SIZE) issuerCache.delete(issuerCache.keys().next().value as string);
-    issuerCache.set(cacheKey, loaded);
-  }
-  return loaded;
+  if (typeof issuer.certPem !== "string" || typeof issuer.keyPem !== "string")
+    return checkIssuer(issuer, property);
+  const key = digestKey(issuer.certPem, issuer.keyPem, issuer.chainPem ?? "");
+  return issuerCache.get(key, () => checkIssuer(issuer, property));
 }
 
 function checkIssuer(issuer: IssuerCredentials, property: string): LoadedIssuer {
