@@ -438,12 +438,15 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     // CAs: created here (a resource per id) or given as PEM.
     const trusted = new Map<string, CaLike | CaCredentials>();
     const caResources: CertificateAuthority[] = [];
+    // Each CA's certificate as the trust bundle holds it, checked once (see acceptedCa).
+    const acceptedPems: pulumi.Output<string>[] = [];
     cas.forEach((c, i) => {
       const id = c.id ?? "ca";
       if (isExisting(c)) {
         // Checked before anything uses it (its CRL, the leaves it issues, every host's CA file).
         const certPem = pulumi.output(c.certPem).apply((pem) => acceptedCa(args.ca, i, id, pem));
         trusted.set(id, { certPem, keyPem: pulumi.secret(c.keyPem) });
+        acceptedPems.push(certPem);
       } else {
         const ca = new CertificateAuthority(
           `${name}-${id}`,
@@ -459,6 +462,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         );
         caResources.push(ca);
         trusted.set(id, ca);
+        acceptedPems.push(ca.certPem.apply((pem) => acceptedCa(args.ca, i, id, pem)));
       }
     });
     const issuer = trusted.get(issuing)!;
@@ -466,10 +470,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     // active, not a CA) stops libvirtd from starting on every host: it fails here, naming the CA, and so does
     // everything installed with this file.
     const caIds = [...trusted.keys()];
-    const caPems = pulumi.all([...trusted.values()].map((c) => c.certPem));
-    const caCertPem = caPems.apply((pems) =>
-      pems.map((pem, i) => pemBlock(acceptedCa(args.ca, i, caIds[i], pem))).join(""),
-    );
+    const caPems = pulumi.all(acceptedPems);
+    const caCertPem = caPems.apply((pems) => pems.map(pemBlock).join(""));
     this.caCertPem = caCertPem;
     this.issuingCaCertPem = pulumi.output(issuer.certPem);
 
