@@ -22,7 +22,7 @@ import {
 import { IssuerCredentials, loadIssuer } from "./issuer";
 import {
   DEFAULT_KEY_SPEC,
-  generateKey,
+  generateEncodedKey,
   keyIdentifier,
   KeySpec,
   keySpecOf,
@@ -261,13 +261,15 @@ export async function issueCertificate(args: IssueCertificateArgs): Promise<Issu
     spec = keySpecOf(csr.publicKey, "csrPem");
   } else {
     request = resolveLeafRequest(args);
-    const key =
-      args.keyPem !== undefined
-        ? loadPrivateKey(args.keyPem, "keyPem")
-        : (await generateKey(parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC))).privateKey;
-    spki = spkiDer(key);
-    spec = keySpecOf(key);
-    keyPem = toPkcs8Pem(key);
+    if (args.keyPem !== undefined) {
+      const key = loadPrivateKey(args.keyPem, "keyPem");
+      spki = spkiDer(key);
+      spec = keySpecOf(key);
+      keyPem = toPkcs8Pem(key);
+    } else {
+      spec = parseKeySpec(args.keySpec ?? DEFAULT_KEY_SPEC);
+      ({ keyPem, spki } = await generateEncodedKey(spec));
+    }
   }
   const now = args.now ?? new Date();
   const validity = computeValidity({

@@ -103,6 +103,7 @@ export function parseCertificateDer(bytes: Buffer, property = "certPem"): Parsed
     const extWrapper = parts
       .slice(i + 6)
       .find((p) => p.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && p.type === 3);
+    let publicKey: KeyObject | undefined;
     return {
       der: bytes,
       version,
@@ -113,7 +114,10 @@ export function parseCertificateDer(bytes: Buffer, property = "certPem"): Parsed
       notBefore: der.readTime(nb),
       notAfter: der.readTime(na),
       spki,
-      publicKey: createPublicKey({ key: spki, format: "der", type: "spki" }),
+      // Made when first read: most parses (a just-issued certificate's facts, a diff) never use it.
+      get publicKey(): KeyObject {
+        return (publicKey ??= createPublicKey({ key: spki, format: "der", type: "spki" }));
+      },
       extensions: extWrapper ? extensionsFromAsn1(der.children(extWrapper)[0]) : [],
     };
   } catch (e) {

@@ -1,4 +1,5 @@
 /** Keys (generation off the event loop, PEM encodings), serial numbers, validity and renewal decisions. */
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { pki } from "../../index";
 import { removeDir, run, tempDir } from "../support/programs";
 
@@ -18,6 +19,42 @@ test.each(pki.KEY_SPECS)(
       ed25519: /ED25519 Private-Key/,
     };
     expect(r.stdout).toMatch(expected[spec]);
+  },
+);
+
+test.each(pki.KEY_SPECS)(
+  "a %s leaf made with a fresh key holds that key's public half, as openssl derives it",
+  async (spec) => {
+    const ca = await pki.createCertificateAuthority({
+      subject: { commonName: "spki" },
+      keySpec: "ecdsa-p256",
+    });
+    const leaf = await pki.issueCertificate({
+      issuer: ca,
+      keySpec: spec,
+      subject: { commonName: "h.example.org" },
+    });
+    expect(leaf.keySpec).toBe(spec);
+    const fromKey = await run("openssl", ["pkey", "-pubout"], { input: leaf.keyPem! });
+    const fromCert = await run("openssl", ["x509", "-noout", "-pubkey"], { input: leaf.certPem });
+    expect(fromKey.code).toBe(0);
+    expect(fromCert.code).toBe(0);
+    expect(fromCert.stdout).toBe(fromKey.stdout);
+    expect(pki.certificateMatchesKey(leaf.certPem, leaf.keyPem!)).toBe(true);
+  },
+);
+
+test.each(pki.KEY_SPECS)(
+  "%s keys encoded for an issuance are byte for byte what OpenSSL writes",
+  async (spec) => {
+    const count = spec.startsWith("rsa") ? 1 : 64; // EC: d, x or y with leading zero bytes come up within 64 keys
+    for (let i = 0; i < count; i++) {
+      const { keyPem, spki } = await pki.generateEncodedKey(spec);
+      const key = createPrivateKey(keyPem);
+      expect(pki.keySpecOf(key)).toBe(spec);
+      expect(key.export({ format: "pem", type: "pkcs8" })).toBe(keyPem);
+      expect(createPublicKey(key).export({ format: "der", type: "spki" }).equals(spki)).toBe(true);
+    }
   },
 );
 
