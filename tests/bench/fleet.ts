@@ -10,8 +10,18 @@
  * Each time is the minimum of BENCH_FLEET_RUNS runs (default 1; the issue's figures use 3). N is 10, 100 and
  * 1000, plus 2000 with BENCH_FLEET_2000=1, or the list in BENCH_FLEET_N (e.g. `BENCH_FLEET_N=10,100`).
  * A benchmark, not a test: it asserts nothing and prints numbers. Run it with `npm run bench:fleet`.
+ *
+ * With BENCH_FLEET_SPLIT=K1,K2,... it measures the stack-splitting guideline instead: the last N split into K
+ * stacks of N/K hosts that share one CA (given as `{ certPem, keyPem }`, as a StackReference hands it over, see
+ * examples/shared-ca), each stack a process of its own with its own provider host, as K `pulumi up` runs in
+ * parallel CI jobs would be. Every stack makes its first up, then all start their no-change up at once; it prints
+ * the wall time until the last finishes, the slowest stack's own time, and the largest RSS of a stack's process.
  */
+import { spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { pki } from "../../index";
 import { VirtualizationPki, VirtualizationPkiArgs } from "../../components";
 import { EngineState, up } from "../support/engine";
 import { removeDir, tempDir } from "../support/programs";
@@ -22,14 +32,22 @@ const SIZES = (process.env.BENCH_FLEET_N ?? `10,100,1000${process.env.BENCH_FLEE
   .split(",")
   .map(Number);
 
-function fleetArgs(n: number, stagingRoot: string): VirtualizationPkiArgs {
+function fleetArgs(
+  n: number,
+  stagingRoot: string,
+  ca: VirtualizationPkiArgs["ca"] = { subject: { commonName: "Bench CA" } },
+  first = 0,
+): VirtualizationPkiArgs {
   return {
-    ca: { subject: { commonName: "Bench CA" } },
-    hosts: Array.from({ length: n }, (_, i) => ({
-      name: `h${i}`,
-      fqdn: `h${i}.bench.example.org`,
-      ipAddresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
-    })),
+    ca,
+    hosts: Array.from({ length: n }, (_, j) => {
+      const i = first + j;
+      return {
+        name: `h${i}`,
+        fqdn: `h${i}.bench.example.org`,
+        ipAddresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
+      };
+    }),
     clients: [{ name: "operator", subject: { organization: "Bench", commonName: "operator" } }],
     pskUsers: ["qemu"],
     stagingRoot,
@@ -98,7 +116,93 @@ async function measure(n: number): Promise<Row> {
   }
 }
 
+/**
+ * One stack of a split fleet, in a child process: first up, then "ready" on stdout; on "go" from stdin the
+ * no-change up; then one JSON line with its own times and peak RSS.
+ */
+async function site(): Promise<void> {
+  const [index, count, caFile] = [
+    Number(process.env.BENCH_SITE),
+    Number(process.env.BENCH_SITE_N),
+    process.env.BENCH_SITE_CA!,
+  ];
+  const shared = JSON.parse(await readFile(caFile, "utf8")) as { certPem: string; keyPem: string };
+  const host = await startProviderHost({ cwd: join(__dirname, "..", "..", "..") });
+  await host.configure();
+  const staging = await tempDir("virt-pki-bench-site-");
+  try {
+    const args = fleetArgs(count, staging, { id: "shared", ...shared }, index * count);
+    const program = () => void new VirtualizationPki(`site${index}`, args);
+    const { value, peak } = await withPeakRss(async () => {
+      const first = await timed(() => up(program, host, {}));
+      console.log("ready");
+      const lines = createInterface({ input: process.stdin });
+      for await (const line of lines) if (line === "go") break;
+      const again = await timed(() => up(program, host, first.value.state));
+      if (again.value.plan.some((s) => s.op !== "same")) throw new Error("no-change up changed something");
+      return { firstUp: first.seconds, noChangeUp: again.seconds };
+    });
+    console.log(JSON.stringify({ ...value, rss: peak }));
+  } finally {
+    await removeDir(staging);
+    await host.stop();
+  }
+}
+
+/** N hosts split into k stacks run as parallel processes (see the module comment). */
+async function split(n: number, k: number): Promise<void> {
+  const dir = await tempDir("virt-pki-bench-split-");
+  try {
+    const ca = await pki.createCertificateAuthority({
+      subject: { commonName: "Bench CA" },
+      keySpec: "ecdsa-p256",
+    });
+    const caFile = join(dir, "ca.json"); // mode 0600 in a 0700 folder; never in the environment
+    await writeFile(caFile, JSON.stringify({ certPem: ca.certPem, keyPem: ca.keyPem }), { mode: 0o600 });
+    const children = Array.from({ length: k }, (_, i) =>
+      spawn(process.execPath, [__filename], {
+        env: { ...process.env, BENCH_SITE: String(i), BENCH_SITE_N: String(n / k), BENCH_SITE_CA: caFile },
+        stdio: ["pipe", "pipe", "inherit"],
+      }),
+    );
+    const lines = children.map((c) => createInterface({ input: c.stdout! })[Symbol.asyncIterator]());
+    const next = async (i: number): Promise<string> => {
+      for (;;) {
+        const r = await lines[i].next();
+        if (r.done) throw new Error(`stack ${i} ended early`);
+        if (r.value === "ready" || r.value.startsWith("{")) return r.value;
+      }
+    };
+    await Promise.all(children.map((_, i) => next(i)));
+    const start = process.hrtime.bigint();
+    for (const c of children) c.stdin!.write("go\n");
+    const results = (await Promise.all(children.map((_, i) => next(i)))).map(
+      (l) => JSON.parse(l) as { firstUp: number; noChangeUp: number; rss: number },
+    );
+    const wall = Number(process.hrtime.bigint() - start) / 1e9;
+    await Promise.all(children.map((c) => new Promise((r) => c.once("exit", r))));
+    const max = (f: (r: (typeof results)[number]) => number) => Math.max(...results.map(f));
+    console.log(
+      `| ${n} | ${k} x ${n / k} | ${wall.toFixed(2)} s | ${max((r) => r.noChangeUp).toFixed(2)} s | ` +
+        `${max((r) => r.firstUp).toFixed(2)} s | ${(max((r) => r.rss) / 2 ** 20).toFixed(0)} MiB |`,
+    );
+  } finally {
+    await removeDir(dir);
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_SITE !== undefined) return site();
+  if (process.env.BENCH_FLEET_SPLIT) {
+    const n = SIZES[SIZES.length - 1];
+    console.log(`fleet split: ${n} hosts, ECDSA P-256, local installs, stacks run as parallel processes`);
+    console.log(
+      "| N | stacks x hosts | all no-change ups (wall) | slowest stack | first ups (slowest, all at once) | largest stack RSS |",
+    );
+    console.log("| ---: | --- | ---: | ---: | ---: | ---: |");
+    for (const k of process.env.BENCH_FLEET_SPLIT.split(",").map(Number)) await split(n, k);
+    return;
+  }
   console.log(`fleet benchmark: ECDSA P-256, local installs, ${RUNS} run(s) per N, min shown`);
   console.log(
     "| N | register | first up | no-change up | growth (register / first / no-change) | program RSS | state per host |",
