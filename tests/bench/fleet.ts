@@ -138,6 +138,7 @@ async function site(): Promise<void> {
       console.log("ready");
       const lines = createInterface({ input: process.stdin });
       for await (const line of lines) if (line === "go") break;
+      process.stdin.destroy(); // nothing more comes; an open stdin would keep this process alive
       const again = await timed(() => up(program, host, first.value.state));
       if (again.value.plan.some((s) => s.op !== "same")) throw new Error("no-change up changed something");
       return { firstUp: first.seconds, noChangeUp: again.seconds };
@@ -175,7 +176,7 @@ async function split(n: number, k: number): Promise<void> {
     };
     await Promise.all(children.map((_, i) => next(i)));
     const start = process.hrtime.bigint();
-    for (const c of children) c.stdin!.write("go\n");
+    for (const c of children) c.stdin!.end("go\n");
     const results = (await Promise.all(children.map((_, i) => next(i)))).map(
       (l) => JSON.parse(l) as { firstUp: number; noChangeUp: number; rss: number },
     );
