@@ -116,7 +116,11 @@ export function parseCertificateDer(bytes: Buffer, property = "certPem"): Parsed
       spki,
       // Made when first read: most parses (a just-issued certificate's facts, a diff) never use it.
       get publicKey(): KeyObject {
-        return (publicKey ??= createPublicKey({ key: spki, format: "der", type: "spki" }));
+        try {
+          return (publicKey ??= createPublicKey({ key: spki, format: "der", type: "spki" }));
+        } catch {
+          throw new PkiError(property, "the certificate's public key could not be parsed (malformed DER)");
+        }
       },
       extensions: extWrapper ? extensionsFromAsn1(der.children(extWrapper)[0]) : [],
     };

@@ -117,3 +117,22 @@ test("certificateMatchesKey tells a matching key from another", async () => {
   expect(pki.certificateMatchesKey(server.certPem, server.keyPem!)).toBe(true);
   expect(pki.certificateMatchesKey(server.certPem, await pki.generatePrivateKey("rsa-2048"))).toBe(false);
 });
+
+test("a certificate whose public key OpenSSL cannot read is refused naming the property, when the key is read", () => {
+  const derBytes = Buffer.from(server.certPem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+  const rsa = Buffer.from("2a864886f70d010101", "hex"); // rsaEncryption: only in the leaf's SPKI (the CA is ECDSA)
+  const at = derBytes.indexOf(rsa);
+  expect(at).toBeGreaterThan(0);
+  expect(derBytes.indexOf(rsa, at + 1)).toBe(-1);
+  derBytes[at + rsa.length - 1] = 0x7f; // 1.2.840.113549.1.1.127: no key type OpenSSL knows
+  const pem = `-----BEGIN CERTIFICATE-----\n${derBytes.toString("base64")}\n-----END CERTIFICATE-----\n`;
+  let error: unknown;
+  try {
+    pki.inspectCertificate(pem, "import.certPem");
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(pki.PkiError);
+  expect((error as pki.PkiError).property).toBe("import.certPem");
+  expect((error as Error).message).toMatch(/public key could not be parsed/);
+});
