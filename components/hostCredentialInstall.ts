@@ -10,6 +10,8 @@ import { PkiError } from "../provider/pki/errors";
 import {
   CustomLayout,
   DEFAULT_STATE_DIR,
+  DaemonConfig,
+  LIBVIRT_TLS_PORT,
   INSTALL_SCRIPT,
   InstalledFile,
   Layout,
@@ -30,9 +32,12 @@ import {
   digestKeyOf,
   installCommand,
   libvirtdConfSnippet,
+  checkDaemonConfig,
   modeString,
+  parseHostActions,
   qemuConfSnippet,
   verifyManifest,
+  verifyServed,
 } from "./install";
 
 /** Each property of T may be a Pulumi input (an output of another resource, e.g. a certificate's `certPem`). */
@@ -90,8 +95,32 @@ export interface HostCredentialInstallArgs {
   keepOnDelete?: boolean;
   /** Where the host keeps the claims that make delete remove only this install's files. */
   stateDir?: string;
-  /** For the `libvirtd.conf` snippet: the client DNs the server accepts. */
+  /** The client DNs the server accepts: `tls_allowed_dn_list` in the daemon's settings and the `libvirtdConf` snippet. */
   tlsAllowedDnList?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * Manage libvirt's TLS settings on the host: a marked block in the daemon's file (`libvirtd.conf` or
+   * `virtproxyd.conf`) and in `qemu.conf`, every other line kept byte for byte (see {@link DaemonConfig}).
+   * `true` is `{}`. @default false
+   */
+  daemonConfig?: boolean | DaemonConfig;
+  /**
+   * After a change, `"auto"` does what each change needs once the daemon runs: new TLS files
+   * `virt-admin server-update-tls` (no connection drops), new daemon settings a restart, new VNC files
+   * `display-reload` in each running guest; then it checks which certificate the daemon serves
+   * (`verifyServed`). `"none"` does nothing (see `reloadCommand`). @default "none"
+   */
+  reload?: "auto" | "none";
+  /**
+   * How to restart a daemon whose settings changed, as words without a shell, where the host has no
+   * service manager the script knows (systemd, OpenRC, `/etc/init.d/<daemon>`). @default the service manager
+   */
+  restartCommand?: pulumi.Input<string | string[]>;
+  /**
+   * With `reload: "auto"`: after the run the host connects to its own libvirt TLS port and reports the
+   * certificate it serves; anything but the one installed fails the `up`, naming the host. `false` turns
+   * it off. @default { address: connection.host, port: 16514 }
+   */
+  verifyServed?: boolean | { address?: string; port?: number };
   /**
    * Every name and address clients (peers, migration, virsh) use to reach this host: each server
    * certificate the layouts install must match every one, as GnuTLS matches them, or the install is
@@ -142,6 +171,12 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
   readonly credentialWarnings: pulumi.Output<string[]>;
   /** The command that runs the install script. */
   readonly command: command.remote.Command | command.local.Command;
+  /** With `verifyServed`: the SHA-256 fingerprint of the certificate libvirt serves after the run (undefined in a preview). */
+  readonly servedFingerprint: pulumi.Output<string | undefined>;
+  /** What the host reloaded on the last run that changed something, e.g. `libvirtd update-tls`. */
+  readonly reloads: pulumi.Output<string[]>;
+  /** Running guests whose TLS credentials could not be reloaded live, `<guest>: <why>`: migrate or restart them. */
+  readonly guestsNotReloaded: pulumi.Output<string[]>;
 
   constructor(name: string, args: HostCredentialInstallArgs, opts?: pulumi.ComponentResourceOptions) {
     super("virt-pki:index:HostCredentialInstall", name, {}, opts);
@@ -167,9 +202,13 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
     // would refuse fails here (a throw in this apply fails the deployment before the command exists), and
     // what they would log is a warning on this resource.
     const serverNames = pulumi.output(args.serverNames ?? []);
+    const probe = local
+      ? pulumi.output(undefined)
+      : pulumi.output(args.connection!).apply((c) => probeOf(args.verifyServed, c.host));
+    const extra = pulumi.all([args.tlsAllowedDnList, args.restartCommand, probe]);
     const cmd = pulumi
-      .all([layouts, target, args.reloadCommand, digestKey, serverNames])
-      .apply(([l, t, reload, dk, sn]) =>
+      .all([layouts, target, args.reloadCommand, digestKey, serverNames, extra])
+      .apply(([l, t, reload, dk, sn, [dns, restart, pr]]) =>
         installCommand({
           name,
           hostLabel,
@@ -187,6 +226,11 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
           digestKey: dk,
           serverNames: sn,
           checkCredentials: args.checkCredentials,
+          daemonConfig: args.daemonConfig,
+          tlsAllowedDnList: dns,
+          reload: args.reload,
+          restartCommand: restart,
+          probe: args.reload === "auto" ? pr : undefined,
         }),
       );
     this.credentialWarnings = cmd.apply((c) => c.warnings);
@@ -244,6 +288,14 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
             })),
       ),
     );
+    const actions = this.command.stdout.apply((o) => (typeof o === "string" ? parseHostActions(o) : undefined));
+    this.servedFingerprint = pulumi.unsecret(
+      pulumi
+        .all([actions, cmd.servedCertPem])
+        .apply(([a, pem]) => (a === undefined || pem === undefined ? undefined : verifyServed(a, pem, hostLabel))),
+    );
+    this.reloads = pulumi.unsecret(actions.apply((a) => a?.reloads ?? []));
+    this.guestsNotReloaded = pulumi.unsecret(actions.apply((a) => a?.guestsNotReloaded ?? []));
     this.libvirtdConf = pulumi.unsecret(
       pulumi.all([plan, args.tlsAllowedDnList]).apply(([p, dns]) => libvirtdConfSnippet(p, dns)),
     );
@@ -253,6 +305,9 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
       libvirtdConf: this.libvirtdConf,
       qemuConf: this.qemuConf,
       generation: this.generation,
+      servedFingerprint: this.servedFingerprint,
+      reloads: this.reloads,
+      guestsNotReloaded: this.guestsNotReloaded,
     });
   }
 }
@@ -298,6 +353,16 @@ function checkArgs(args: HostCredentialInstallArgs): void {
   );
   if (plan !== undefined) checkStateDir(plan, args.stateDir ?? DEFAULT_STATE_DIR);
   // Secret files need a digest key: a given digestKey, or the install's own keys (see install/digests.ts).
+  checkDaemonConfig(args.daemonConfig);
+  if (args.reload !== undefined && args.reload !== "auto" && args.reload !== "none") {
+    throw new PkiError("reload", `must be "auto" or "none"`);
+  }
+  if (args.reload === "auto" && args.reloadCommand !== undefined) {
+    throw new PkiError("reloadCommand", 'give reloadCommand or reload: "auto", not both');
+  }
+  if (args.reload === "auto" && args.root !== undefined) {
+    throw new PkiError("reload", '"auto" reloads a running daemon on a host; a local install has none');
+  }
   if (typeof args.digestKey === "string") checkDigestKey(args.digestKey);
   else if (plan !== undefined && args.digestKey === undefined) digestKeyOf(plan);
 }
@@ -347,4 +412,22 @@ export function checkHostKey(
       'is not an OpenSSH public key line; give e.g. "ssh-ed25519 AAAAC3Nza..." from /etc/ssh/ssh_host_ed25519_key.pub',
     );
   }
+}
+
+/** Where `verifyServed` checks: the connection's host and libvirt's TLS port unless given; none when off. */
+function probeOf(
+  verify: HostCredentialInstallArgs["verifyServed"],
+  host: string,
+): { address: string; port: number } | undefined {
+  if (verify === false) return undefined;
+  const v = typeof verify === "object" && verify !== null ? verify : {};
+  const port = v.port ?? LIBVIRT_TLS_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new PkiError("verifyServed.port", `${port} is not a TCP port`);
+  }
+  const address = v.address ?? host;
+  if (!/^[A-Za-z0-9.:-]+$/.test(address)) {
+    throw new PkiError("verifyServed.address", `${JSON.stringify(address)} is not a host name or address`);
+  }
+  return { address, port };
 }

@@ -6,3 +6,4 @@ export * from "./hostScripts";
 export * from "./manifest";
 export * from "./digests";
 export * from "./snippets";
+export * from "./daemonConfig";

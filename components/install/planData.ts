@@ -29,6 +29,7 @@
  */
 import { checkLayoutCredentials } from "./acceptance";
 import { PkiError } from "../../provider/pki/errors";
+import { DaemonConfig, DaemonPlan, checkDaemonConfig, daemonRecords, planDaemon } from "./daemonConfig";
 import { shownDigests } from "./digests";
 import { INSTALL_SCRIPT, REMOVE_SCRIPT } from "./hostScripts";
 import {
@@ -68,6 +69,8 @@ export interface PlanDataOptions {
   stateDir?: string;
   /** Keys the digests shown of secret files (see `digests.ts`). @default derived from the install's keys */
   digestKey?: string;
+  /** The daemon configuration and reload records (see `daemonConfig.ts`). @default none */
+  daemon?: DaemonPlan;
 }
 
 /** Default folder of the claims that make delete remove only what this install wrote last. */
@@ -215,6 +218,12 @@ function planRecords(plan: InstallPlan, opts: PlanDataOptions, parts: Part[]): s
     if (CONTROL.test(word)) throw new Error("internal: a reload word holds a control character");
     lines.push(`reload ${word}`);
   }
+  if (opts.daemon !== undefined) {
+    for (const w of opts.daemon.restart ?? []) {
+      if (CONTROL.test(w)) throw new Error("internal: a restart word holds a control character");
+    }
+    lines.push(...daemonRecords(opts.daemon, field));
+  }
   // A user's own process writes the user's paths, except in a staging tree without owners (local mode).
   const switching = opts.root === undefined || opts.setOwners;
   const shown = new Map(shownDigests(plan, opts.digestKey).map((d, i) => [plan.files[i], d]));
@@ -274,7 +283,7 @@ export function triggersOf(plan: InstallPlan, target: string, digestKey?: string
 }
 
 /** Everything of one install, resolved (see `HostCredentialInstallArgs` for the fields). */
-export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" | "reload"> {
+export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" | "reload" | "daemon"> {
   /** `user@host:port` or `local:<root>`: part of the generation. */
   target: string;
   layouts: readonly Layout[];
@@ -286,6 +295,16 @@ export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" |
   serverNames?: readonly string[];
   /** Ask `checkTlsCredentials` about the layouts (see `acceptance.ts`). @default true */
   checkCredentials?: boolean;
+  /** The daemon settings to manage (see `daemonConfig.ts`). @default none */
+  daemonConfig?: boolean | DaemonConfig;
+  /** The client DNs of `tls_allowed_dn_list` in the daemon's settings. */
+  tlsAllowedDnList?: readonly string[];
+  /** `"auto"`: reload what each change needs, and prove what is served (see `daemonConfig.ts`). @default "none" */
+  reload?: "auto" | "none";
+  /** The restart command for hosts without a service manager the script knows. */
+  restartCommand?: string | readonly string[];
+  /** Where the daemon's TLS listener is checked with `reload: "auto"`. @default none */
+  probe?: { address: string; port: number };
 }
 
 /** What an install hands to `@pulumi/command`: the fixed scripts, and this install's data. */
@@ -303,6 +322,8 @@ export interface InstallCommand {
   digests: string[];
   /** What libvirt or QEMU would log about these credentials (see `acceptance.ts`). */
   warnings: string[];
+  /** The certificate the daemon must serve (with a probe), for the check of the host's report. */
+  servedCertPem?: string;
 }
 
 /** An absolute folder on the machine running Pulumi or on the host: no `~`, `.` or `..`. */
@@ -350,8 +371,24 @@ export function checkStateDir(plan: InstallPlan, stateDir: string): void {
 /** The command of one install, from resolved values. Throws {@link PkiError} naming the property. */
 export function installCommand(a: InstallCommandArgs): InstallCommand {
   checkInstallOptions(a);
-  const plan = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
-  checkStateDir(plan, a.stateDir ?? DEFAULT_STATE_DIR);
+  const stateDir = a.stateDir ?? DEFAULT_STATE_DIR;
+  const files = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
+  checkStateDir(files, stateDir);
+  if (a.reload !== undefined && a.reload !== "auto" && a.reload !== "none") {
+    throw new PkiError("reload", `${quoteInput(a.reload)} is not "auto" or "none"`);
+  }
+  if (a.reload === "auto" && a.reloadCommand !== undefined) {
+    throw new PkiError("reloadCommand", 'give reloadCommand or reload: "auto", not both');
+  }
+  const { plan, daemon } = planDaemon(files, a.layouts, {
+    config: checkDaemonConfig(a.daemonConfig),
+    tlsAllowedDnList: a.tlsAllowedDnList,
+    reload: a.reload ?? "none",
+    restart: a.restartCommand === undefined ? undefined : reloadArgv(a.restartCommand, "restartCommand"),
+    probe: a.probe,
+    stateDir,
+    local: a.root !== undefined,
+  });
   // What the consumers would refuse is refused here, before anything reaches the host.
   const acceptance =
     a.checkCredentials === false
@@ -369,9 +406,11 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
     generation,
     create: INSTALL_SCRIPT,
     delete: a.keepOnDelete ? undefined : REMOVE_SCRIPT,
-    stdin: renderStdin(plan, { ...a, generation, reload }),
+    stdin: renderStdin(plan, { ...a, generation, reload, daemon }),
     triggers: triggersOf(plan, a.target, a.digestKey),
     digests: shownDigests(plan, a.digestKey),
     warnings: acceptance.warnings,
+    servedCertPem:
+      daemon?.probe === undefined ? undefined : plan.files.find((f) => f.path === daemon.probe!.certPath)?.content,
   };
 }

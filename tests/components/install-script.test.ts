@@ -358,9 +358,11 @@ describe("the fixed scripts", () => {
     expect(INSTALL_SCRIPT.split("\n").slice(4, 6)).toEqual(["set -euf", "umask 077"]);
   });
 
-  it("stay small: remove at most 8 KB, install at most 15 KB (the issue's 8 KB is not reached yet)", () => {
+  // The state keeps the install text once per host. 15 KB before the daemon configuration and the automatic
+  // reload (the block merge, the daemon's detection, restart, update-tls, display-reload and the served proof).
+  it("stay small: remove at most 8 KB, install at most 20 KB (the issue's 8 KB is not reached yet)", () => {
     expect(Buffer.byteLength(REMOVE_SCRIPT)).toBeLessThanOrEqual(8 * 1024);
-    expect(Buffer.byteLength(INSTALL_SCRIPT)).toBeLessThanOrEqual(15 * 1024);
+    expect(Buffer.byteLength(INSTALL_SCRIPT)).toBeLessThanOrEqual(20 * 1024);
   });
 });
 

@@ -66,6 +66,14 @@ export interface TestHostSpec {
   address: string;
   /** Further names of the host in every host's `/etc/hosts`. */
   aliases?: readonly string[];
+  /**
+   * Give the host libvirt's directories of its own, as a real host has: tmpfs over `/run` (then `/run/sshd`),
+   * `/var/lib/libvirt`, `/var/cache/libvirt`, `/var/log/libvirt`, `/etc/init.d` (empty) and `/etc/libvirt`, the
+   * last holding a copy of the machine's `/etc/libvirt`. A libvirtd started on the host with its default paths
+   * ({@link startSystemLibvirtd}) then reads the host's own `/etc/libvirt/libvirtd.conf` and `virsh` and
+   * `virt-admin` run on the host reach it at the default sockets. @default false
+   */
+  libvirt?: boolean;
 }
 
 /** Options for {@link startTestBed}. */
@@ -753,9 +761,25 @@ async function startHostOnce(
     0o600,
   );
   const keys = shQuote(files.authorizedKeysPath);
+  const etcCopy = shQuote(path.join(hostDir, "etc-libvirt"));
+  const libvirt = spec.libvirt
+    ? [
+        `cp -a /etc/libvirt ${etcCopy}`,
+        "mkdir -p /var/lib/libvirt /var/cache/libvirt /var/log/libvirt",
+        "mount -t tmpfs -o mode=0755 testbed-run /run",
+        "mount -t tmpfs -o mode=0755 testbed-etc-libvirt /etc/libvirt",
+        `cp -a ${etcCopy}/. /etc/libvirt/`,
+        "mount -t tmpfs -o mode=0755 testbed-lib-libvirt /var/lib/libvirt",
+        "mount -t tmpfs -o mode=0755 testbed-cache-libvirt /var/cache/libvirt",
+        "mount -t tmpfs -o mode=0755 testbed-log-libvirt /var/log/libvirt",
+        "mount -t tmpfs -o mode=0755 testbed-init /etc/init.d",
+      ]
+    : [];
   const script = [
     "set -e",
-    "mkdir -p /etc/pki /run/sshd",
+    "mkdir -p /etc/pki /etc/libvirt /run/sshd",
+    ...libvirt,
+    "mkdir -p /run/sshd",
     "mount -t tmpfs -o mode=0755 testbed-pki /etc/pki",
     "mount -t tmpfs -o mode=0700 testbed-root /root",
     "mount -t tmpfs -o mode=0755 testbed-home /home",
@@ -1362,4 +1386,66 @@ export async function qemuImgInfoOnHost(
     { timeoutMs: opts.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS },
   );
   return { ok: r.code === 0 && !r.timedOut && /^virtual size:/m.test(r.stdout), output: r.stdout + r.stderr };
+}
+
+/** The init script {@link installLibvirtdService} writes: start, stop, restart, as a sysvinit host has. */
+const LIBVIRTD_INIT = `#!/bin/sh
+# libvirtd for a test-bed host without systemd: the host's own /etc/libvirt/libvirtd.conf, --listen.
+pidf=/run/libvirtd.pid
+export LC_ALL=C
+running() { [ -f $pidf ] && kill -0 "$(cat $pidf)" 2>/dev/null; }
+case $1 in
+start) running || libvirtd --daemon --listen --pid-file $pidf </dev/null >>/var/log/libvirt/start.log 2>&1 ;;
+stop)
+  if running; then
+    p=$(cat $pidf)
+    kill "$p"
+    i=0
+    while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$p" 2>/dev/null || true
+  fi
+  rm -f $pidf
+  ;;
+restart) "$0" stop && "$0" start ;;
+*) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+esac
+`;
+
+/** libvirtd as a service of a host started with `libvirt: true` (see {@link installLibvirtdService}). */
+export interface LibvirtdService {
+  /** `/etc/init.d/libvirtd start`; resolves once the daemon answers `virt-admin srv-list` (or rejects). */
+  start(): Promise<void>;
+  /** `/etc/init.d/libvirtd stop`. */
+  stop(): Promise<void>;
+  /** The daemon's PID in the host's PID namespace, or undefined when it does not run. */
+  pid(): Promise<number | undefined>;
+}
+
+/**
+ * Writes `/etc/init.d/libvirtd` on a host of a bed started with `libvirt: true`: the script a sysvinit host
+ * has, which the install's `reload: "auto"` finds and runs to restart the daemon after its settings changed.
+ * The daemon reads the host's `/etc/libvirt/libvirtd.conf` (which must set `listen_addr` and `tls_port`).
+ */
+export async function installLibvirtdService(host: TestHost): Promise<LibvirtdService> {
+  await host.writeFile("/etc/init.d/libvirtd", LIBVIRTD_INIT, { mode: "0755" });
+  const pid = async (): Promise<number | undefined> => {
+    const r = await host.exec("cat /run/libvirtd.pid 2>/dev/null && kill -0 $(cat /run/libvirtd.pid)");
+    return r.code === 0 ? Number(r.stdout.trim()) : undefined;
+  };
+  return {
+    start: async () => {
+      const r = await host.exec(
+        "/etc/init.d/libvirtd start && i=0 && while ! LC_ALL=C virt-admin -q srv-list >/dev/null 2>&1; do " +
+          '[ $i -lt 150 ] || exit 1; i=$((i + 1)); sleep 0.1; done || { cat /var/log/libvirt/start.log; exit 1; }',
+        { timeoutMs: 30_000 },
+      );
+      if (r.code !== 0) {
+        throw new Error(`libvirtd on ${host.name} did not start (${r.code}): ${r.stdout}${r.stderr}`);
+      }
+    },
+    stop: async () => {
+      await host.exec("/etc/init.d/libvirtd stop", { timeoutMs: 30_000 });
+    },
+    pid,
+  };
 }

@@ -6,7 +6,7 @@
 # records of the part alone, its "part WRITER SWITCH BYTES" line first.
 # OP put: check (root: every directory on the way) and create the directories, receive the files from
 # stdin into SUFFIX directories next to their targets, check every sha256, set owners and modes, print
-# "changed" if a file differs; nothing is replaced. commit: rename the new files over their targets and
+# "changed PATH" for each file that differs; nothing is replaced. commit: rename the new files over their targets and
 # print the manifest. abort: remove the SUFFIX directories.
 set -euf
 umask 077
@@ -181,7 +181,7 @@ put)
       ;;
     *)
       batch "$o $g $m" "$t"
-      echo changed
+      printf "changed %s\n" "$p"
       ;;
     esac
   done

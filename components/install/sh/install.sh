@@ -9,7 +9,8 @@ n=${line##* }
 case $n in *[!0-9]*) bad "plan size $n" ;; esac
 plan=$(head -c "$n")
 case $plan in *"${nl}end") ;; *) fail "the plan on stdin ended early (connection lost?); nothing was changed" ;; esac
-gen='' owners=0 sel=0 state='' qemu='' reload='' parts='' recs=''
+gen='' owners=0 sel=0 state='' qemu='' reload='' restart='' parts='' recs=''
+dk='' listen=0 auto=0 confs='' watch='' probe=''
 for line in $plan; do
   k=${line%% *}
   v=${line#"$k"}
@@ -17,6 +18,7 @@ for line in $plan; do
   case $k in
   label) label=$v && continue ;;
   reload) reload=$reload$v$nl && continue ;;
+  restart) restart=$restart$v$nl && continue ;;
   end) break ;;
   esac
   # Fields: letters, digits and ._@+/~:- only; paths absolute (or ~user/...) without . or ..; modes 0NNN.
@@ -51,6 +53,34 @@ for line in $plan; do
     if [ "$k" = root ]; then root=$1; else state=$1; fi
     ;;
   qemu/1) qemu=$1 ;;
+  # The daemon configuration: "c FILE BLOCK" (FILE absolute, or @daemon: the daemon's own file);
+  # "daemon KIND LISTEN", "rmode auto", "w CLASS PATH" (a file whose change asks for that reload),
+  # "probe ADDRESS PORT CERT" (check that the daemon serves CERT there).
+  c/2 | w/2 | probe/3)
+    for x in "$@"; do
+      case "$x/" in *//* | */./* | */../*) bad "path $x" ;; esac
+    done
+    case $k in
+    c)
+      case $1/$2 in @daemon//?* | /?*//?*) confs="$confs$1 $2$nl" ;; *) bad "record c" ;; esac
+      ;;
+    w)
+      case $1/$2 in tls//?* | vnc//?*) watch="$watch$1 $2$nl" ;; *) bad "record w" ;; esac
+      ;;
+    *)
+      case $2/$3 in [1-9]*//?*) ;; *) bad "record probe" ;; esac
+      case $2 in *[!0-9]*) bad "port $2" ;; esac
+      probe=$v
+      ;;
+    esac
+    ;;
+  daemon/2)
+    case $1/$2 in libvirtd/[01] | virtproxyd/[01] | auto/[01]) dk=$1 listen=$2 ;; *) bad "record daemon" ;; esac
+    ;;
+  rmode/1)
+    [ "$1" = auto ] || bad "record rmode"
+    auto=1
+    ;;
   *) bad "record $k" ;;
   esac
   recs=$recs$line$nl
@@ -106,6 +136,115 @@ cleanup() {
   trap - EXIT
   for w in $pend; do engine "$w" abort 5</dev/null || true; done
   [ ! -d "$st" ] || rm -rf -- "$st"
+  [ -z "$ct" ] || rm -f -- "$ct"
+}
+# whichd: $dk, the libvirt daemon that serves TLS, when the plan says "auto": virtproxyd where its units
+# are enabled or it runs (modular daemons), else libvirtd where it runs or is installed.
+whichd() {
+  [ "$dk" = auto ] || return 0
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    for x in virtproxyd libvirtd; do
+      for u in "$x.socket" "$x.service"; do
+        if systemctl -q is-enabled -- "$u" 2>/dev/null; then dk=$x && return 0; fi
+      done
+    done
+  fi
+  for x in virtproxyd libvirtd; do
+    if pidof -- "$x" >/dev/null 2>&1; then dk=$x && return 0; fi
+  done
+  for x in libvirtd virtproxyd; do
+    if command -v "$x" >/dev/null 2>&1; then dk=$x && return 0; fi
+  done
+  fail "neither libvirtd nor virtproxyd is installed: install libvirt first, or declare the daemon (daemonConfig.daemon)"
+}
+# isup DAEMON: whether it runs (its admin socket answers).
+isup() {
+  if command -v virt-admin >/dev/null 2>&1; then
+    virt-admin -q -c "$1:///system" srv-list </dev/null >/dev/null 2>&1
+  else
+    pidof -- "$1" >/dev/null 2>&1
+  fi
+}
+# restartd DAEMON: the plan's restart command, else the host's service manager's restart.
+restartd() {
+  if [ -n "$restart" ]; then
+    # shellcheck disable=SC2086 # one word a line
+    set -- $restart
+    "$@" </dev/null >&2 || fail "the restart command failed; the new files and settings are in place (the next run restarts again)"
+  elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl try-restart -- "$1.service" </dev/null >&2 || fail "systemctl try-restart $1.service failed"
+  elif command -v rc-service >/dev/null 2>&1; then
+    rc-service -- "$1" restart </dev/null >&2 || fail "rc-service $1 restart failed"
+  elif [ -x "/etc/init.d/$1" ]; then
+    "/etc/init.d/$1" restart </dev/null >&2 || fail "/etc/init.d/$1 restart failed"
+  else
+    fail "$1 must restart to read its new settings, and this host has no service manager this script knows (systemd, OpenRC, /etc/init.d/$1): give restartCommand"
+  fi
+  printf 'virt-pki-reload %s restart\n' "$1"
+}
+# autoreload: what the owed marker lists (see step 6), each once.
+autoreload() {
+  o=$(cat -- "$rp")
+  qd=$dk
+  [ "$dk" != virtproxyd ] || qd=virtqemud
+  case $nl$o$nl in
+  *"${nl}restart$nl"*)
+    if isup "$dk"; then restartd "$dk"; else printf 'virt-pki-reload %s not-running\n' "$dk"; fi
+    ;;
+  *"${nl}tls$nl"*)
+    if ! isup "$dk"; then
+      printf 'virt-pki-reload %s not-running\n' "$dk"
+    elif virt-admin -q -c "$dk:///system" server-update-tls -- "$dk" </dev/null >&2; then
+      printf 'virt-pki-reload %s update-tls\n' "$dk"
+    else
+      restartd "$dk"
+    fi
+    ;;
+  esac
+  case $nl$o$nl in
+  *"${nl}qrestart$nl"*)
+    case $nl$o$nl in *"${nl}restart$nl"*) [ "$qd" != "$dk" ] || qd='' ;; esac
+    if [ -z "$qd" ]; then :; elif isup "$qd"; then restartd "$qd"; else printf 'virt-pki-reload %s not-running\n' "$qd"; fi
+    ;;
+  esac
+  case $nl$o$nl in *"${nl}vnc$nl"*) vncreload ;; esac
+}
+# vncreload: each running guest of the QEMU driver with a VNC display re-reads its TLS files
+# (`virsh domdisplay-reload`, libvirt 10.2, else QMP display-reload, QEMU 6.0); one that cannot is listed.
+vncreload() {
+  command -v virsh >/dev/null 2>&1 || return 0
+  doms=$(virsh -q -c qemu:///system list --name </dev/null 2>/dev/null) || return 0
+  for x in $doms; do
+    [ -n "$x" ] || continue
+    xml=$(virsh -q -c qemu:///system dumpxml -- "$x" </dev/null) || continue
+    case $xml in *"<graphics type='vnc'"*) ;; *) continue ;; esac
+    if virsh -q -c qemu:///system domdisplay-reload --type vnc -- "$x" </dev/null >/dev/null 2>&1 ||
+      virsh -q -c qemu:///system qemu-monitor-command -- "$x" '{"execute":"display-reload","arguments":{"type":"vnc","tls-certs":true}}' </dev/null >/dev/null 2>&1; then
+      printf 'virt-pki-reload guest %s display-reload\n' "$x"
+    else
+      printf 'virt-pki-reload guest %s failed\n' "$x"
+    fi
+  done
+}
+# served: the SHA-256 fingerprint of the certificate the daemon serves at the probe's address and port,
+# polled (bounded) until it is the installed one; the component compares it with what it sent.
+served() {
+  IFS=' '
+  # shellcheck disable=SC2086 # the fields of the probe record
+  set -- $probe
+  IFS=$nl
+  command -v openssl >/dev/null 2>&1 || fail "openssl is missing on this host: it checks which certificate the daemon serves (or turn verifyServed off)"
+  case $1 in *:*) a="[$1]:$2" ;; *) a=$1:$2 ;; esac
+  w=$(openssl x509 -noout -fingerprint -sha256 -in "$root$3" </dev/null) || fail "cannot read $3"
+  g='' i=0
+  while [ "$i" -lt 15 ]; do
+    g=$(timeout 10 openssl s_client -connect "$a" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null) || g=''
+    [ "$g" != "$w" ] || break
+    i=$((i + 1))
+    sleep 1
+  done
+  g=${g#*=}
+  printf 'virt-pki-served %s %s\n' "$a" "${g:--}"
 }
 trap cleanup EXIT
 trap 'exit 129' HUP
@@ -131,7 +270,7 @@ fi
 changed=0
 out=$(engine root put 5<&0) || exit 1
 pend=root$nl
-case $out in *changed*) changed=1 ;; esac
+case $out in *changed*) changed=1 chg=$out$nl ;; *) chg='' ;; esac
 case $parts in *"$nl"?*) mkdir -- "$st" 2>/dev/null || { rm -rf -- "$st" && mkdir -- "$st"; } ;; esac
 for x in $parts; do
   w=${x%% *}
@@ -144,13 +283,13 @@ for x in $parts; do
   [ "$w" != root ] || continue
   out=$(engine "$w" put 5<"$st/$w") || exit 1
   pend=$pend$w$nl
-  case $out in *changed*) changed=1 ;; esac
+  case $out in *changed*) changed=1 chg=$chg$out$nl ;; esac
 done
 
 # 3. Commit every part: SELinux labels over SSH (root's part also cert_t outside /etc/pki). A reload owed
 #    by a run that failed after a commit stays owed (a marker per generation) until one succeeds.
 rp=$cl/.reload-$gen
-[ "$changed" = 0 ] || [ -z "$reload" ] || : >"$rp"
+[ "$changed" = 0 ] || [ -z "$reload" ] || [ "$auto" = 1 ] || : >"$rp"
 for x in $parts; do
   w=${x%% *} s=0
   if [ "$sel" = 1 ] && [ -z "$root" ]; then
@@ -199,12 +338,44 @@ for l in $recs; do
   esac
 done
 
-# 5. Reload, only when some content changed.
+# 5. The daemon configuration: each block (a file of this plan, in place now) set in its file. The daemon
+#    is the plan's, or detected: virtproxyd where its units are enabled or it runs, else libvirtd.
+[ -z "$dk$confs" ] || whichd
+owed=''
+for x in $confs; do
+  f=${x%% *} b=$root${x#* }
+  case $f in @daemon) f=$root/etc/libvirt/$dk.conf q=restart ;; *) f=$root$f q=qrestart ;; esac
+  confmerge "$f" "$b"
+  [ "$cf" = 0 ] || owed=$owed$q$nl
+  printf 'virt-pki-conf %s changed=%s\n' "${f#"$root"}" "$cf"
+done
+if [ "$listen" = 1 ] && [ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl cat -- "$dk-tls.socket" >/dev/null 2>&1 && ! systemctl -q is-enabled -- "$dk-tls.socket" 2>/dev/null; then
+  systemctl enable --now -- "$dk-tls.socket" </dev/null >&2 || fail "cannot enable $dk-tls.socket"
+  owed=${owed}restart$nl
+fi
+
+# 6. Reload, only when some content changed. With the plan's reload command, that command; with "auto",
+#    what each change needs, once the daemon of the host runs: a changed daemon configuration (or a new
+#    TLS listener) a restart of the daemon, a changed qemu.conf one of the daemon that runs QEMU, changed
+#    TLS files of the daemon `virt-admin server-update-tls` (the daemon re-reads them, no connection
+#    drops; a restart where the command is missing), changed VNC files `display-reload` in each running
+#    guest with VNC. What is owed stays owed (a marker per generation) until a run completes it.
 printf 'virt-pki-install %s changed=%s\n' "$gen" "$changed"
-if [ -f "$rp" ]; then
+if [ "$auto" = 1 ]; then
+  for x in $watch; do
+    case $chg in *"changed ${x#* }$nl"*) owed=$owed${x%% *}$nl ;; esac
+  done
+  if [ -n "$owed" ]; then printf '%s' "$owed" >>"$rp" || fail "cannot record the reload owed in $cl"; fi
+  if [ -f "$rp" ]; then
+    autoreload
+    rm -f -- "$rp"
+  fi
+elif [ -f "$rp" ]; then
   # shellcheck disable=SC2086 # one word a line
   set -- $reload
   "$@" </dev/null >&2 || fail "the reload command failed; the new files are in place (the next run reloads again)"
   rm -f -- "$rp"
   echo virt-pki-reloaded
 fi
+[ -z "$probe" ] || served

@@ -51,3 +51,84 @@ asuser() {
     timeout 600 "$@"
   fi
 }
+# The daemon configuration (libvirtd.conf or virtproxyd.conf, qemu.conf): one block between marker lines
+# holds the settings of the plan; any other statement of the same keys is commented out with a marker
+# prefix (a list may span lines), so that libvirt, which takes the first statement of a key, reads ours.
+# Every other byte stays. Removing the block restores the statements it had commented out.
+# cfx: the awk program (no single quote in it). Input: the file; -v blk=FILE: the block's lines ("": none).
+cfx='
+function scan(s, i, ch) {
+  q = ""
+  for (i = 1; i <= length(s); i++) {
+    ch = substr(s, i, 1)
+    if (q != "") { if (ch == q) q = ""; continue }
+    if (ch == "\"" || ch == "\047") q = ch
+    else if (ch == "#") break
+    else if (ch == "[") dp++
+    else if (ch == "]") dp--
+  }
+  return dp > 0
+}
+BEGIN {
+  B = "# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced"
+  E = "# END pulumi-virt-pki"
+  P = "#pulumi-virt-pki# "
+  n = 0
+  if (blk != "") while ((getline l < blk) > 0) {
+    body[++n] = l
+    if (match(l, /^[A-Za-z_][A-Za-z0-9_]*[ \t]*=/)) { k = substr(l, 1, RLENGTH); gsub(/[ \t=]/, "", k); keys[k] = 1 }
+  }
+}
+inb { if ($0 == E) inb = 0; next }
+$0 == B { inb = 1; next }
+{
+  l = $0
+  if (index(l, P) == 1) l = substr(l, length(P) + 1)
+  if (cont) { print P l; cont = scan(l); next }
+  if (match(l, /^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*=/)) {
+    k = substr(l, 1, RLENGTH); gsub(/[ \t=]/, "", k)
+    if (k in keys) { print P l; dp = 0; cont = scan(substr(l, RLENGTH + 1)); next }
+  }
+  print l
+}
+END {
+  if (inb) exit 3
+  if (n) { print B; for (i = 1; i <= n; i++) print body[i]; print E }
+}
+'
+ct=''
+# confmerge FILE BLOCK: sets FILE (a host path) to carry BLOCK (a file; "" removes the block), replaced
+# atomically with its owner and mode when that changes it (the previous text kept as FILE.virt-pki-prev);
+# cf=1 then. The directory was checked (checkchain) by the caller.
+confmerge() {
+  cf=0
+  if [ -L "$1" ]; then fail "${1#"$root"} is a symbolic link; refusing to edit it"; fi
+  if [ -e "$1" ]; then
+    [ -f "$1" ] || fail "${1#"$root"} is not a regular file"
+    _i=$1
+    _m=$(stat -c '%a %u %g' -- "$1")
+  else
+    [ -n "$2" ] || return 0
+    _i=/dev/null _m='644 0 0'
+  fi
+  command -v awk >/dev/null 2>&1 || fail "awk is missing on this host: it edits ${1#"$root"}"
+  ct=$1.virt-pki.$$
+  _r=0
+  awk -v blk="$2" -- "$cfx" "$_i" >"$ct" || _r=$?
+  [ "$_r" != 3 ] || fail "${1#"$root"} has the line that begins the pulumi-virt-pki block but not the one that ends it; mend the file by hand, then run again"
+  [ "$_r" = 0 ] || fail "cannot write the new ${1#"$root"}"
+  if [ "$_i" != /dev/null ] && [ "$(sha256sum <"$ct")" = "$(sha256sum <"$1")" ]; then
+    rm -f -- "$ct"
+    ct=''
+    return 0
+  fi
+  IFS=' ' read -r _a _u _g <<EOF
+$_m
+EOF
+  { chown -- "$_u:$_g" "$ct" && chmod -- "$_a" "$ct"; } || fail "cannot give the new ${1#"$root"} its owner and mode"
+  [ "$_i" = /dev/null ] || cp -p -- "$1" "$1.virt-pki-prev" || fail "cannot keep the previous ${1#"$root"}"
+  sync -- "$ct" 2>/dev/null || sync
+  mv -f -- "$ct" "$1" || fail "cannot replace ${1#"$root"}"
+  ct=''
+  cf=1
+}

@@ -8,7 +8,7 @@ checkchain() {
   _f=$(find "$@" -maxdepth 0 \( \! -type d -o \( -perm /022 \! -perm -1000 \) -o \( \! -uid 0 \! -uid "$me" \) \) -printf '%p (%M %u) ')
   [ -z "$_f" ] || fail "refusing to write below ${_f}as $(id -un): a directory on the way is a symbolic link, or another user owns or can write it; nothing was changed"
 }
-gen='' owners=0 state=''
+gen='' owners=0 state='' confs=''
 IFS= read -r line || fail "no plan on stdin (this command needs its stdin)"
 case $line in "virt-pki-plan 1 "[0-9]*) ;; *) fail "stdin does not start with a plan of format 1; nothing was changed" ;; esac
 for line in $(head -c "${line##* }"); do
@@ -17,6 +17,11 @@ for line in $(head -c "${line##* }"); do
   v=${v# }
   case $k in
   label) label=$v ;;
+  # A block of the daemon configuration: "c FILE BLOCK" (see the install script).
+  c)
+    case $v in *[!A-Za-z0-9._@+/:\ -]* | *//* | */./* | */../* | *' '*' '*) fail "the plan on stdin is malformed (record c); nothing was changed" ;; esac
+    case $v in "@daemon /"?* | /?*" /"?*) confs=$confs$v$nl ;; *) fail "the plan on stdin is malformed (record c); nothing was changed" ;; esac
+    ;;
   gen | opts | root | state)
     case $v in '' | *[!A-Za-z0-9._@+/~:\ -]*) fail "the plan on stdin is malformed (record $k); nothing was changed" ;; esac
     # Paths absolute without . or .. (a relative one would be resolved from the login directory, and the
@@ -28,6 +33,7 @@ for line in $(head -c "${line##* }"); do
   esac
 done
 cat >/dev/null
+trap '[ -z "$ct" ] || rm -f -- "$ct"' EXIT
 [ -n "$gen" ] && [ -n "$state" ] || fail "the plan on stdin is malformed (no gen or state record); nothing was changed"
 cl=$root$state/claims
 [ -d "$cl" ] || exit 0
@@ -71,7 +77,26 @@ for p in $rf; do
     d=${d%/*}
   done
 done
+# A block this generation still claims leaves its file first (the statements it had commented out come
+# back); the daemon keeps running with what it read (it reads the file again when it restarts).
+cs=''
+for x in $confs; do
+  case $nl$rf in *"$nl${x#* }$nl"*) ;; *) continue ;; esac
+  # @daemon: the file of either daemon (the install found which one).
+  case ${x%% *} in @daemon) cs=$cs$root/etc/libvirt/libvirtd.conf$nl$root/etc/libvirt/virtproxyd.conf$nl ;; *) cs=$cs$root${x%% *}$nl ;; esac
+done
+for x in $cs; do
+  d=${x%/*}
+  while [ -n "$d" ] && [ "$d" != "$root" ]; do
+    [ ! -e "$d" ] || set -- "$@" "$d"
+    d=${d%/*}
+  done
+done
 checkchain "$@"
+for x in $cs; do
+  confmerge "$x" ''
+  [ "$cf" = 0 ] || printf 'virt-pki-conf %s changed=1\n' "${x#"$root"}"
+done
 # shellcheck disable=SC2086 # one path a line
 [ -z "$rm" ] || rm -f -- $rm
 for p in $rf; do
