@@ -288,11 +288,15 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
             })),
       ),
     );
-    const actions = this.command.stdout.apply((o) => (typeof o === "string" ? parseHostActions(o) : undefined));
+    const actions = this.command.stdout.apply((o) =>
+      typeof o === "string" ? parseHostActions(o) : undefined,
+    );
     this.servedFingerprint = pulumi.unsecret(
       pulumi
         .all([actions, cmd.servedCertPem])
-        .apply(([a, pem]) => (a === undefined || pem === undefined ? undefined : verifyServed(a, pem, hostLabel))),
+        .apply(([a, pem]) =>
+          a === undefined || pem === undefined ? undefined : verifyServed(a, pem, hostLabel),
+        ),
     );
     this.reloads = pulumi.unsecret(actions.apply((a) => a?.reloads ?? []));
     this.guestsNotReloaded = pulumi.unsecret(actions.apply((a) => a?.guestsNotReloaded ?? []));

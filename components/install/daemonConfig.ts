@@ -96,10 +96,14 @@ export function checkDaemonConfig(value: unknown, property = "daemonConfig"): Da
   const v = value as Record<string, unknown>;
   const known = ["daemon", "daemonSettings", "qemuSettings", "qemuTls", "listenTls"];
   for (const k of Object.keys(v)) {
-    if (!known.includes(k)) throw new PkiError(`${property}.${k}`, `is not a setting; give ${known.join(", ")}`);
+    if (!known.includes(k))
+      throw new PkiError(`${property}.${k}`, `is not a setting; give ${known.join(", ")}`);
   }
   if (v.daemon !== undefined && !["auto", "libvirtd", "virtproxyd"].includes(v.daemon as string)) {
-    throw new PkiError(`${property}.daemon`, `${quoteInput(v.daemon)} is not "auto", "libvirtd" or "virtproxyd"`);
+    throw new PkiError(
+      `${property}.daemon`,
+      `${quoteInput(v.daemon)} is not "auto", "libvirtd" or "virtproxyd"`,
+    );
   }
   for (const k of ["daemonSettings", "qemuSettings", "listenTls"]) {
     if (v[k] !== undefined && typeof v[k] !== "boolean") {
@@ -170,7 +174,10 @@ export function planDaemon(
 ): { plan: InstallPlan; daemon?: DaemonPlan } {
   const config = o.config;
   if (o.local && o.reload === "auto") {
-    throw new PkiError("reload", '"auto" reloads a running daemon on a host; a local install has none (give "none")');
+    throw new PkiError(
+      "reload",
+      '"auto" reloads a running daemon on a host; a local install has none (give "none")',
+    );
   }
   if (config === undefined && o.reload === "none") return { plan };
   const kind = config?.daemon ?? "auto";
@@ -231,7 +238,9 @@ export function planDaemon(
   }
   const hasServer = plan.files.some((f) => f.path === SERVER_CERT);
   const probe =
-    o.reload === "auto" && o.probe !== undefined && hasServer ? { ...o.probe, certPath: SERVER_CERT } : undefined;
+    o.reload === "auto" && o.probe !== undefined && hasServer
+      ? { ...o.probe, certPath: SERVER_CERT }
+      : undefined;
   return {
     plan: { ...plan, dirs, files: [...plan.files, ...files] },
     daemon: {

@@ -411,6 +411,8 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
     digests: shownDigests(plan, a.digestKey),
     warnings: acceptance.warnings,
     servedCertPem:
-      daemon?.probe === undefined ? undefined : plan.files.find((f) => f.path === daemon.probe!.certPath)?.content,
+      daemon?.probe === undefined
+        ? undefined
+        : plan.files.find((f) => f.path === daemon.probe!.certPath)?.content,
   };
 }

@@ -11,7 +11,12 @@ import { readFileSync } from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { HostCredentialInstall, LayoutArgs } from "../../components";
-import { IssuedCertificate, createCertificateAuthority, createCrl, issueCertificate } from "../../provider/pki";
+import {
+  IssuedCertificate,
+  createCertificateAuthority,
+  createCrl,
+  issueCertificate,
+} from "../../provider/pki";
 import { EngineState, formatPlan, up } from "../support/engine";
 import { ProviderHost } from "../support/pulumiHost";
 import { freePort, removeDir, tempDir } from "../support/programs";
@@ -62,7 +67,10 @@ beforeAll(async () => {
   [hv, op] = ["hv1", "op"].map((n) => bed.host(n));
   port = await freePort(hv.address);
   logDir = await tempDir("virt-pki-daemon-log-");
-  const c = await createCertificateAuthority({ subject: { organization: ORG, commonName: ORG }, keySpec: "ecdsa-p256" });
+  const c = await createCertificateAuthority({
+    subject: { organization: ORG, commonName: ORG },
+    keySpec: "ecdsa-p256",
+  });
   ca = { certPem: c.certPem, keyPem: c.keyPem };
   const server = () =>
     issueCertificate({
@@ -171,7 +179,12 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     printed.push(`# first up\n${formatPlan(r.plan)}`);
 
     const conf = await hv.readFile("/etc/libvirt/libvirtd.conf");
-    printed.push(`# libvirtd.conf, the lines that differ\n${conf.split("\n").filter((l) => !original.includes(`${l}\n`)).join("\n")}`);
+    printed.push(
+      `# libvirtd.conf, the lines that differ\n${conf
+        .split("\n")
+        .filter((l) => !original.includes(`${l}\n`))
+        .join("\n")}`,
+    );
     // Every byte but our keys' statements stays; those are commented out with the marker, lists whole.
     expect(unmanaged(conf)).toBe(original);
     expect(conf.split("\n").filter((l) => l.startsWith(MARK))).toEqual([
@@ -203,7 +216,9 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     // The daemon was running without TLS: the new settings need a restart, and it now serves the certificate.
     expect(await valueOf(installs.hv.reloads)).toEqual(["libvirtd restart"]);
     expect(await service.pid()).not.toBe(pidBefore);
-    expect(await valueOf(installs.hv.servedFingerprint)).toBe(new X509Certificate(certs.hv.certPem).fingerprint256);
+    expect(await valueOf(installs.hv.servedFingerprint)).toBe(
+      new X509Certificate(certs.hv.certPem).fingerprint256,
+    );
 
     // libvirtd enforces the DN list it read: the operator gets in, the auditor (same CA) does not.
     const ok = await virshOnHost(op, { uri: uri() });
@@ -245,7 +260,10 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     );
     const clients = async (): Promise<string[]> => {
       const out = (await hv.execOrThrow("LC_ALL=C virt-admin srv-clients-list libvirtd")).stdout;
-      return out.split("\n").filter((l) => /\btls\b/.test(l)).map((l) => l.trim().split(/\s+/)[0]);
+      return out
+        .split("\n")
+        .filter((l) => /\btls\b/.test(l))
+        .map((l) => l.trim().split(/\s+/)[0]);
     };
     let before: string[] = [];
     for (let i = 0; i < 50 && before.length === 0; i++) {
@@ -292,7 +310,9 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     // The files are in place: the next up finds nothing to change on the host, and the proof holds.
     const r = await up(program("hv", [dn("operator"), dn("auditor")]), NO_DYNAMIC, state);
     state = r.state;
-    expect(await valueOf(installs.hv.servedFingerprint)).toBe(new X509Certificate(certs.hv.certPem).fingerprint256);
+    expect(await valueOf(installs.hv.servedFingerprint)).toBe(
+      new X509Certificate(certs.hv.certPem).fingerprint256,
+    );
   }, 120_000);
 
   it("deleting the install takes the block out and restores the statements it had commented out", async () => {

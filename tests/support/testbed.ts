@@ -1436,7 +1436,7 @@ export async function installLibvirtdService(host: TestHost): Promise<LibvirtdSe
     start: async () => {
       const r = await host.exec(
         "/etc/init.d/libvirtd start && i=0 && while ! LC_ALL=C virt-admin -q srv-list >/dev/null 2>&1; do " +
-          '[ $i -lt 150 ] || exit 1; i=$((i + 1)); sleep 0.1; done || { cat /var/log/libvirt/start.log; exit 1; }',
+          "[ $i -lt 150 ] || exit 1; i=$((i + 1)); sleep 0.1; done || { cat /var/log/libvirt/start.log; exit 1; }",
         { timeoutMs: 30_000 },
       );
       if (r.code !== 0) {

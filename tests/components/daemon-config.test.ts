@@ -1,0 +1,192 @@
+/**
+ * The daemon configuration block, run for real by the fixed scripts on this machine (local mode, under a
+ * temporary root): Debian's own libvirtd.conf and qemu.conf as the files, edited byte for byte, and the
+ * attacks on the way to them (a symbolic link as the file, a directory others can write, a broken block).
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+import {
+  DaemonConfig,
+  INSTALL_SCRIPT,
+  Layout,
+  REMOVE_SCRIPT,
+  checkDaemonConfig,
+  installCommand,
+  parseHostActions,
+} from "../../components/install";
+import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
+import { removeDir, tempDir } from "../support/programs";
+
+const FIXTURES = join(__dirname, "..", "fixtures", "libvirt");
+const STOCK_LIBVIRTD = readFileSync(join(FIXTURES, "libvirtd.conf"), "utf8");
+const STOCK_QEMU = readFileSync(join(FIXTURES, "qemu.conf"), "utf8");
+
+let layouts: Layout[];
+let root: string;
+
+beforeAll(async () => {
+  const ca = await createCertificateAuthority({
+    subject: { commonName: "Daemon Test CA" },
+    keySpec: "ecdsa-p256",
+  });
+  const issuer = { certPem: ca.certPem, keyPem: ca.keyPem };
+  const a = await issueCertificate({ issuer, subject: { commonName: "h1.test" }, keySpec: "ecdsa-p256" });
+  const trust = { caCertPem: ca.certPem };
+  layouts = [
+    { kind: "libvirt-server", ...trust, certPem: a.certPem, keyPem: a.keyPem! },
+    { kind: "qemu", service: "vnc", ...trust, certPem: a.certPem, keyPem: a.keyPem! },
+  ];
+});
+
+beforeEach(async () => {
+  root = await tempDir("virt-pki-daemon-");
+  await fs.mkdir(join(root, "etc/libvirt"), { recursive: true, mode: 0o755 });
+  await fs.chmod(join(root, "etc"), 0o755);
+  await fs.chmod(join(root, "etc/libvirt"), 0o755);
+});
+
+afterEach(async () => {
+  await removeDir(root);
+});
+
+function command(config: DaemonConfig = { daemon: "libvirtd", qemuTls: ["vnc"] }, dns = ["CN=op,O=Example"]) {
+  return installCommand({
+    name: "h1",
+    hostLabel: "h1.test",
+    target: `local:${root}`,
+    root,
+    layouts,
+    setOwners: false,
+    selinux: false,
+    daemonConfig: config,
+    tlsAllowedDnList: dns,
+  });
+}
+
+function run(script: string, stdin: string): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync("/bin/sh", ["-c", script], { input: stdin, encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const conf = (name: string) => join(root, "etc/libvirt", name);
+
+describe("the daemon configuration block", () => {
+  it("goes into Debian's libvirtd.conf and qemu.conf; a second run changes nothing; delete restores the files", async () => {
+    await fs.writeFile(conf("libvirtd.conf"), STOCK_LIBVIRTD + 'key_file = "/old.pem"\n', { mode: 0o644 });
+    await fs.writeFile(conf("qemu.conf"), STOCK_QEMU, { mode: 0o600 });
+    const c = command();
+    const first = run(INSTALL_SCRIPT, c.stdin);
+    expect(first.stderr).toBe("");
+    expect(parseHostActions(first.stdout).confsChanged).toEqual([
+      "/etc/libvirt/libvirtd.conf",
+      "/etc/libvirt/qemu.conf",
+    ]);
+    const text = await fs.readFile(conf("libvirtd.conf"), "utf8");
+    expect(text).toBe(
+      STOCK_LIBVIRTD +
+        '#pulumi-virt-pki# key_file = "/old.pem"\n' +
+        "# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced\n" +
+        'ca_file = "/etc/pki/CA/cacert.pem"\n' +
+        'cert_file = "/etc/pki/libvirt/servercert.pem"\n' +
+        'key_file = "/etc/pki/libvirt/private/serverkey.pem"\n' +
+        'tls_allowed_dn_list = ["CN=op,O=Example"]\n' +
+        "# END pulumi-virt-pki\n",
+    );
+    const q = await fs.readFile(conf("qemu.conf"), "utf8");
+    expect(
+      q.endsWith(
+        'vnc_tls_x509_cert_dir = "/etc/pki/libvirt-vnc"\nvnc_tls_x509_verify = 1\nvnc_tls = 1\n# END pulumi-virt-pki\n',
+      ),
+    ).toBe(true);
+    expect((await fs.stat(conf("qemu.conf"))).mode & 0o777).toBe(0o600);
+
+    const second = run(INSTALL_SCRIPT, c.stdin);
+    expect(second.code).toBe(0);
+    expect(parseHostActions(second.stdout).confsChanged).toEqual([]);
+    expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(text);
+
+    const removed = run(REMOVE_SCRIPT, c.stdin);
+    expect(removed.stderr).toBe("");
+    expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(STOCK_LIBVIRTD + 'key_file = "/old.pem"\n');
+    expect(await fs.readFile(conf("qemu.conf"), "utf8")).toBe(STOCK_QEMU);
+  });
+
+  it("a new DN list replaces the block in place, and the file is created (0644) where it was missing", async () => {
+    const a = run(INSTALL_SCRIPT, command().stdin);
+    expect(a.code).toBe(0);
+    expect((await fs.stat(conf("libvirtd.conf"))).mode & 0o777).toBe(0o644);
+    const b = run(
+      INSTALL_SCRIPT,
+      command(undefined, ["CN=op,O=Example", "CN=two # not a comment],O=x"]).stdin,
+    );
+    expect(b.stderr).toBe("");
+    const text = await fs.readFile(conf("libvirtd.conf"), "utf8");
+    expect(text.match(/tls_allowed_dn_list/g)).toHaveLength(1);
+    expect(text).toContain('tls_allowed_dn_list = ["CN=op,O=Example", "CN=two # not a comment],O=x"]');
+  });
+
+  it("refuses a symbolic link as the file, leaving the link and its target alone", async () => {
+    const target = join(root, "elsewhere.conf");
+    await fs.writeFile(target, "listen_tls = 0\n");
+    await fs.symlink(target, conf("libvirtd.conf"));
+    const r = run(INSTALL_SCRIPT, command().stdin);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("/etc/libvirt/libvirtd.conf is a symbolic link; refusing to edit it");
+    expect(await fs.readlink(conf("libvirtd.conf"))).toBe(target);
+    expect(await fs.readFile(target, "utf8")).toBe("listen_tls = 0\n");
+  });
+
+  it("refuses /etc/libvirt when another user can write it (they could swap the file under root)", async () => {
+    await fs.chmod(conf(""), 0o777);
+    await fs.writeFile(conf("libvirtd.conf"), STOCK_LIBVIRTD);
+    const r = run(INSTALL_SCRIPT, command().stdin);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refusing to write below .*etc\/libvirt \(drwxrwxrwx/);
+    expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(STOCK_LIBVIRTD);
+  });
+
+  it("stops on a block whose end line was deleted, instead of dropping the rest of the file", async () => {
+    const broken =
+      "# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced\n" +
+      'ca_file = "/x"\nlisten_addr = "192.0.2.1"\n';
+    await fs.writeFile(conf("libvirtd.conf"), broken);
+    const r = run(INSTALL_SCRIPT, command().stdin);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "/etc/libvirt/libvirtd.conf has the line that begins the pulumi-virt-pki block but not the one that ends it",
+    );
+    expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(broken);
+    expect((await fs.readdir(conf(""))).sort()).toEqual(["libvirtd.conf"]);
+  });
+});
+
+describe("the daemon configuration's inputs", () => {
+  it("names the property and the fix", () => {
+    expect(() => checkDaemonConfig({ daemon: "qemud" })).toThrow(
+      'daemonConfig.daemon: "qemud" is not "auto", "libvirtd" or "virtproxyd"',
+    );
+    expect(() => checkDaemonConfig({ qemuTls: ["vnc", "rdp"] })).toThrow(
+      'daemonConfig.qemuTls[1]: "rdp" is not one of "vnc", "spice", "chardev", "nbd"',
+    );
+    expect(() => checkDaemonConfig({ listen: true })).toThrow("daemonConfig.listen: is not a setting");
+    expect(() => command({})).toThrow(
+      'daemonConfig.daemon: cannot be detected in a local install; declare "libvirtd" or "virtproxyd"',
+    );
+    expect(() =>
+      installCommand({
+        name: "h",
+        hostLabel: "h",
+        target: `local:${root}`,
+        root,
+        layouts,
+        setOwners: false,
+        selinux: false,
+        reload: "auto",
+      }),
+    ).toThrow('reload: "auto" reloads a running daemon on a host');
+    expect(() => command(undefined, ['CN=a"b'])).toThrow("tlsAllowedDnList[0]");
+    expect(() => command(undefined, ["CN=*"])).toThrow("tlsAllowedDnList[0]");
+  });
+});
