@@ -20,6 +20,7 @@ import {
 import { EngineState, formatPlan, up } from "../support/engine";
 import { ProviderHost } from "../support/pulumiHost";
 import { freePort, removeDir, tempDir } from "../support/programs";
+import { probeVncTls } from "../support/vnc";
 import {
   LibvirtdService,
   TestBed,
@@ -39,6 +40,29 @@ const FIXTURES = path.join(__dirname, "..", "fixtures", "libvirt");
 const STOCK_LIBVIRTD = readFileSync(path.join(FIXTURES, "libvirtd.conf"), "utf8");
 const STOCK_QEMU = readFileSync(path.join(FIXTURES, "qemu.conf"), "utf8");
 const MARK = "#pulumi-virt-pki# ";
+const QEMU_SITE = [
+  "",
+  'user = "root"',
+  'group = "root"',
+  'stdio_handler = "file"',
+  "cgroup_controllers = [ ]",
+  'vnc_listen = "127.0.0.45"',
+  "",
+].join("\n");
+/** A guest without disks or devices (TCG), with a VNC display on the host's address. */
+const GUEST_XML = (vncPort: number) => `<domain type='qemu'>
+  <name>vnc0</name>
+  <memory unit='MiB'>16</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <graphics type='vnc' port='${vncPort}' autoport='no' listen='127.0.0.45'/>
+    <video><model type='none'/></video>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
 
 let bed: TestBed;
 let hv: TestHost;
@@ -113,7 +137,9 @@ beforeAll(async () => {
       "",
     ].join("\n");
   await hv.writeFile("/etc/libvirt/libvirtd.conf", original);
-  await hv.writeFile("/etc/libvirt/qemu.conf", STOCK_QEMU, { mode: "0600" });
+  // The site's QEMU settings for this bed (not managed): QEMU as root (no /dev/kvm to share), its
+  // output to files (no virtlogd), no cgroups (none left behind on the machine), VNC on the host's address.
+  await hv.writeFile("/etc/libvirt/qemu.conf", STOCK_QEMU + QEMU_SITE, { mode: "0600" });
   service = await installLibvirtdService(hv);
   await service.start(); // without TLS: listen_tls = 0
 }, 90_000);
@@ -206,7 +232,7 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     );
     expect(await hv.readFile("/etc/libvirt/libvirtd.conf.virt-pki-prev")).toBe(original);
     const qemuConf = await hv.readFile("/etc/libvirt/qemu.conf");
-    expect(unmanaged(qemuConf)).toBe(STOCK_QEMU);
+    expect(unmanaged(qemuConf)).toBe(STOCK_QEMU + QEMU_SITE);
     expect(qemuConf).toContain(
       'default_tls_x509_cert_dir = "/etc/pki/qemu"\ndefault_tls_x509_verify = 1\nvnc_tls = 1\n# END pulumi-virt-pki',
     );
@@ -301,17 +327,46 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     expect((await virshOnHost(op, { uri: uri() })).ok).toBe(true);
   }, 120_000);
 
+  it("a renewal reloads the VNC credentials of a running QEMU guest (display-reload), which then serves the new certificate", async () => {
+    const vncPort = await freePort(hv.address);
+    await hv.writeFile("/root/vnc0.xml", GUEST_XML(vncPort));
+    await hv.execOrThrow("LC_ALL=C virsh -c qemu:///system create /root/vnc0.xml", { timeoutMs: 90_000 });
+    try {
+      const client = { cert: certs.operator.certPem, key: certs.operator.keyPem!, ca: ca.certPem };
+      const before = await probeVncTls({ host: hv.address, port: vncPort, ...client });
+      expect(before.certificate?.fingerprintSha256).toBe(
+        new X509Certificate(certs.renewed.certPem).fingerprint256,
+      );
+
+      const r = await up(program("hv", [dn("operator"), dn("auditor")]), NO_DYNAMIC, state);
+      state = r.state;
+      printed.push(`# renewal with a running guest\n${formatPlan(r.plan)}`);
+      expect(await valueOf(installs.hv.reloads)).toEqual([
+        "libvirtd update-tls",
+        "guest vnc0 display-reload",
+      ]);
+      expect(await valueOf(installs.hv.guestsNotReloaded)).toEqual([]);
+      const after = await probeVncTls({ host: hv.address, port: vncPort, ...client });
+      expect(after.certificate?.fingerprintSha256).toBe(new X509Certificate(certs.hv.certPem).fingerprint256);
+    } finally {
+      await hv.exec("LC_ALL=C virsh -c qemu:///system destroy vnc0", { timeoutMs: 30_000 });
+    }
+  }, 180_000);
+
   it("a daemon that does not serve the installed certificate fails the up, naming the host", async () => {
     await service.stop();
-    await expect(up(program("hv", [dn("operator"), dn("auditor")]), NO_DYNAMIC, state)).rejects.toThrow(
+    const renewal = program("renewed", [dn("operator"), dn("auditor")]);
+    await expect(up(renewal, NO_DYNAMIC, state)).rejects.toThrow(
       `hv1.virt.test: libvirt at ${hv.address}:${port} serves no certificate (nothing answered with TLS), not the one installed`,
     );
+    // The failed command left no state; the files are in place and the reload stays owed: once the
+    // daemon runs, the next up reloads it and the proof holds.
     await service.start();
-    // The files are in place: the next up finds nothing to change on the host, and the proof holds.
-    const r = await up(program("hv", [dn("operator"), dn("auditor")]), NO_DYNAMIC, state);
+    const r = await up(renewal, NO_DYNAMIC, state);
     state = r.state;
+    expect(await valueOf(installs.hv.reloads)).toEqual(["libvirtd update-tls"]);
     expect(await valueOf(installs.hv.servedFingerprint)).toBe(
-      new X509Certificate(certs.hv.certPem).fingerprint256,
+      new X509Certificate(certs.renewed.certPem).fingerprint256,
     );
   }, 120_000);
 
@@ -319,6 +374,6 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     const r = await up(() => undefined, NO_DYNAMIC, state);
     state = r.state;
     expect(await hv.readFile("/etc/libvirt/libvirtd.conf")).toBe(original);
-    expect(await hv.readFile("/etc/libvirt/qemu.conf")).toBe(STOCK_QEMU);
+    expect(await hv.readFile("/etc/libvirt/qemu.conf")).toBe(STOCK_QEMU + QEMU_SITE);
   }, 60_000);
 });

@@ -227,7 +227,8 @@ vncreload() {
   done
 }
 # served: the SHA-256 fingerprint of the certificate the daemon serves at the probe's address and port,
-# polled (bounded) until it is the installed one; the component compares it with what it sent.
+# polled (bounded) until it is the installed one; anything else fails the run, and the reload stays owed.
+# The component compares the reported one with what it sent, too.
 served() {
   IFS=' '
   # shellcheck disable=SC2086 # the fields of the probe record
@@ -243,8 +244,8 @@ served() {
     i=$((i + 1))
     sleep 1
   done
-  g=${g#*=}
-  printf 'virt-pki-served %s %s\n' "$a" "${g:--}"
+  [ "$g" = "$w" ] || fail "libvirt at $a serves ${g:+the certificate }${g:-no certificate (nothing answered with TLS)}, not the one installed (${w#*=}): does the daemon run with TLS on that address and port (listenTls, verifyServed)? The files are in place; the next run reloads again"
+  printf 'virt-pki-served %s %s\n' "$a" "${g#*=}"
 }
 trap cleanup EXIT
 trap 'exit 129' HUP
@@ -367,10 +368,9 @@ if [ "$auto" = 1 ]; then
     case $chg in *"changed ${x#* }$nl"*) owed=$owed${x%% *}$nl ;; esac
   done
   if [ -n "$owed" ]; then printf '%s' "$owed" >>"$rp" || fail "cannot record the reload owed in $cl"; fi
-  if [ -f "$rp" ]; then
-    autoreload
-    rm -f -- "$rp"
-  fi
+  [ ! -f "$rp" ] || autoreload
+  [ -z "$probe" ] || served
+  rm -f -- "$rp"
 elif [ -f "$rp" ]; then
   # shellcheck disable=SC2086 # one word a line
   set -- $reload
@@ -378,4 +378,3 @@ elif [ -f "$rp" ]; then
   rm -f -- "$rp"
   echo virt-pki-reloaded
 fi
-[ -z "$probe" ] || served
