@@ -6,6 +6,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { withoutStackTraces } from "../provider/sdkStacks";
+import { HostProbe } from "../provider/hostProbe";
 import { PkiError } from "../provider/pki/errors";
 import {
   CustomLayout,
@@ -38,6 +39,7 @@ import {
   qemuConfSnippet,
   verifyManifest,
   verifyServed,
+  withRepairToken,
 } from "./install";
 
 /** Each property of T may be a Pulumi input (an output of another resource, e.g. a certificate's `certPem`). */
@@ -122,6 +124,13 @@ export interface HostCredentialInstallArgs {
    */
   verifyServed?: boolean | { address?: string; port?: number };
   /**
+   * Over SSH, read the host's installed files at every preview and up (a `HostProbe` resource, `<name>-probe`):
+   * a file deleted, replaced, or with another mode or owner shows in the preview as that probe's input
+   * `drift`, and the `up` installs again. An unreachable host is a reason there, not a failed preview.
+   * @default true over SSH (no probe locally)
+   */
+  checkDrift?: boolean;
+  /**
    * Every name and address clients (peers, migration, virsh) use to reach this host: each server
    * certificate the layouts install must match every one, as GnuTLS matches them, or the install is
    * refused at preview. @default none checked
@@ -177,6 +186,8 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
   readonly reloads: pulumi.Output<string[]>;
   /** Running guests whose TLS credentials could not be reloaded live, `<guest>: <why>`: migrate or restart them. */
   readonly guestsNotReloaded: pulumi.Output<string[]>;
+  /** With `checkDrift`: how the host differed from what was installed when this run began (empty: it did not). */
+  readonly drift: pulumi.Output<string[]>;
 
   constructor(name: string, args: HostCredentialInstallArgs, opts?: pulumi.ComponentResourceOptions) {
     super("virt-pki:index:HostCredentialInstall", name, {}, opts);
@@ -240,10 +251,44 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
       });
     }
     const plan = cmd.plan;
+    const prober =
+      local || args.checkDrift === false
+        ? undefined
+        : new HostProbe(
+            `${name}-probe`,
+            {
+              label: hostLabel,
+              connection: pulumi.output(args.connection!).apply((c) => ({
+                host: c.host,
+                port: c.port,
+                user: c.user,
+                privateKey: c.privateKey,
+                privateKeyPassword: c.privateKeyPassword,
+                password: c.password,
+                hostKey: c.hostKey,
+                agentSocketPath: c.agentSocketPath,
+              })),
+              files: plan.apply((p) =>
+                p.files.map((f) => ({
+                  path: f.path,
+                  sha256: f.sha256,
+                  mode: modeString(f.mode),
+                  owner: f.owner,
+                  group: f.group,
+                })),
+              ),
+            },
+            { parent: this },
+          );
+    this.drift = prober === undefined ? pulumi.output([]) : prober.drift.apply((d) => d ?? []);
+    const stdin =
+      prober === undefined
+        ? cmd.stdin
+        : pulumi.all([cmd.stdin, prober.token]).apply(([s, t]) => withRepairToken(s, t ?? "0"));
     const commandArgs = {
       create: INSTALL_SCRIPT,
       delete: args.keepOnDelete ? undefined : REMOVE_SCRIPT,
-      stdin: pulumi.secret(cmd.stdin),
+      stdin: pulumi.secret(stdin),
       // Paths, digest prefixes (HMACs for secret files), owners and modes: no secret, shown by previews.
       triggers: pulumi.unsecret(cmd.triggers),
       logging: "stdout" as const,
@@ -312,6 +357,7 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
       servedFingerprint: this.servedFingerprint,
       reloads: this.reloads,
       guestsNotReloaded: this.guestsNotReloaded,
+      drift: this.drift,
     });
   }
 }

@@ -7,3 +7,4 @@ export * from "./clientCertificate";
 export * from "./hostIdentities";
 export * from "./certificateRevocationList";
 export * from "./preSharedKeys";
+export * from "./hostProbe";

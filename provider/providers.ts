@@ -48,7 +48,12 @@ const HANDLERS_ABSOLUTE = path.join(__dirname, "handlers", "index.js");
 const HANDLERS_RELATIVE = path.relative(process.cwd(), HANDLERS_ABSOLUTE);
 
 type HandlerName =
-  "certificateAuthority" | "certificate" | "hostIdentities" | "revocationList" | "preSharedKeys";
+  | "certificateAuthority"
+  | "certificate"
+  | "hostIdentities"
+  | "revocationList"
+  | "preSharedKeys"
+  | "hostProbe";
 
 /** Builds the provider for one handler. Each method resolves the handlers when the engine calls it. */
 function providerFor(name: HandlerName): pulumi.dynamic.ResourceProvider {
@@ -98,3 +103,5 @@ export const hostIdentitiesProvider = providerFor("hostIdentities");
 export const revocationListProvider = providerFor("revocationList");
 /** Provider of PreSharedKeys. */
 export const preSharedKeysProvider = providerFor("preSharedKeys");
+/** Provider of HostProbe. */
+export const hostProbeProvider = providerFor("hostProbe");

@@ -416,3 +416,16 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
         : plan.files.find((f) => f.path === daemon.probe!.certPath)?.content,
   };
 }
+
+/**
+ * The stdin with a `repair <token>` record after the plan's first line (and the plan's size updated): the
+ * install re-runs when the token changes, which a host's drift does (see `provider/handlers/hostProbe.ts`).
+ * The scripts ignore the record; the generation does not cover it.
+ */
+export function withRepairToken(stdin: string, token: string): string {
+  const nl = stdin.indexOf("\n");
+  const head = /^virt-pki-plan 1 (\d+)$/.exec(stdin.slice(0, nl));
+  if (head === null) throw new Error("internal: the stdin does not start with a plan");
+  const record = `repair ${field(token)}\n`;
+  return `virt-pki-plan 1 ${Number(head[1]) + record.length}\n${record}${stdin.slice(nl + 1)}`;
+}

@@ -8,4 +8,5 @@ export * as certificate from "./certificate";
 export * as hostIdentities from "./hostIdentities";
 export * as revocationList from "./revocationList";
 export * as preSharedKeys from "./preSharedKeys";
+export * as hostProbe from "./hostProbe";
 export { STATE_VERSION, UNKNOWN } from "./common";

@@ -16,6 +16,7 @@ import {
   sha256Hex,
   shownDigests,
   triggersOf,
+  withRepairToken,
 } from "../../components/install";
 import { PkiError } from "../../provider/pki/errors";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
@@ -85,15 +86,19 @@ describe("HostCredentialInstall over SSH", () => {
     expect(isSecretValue(inputs.stdin)).toBe(true);
     const plan = planInstall([{ ...serverLayout(), keyPem: leaf.keyPem }]);
     const generation = generationOf("h1", "root@127.0.0.21:2222", plan);
+    // The drift probe's token ("0": no drift found yet) rides on the stdin, outside the generation.
     expect((inputs.stdin as { value: string }).value).toBe(
-      renderStdin(plan, {
-        name: "h1",
-        hostLabel: "h1 (127.0.0.21)",
-        generation,
-        setOwners: true,
-        selinux: true,
-        reload: ["systemctl", "reload", "libvirtd"],
-      }),
+      withRepairToken(
+        renderStdin(plan, {
+          name: "h1",
+          hostLabel: "h1 (127.0.0.21)",
+          generation,
+          setOwners: true,
+          selinux: true,
+          reload: ["systemctl", "reload", "libvirtd"],
+        }),
+        "0",
+      ),
     );
     expect(inputs.triggers).toEqual(triggersOf(plan, "root@127.0.0.21:2222"));
     expect(inputs.triggers).toEqual([

@@ -165,6 +165,7 @@ function program(server: string, dns: string[]): () => void {
   ];
   return () => {
     installs.hv = new HostCredentialInstall("hv1", {
+      checkDrift: false, // no HostProbe: this program has no dynamic resources
       connection: hv.connection,
       hostLabel: hv.name,
       layouts,
@@ -174,6 +175,7 @@ function program(server: string, dns: string[]): () => void {
       verifyServed: { address: hv.address, port },
     });
     installs.op = new HostCredentialInstall("op", {
+      checkDrift: false, // no HostProbe: this program has no dynamic resources
       connection: op.connection,
       hostLabel: op.name,
       layouts: [{ kind: "libvirt-client", ...trust, ...identity("operator") }],

@@ -69,6 +69,7 @@ function identity(): { caCertPem: string; certPem: string; keyPem: pulumi.Output
 function program(layouts: LayoutArgs[], out: { install?: HostCredentialInstall } = {}, label?: string) {
   return () => {
     out.install = new HostCredentialInstall("h1", {
+      checkDrift: false, // no HostProbe: this program has no dynamic resources
       connection: host.connection,
       hostLabel: label ?? host.name,
       layouts,
@@ -169,6 +170,7 @@ describe("a machine that presents another host key", () => {
       up(
         () =>
           void new HostCredentialInstall("h1", {
+            checkDrift: false, // no HostProbe: this program has no dynamic resources
             connection: impostor,
             hostLabel: host.name,
             layouts: layouts(),
@@ -186,6 +188,7 @@ describe("a machine that presents another host key", () => {
       up(
         () =>
           void new HostCredentialInstall("h1", {
+            checkDrift: false, // no HostProbe: this program has no dynamic resources
             connection: unpinned,
             skipHostKeyVerification: true,
             hostLabel: host.name,
@@ -222,6 +225,7 @@ describe("values made to break out of the shell", () => {
       up(
         () => {
           new HostCredentialInstall("h1", {
+            checkDrift: false, // no HostProbe: this program has no dynamic resources
             connection: host.connection,
             layouts: [{ kind: "libvirt-client", ...identity() }],
             overrides: { "/etc/pki/CA/cacert.pem": { group: "@primary:$(id>/root/PWNED)" } },
@@ -243,6 +247,7 @@ describe("values made to break out of the shell", () => {
     const r = await up(
       () => {
         new HostCredentialInstall(name, {
+          checkDrift: false, // no HostProbe: this program has no dynamic resources
           connection: host.connection,
           hostLabel: label,
           layouts: [{ kind: "libvirt-client", ...identity() }],

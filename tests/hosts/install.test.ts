@@ -155,6 +155,7 @@ function program(layouts: Record<string, LayoutArgs[]>, out: Installs): () => vo
   return () => {
     for (const [name, l] of Object.entries(layouts)) {
       out[name] = new HostCredentialInstall(name, {
+        checkDrift: false, // no HostProbe: this program has no dynamic resources
         connection: bed.host(name).connection,
         hostLabel: bed.host(name).name,
         layouts: l,
@@ -472,6 +473,7 @@ describe("installing onto three SSH hosts", () => {
       (host: TestHost, extra: Record<string, unknown> = {}): (() => void) =>
       () =>
         new HostCredentialInstall("mover", {
+          checkDrift: false, // no HostProbe: this program has no dynamic resources
           connection: { ...host.connection, ...extra },
           hostLabel: host.name,
           layouts: [

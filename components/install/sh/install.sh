@@ -53,6 +53,8 @@ for line in $plan; do
     if [ "$k" = root ]; then root=$1; else state=$1; fi
     ;;
   qemu/1) qemu=$1 ;;
+  # "repair TOKEN": changes when a probe found the host drifted, so that the install runs again.
+  repair/1) ;;
   # The daemon configuration: "c FILE BLOCK" (FILE absolute, or @daemon: the daemon's own file);
   # "daemon KIND LISTEN", "rmode auto", "w CLASS PATH" (a file whose change asks for that reload),
   # "probe ADDRESS PORT CERT" (check that the daemon serves CERT there).
