@@ -183,7 +183,13 @@ export function sshRun(
           stream.end(stdin);
         });
       })
-      .on("error", (err) => finish(err))
+      .on("error", (err) =>
+        finish(
+          /verification failed/.test(err.message)
+            ? new Error(`the host's key is not connection.hostKey (${err.message})`)
+            : err,
+        ),
+      )
       .connect(config);
   });
 }

@@ -10,6 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 // The built package: the dynamic-provider host loads the probe's handlers from bin/ (provider/providers.ts).
 import { HostCredentialInstall, LayoutArgs } from "../../bin/components";
 import { requireBuild } from "../support/checkout";
+import { probeDrift } from "../../provider/drift";
 import { IssuedCertificate, createCertificateAuthority, issueCertificate } from "../../provider/pki";
 import { EngineState, PlanStep, formatPlan, preview, refresh, up } from "../support/engine";
 import { ProviderHost, revealSecrets, startProviderHost } from "../support/pulumiHost";
@@ -160,6 +161,24 @@ describe("drift seen in the preview", () => {
     const p = await preview(program(), provider, state);
     expect(changes(p.plan)).toEqual([]);
   }, 120_000);
+
+  it("the probe checks the host key as @pulumi/command does: another host's key is refused before anything runs", async () => {
+    const [d1, d2] = hosts;
+    const file = {
+      path: "/etc/pki/CA/cacert.pem",
+      sha256: "0".repeat(64),
+      mode: "0644",
+      owner: "root",
+      group: "root",
+    };
+    // The right key: the probe runs and sees the file differ from the sha256 given here.
+    expect(await probeDrift(d1.connection, [file])).toEqual([
+      "/etc/pki/CA/cacert.pem: content differs (sha256)",
+    ]);
+    const wrong = await probeDrift({ ...d1.connection, hostKey: d2.hostKey }, [file]);
+    expect(wrong).toHaveLength(1);
+    expect(wrong[0]).toMatch(/^host unreachable: the host's key is not connection\.hostKey/);
+  }, 60_000);
 
   it("an unreachable host is reported in its probe, and the preview of the others is unaffected", async () => {
     await hosts[2].stop();
