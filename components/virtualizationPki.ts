@@ -23,6 +23,7 @@ import {
   PathOverride,
   QEMU_SERVICES,
   QemuService,
+  DaemonConfig,
   checkPath,
   tlsAllowedDnListLine,
 } from "./install";
@@ -197,6 +198,23 @@ export interface VirtualizationPkiArgs {
   reloadCommand?: pulumi.Input<string | string[]>;
   /** Hosts and clients without a connection install locally under `<stagingRoot>/<name>`. */
   stagingRoot?: string;
+  /**
+   * Manage libvirt's TLS settings on every host (see {@link HostCredentialInstallArgs.daemonConfig}): each host's
+   * block holds the fleet's `tlsAllowedDnList`, so the state grows with hosts × DNs. Declare `daemon` for
+   * hosts installed under `stagingRoot`. @default false
+   */
+  daemonConfig?: boolean | DaemonConfig;
+  /** After a change on a host (see {@link HostCredentialInstallArgs.reload}); not with `reloadCommand`. @default "none" */
+  reload?: "auto" | "none";
+  /** How to restart a daemon on hosts without a service manager the install knows. @default the service manager */
+  restartCommand?: pulumi.Input<string | string[]>;
+  /** With `reload: "auto"`, where each host checks the certificate it serves (port only: the address is the host's). @default 16514 */
+  verifyServedPort?: number;
+  /**
+   * Probe every host over SSH at preview for drift (see {@link HostCredentialInstallArgs.checkDrift}): one
+   * `HostProbe` resource per host. @default false
+   */
+  checkDrift?: boolean;
   /**
    * Connect to hosts and clients without checking their SSH host keys: whoever answers at an address
    * receives its private keys. Only for a throwaway lab. @default false (every connection needs a hostKey)
@@ -621,9 +639,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       overrides: args.overrides,
       qemuGroup: args.qemuGroup,
       skipHostKeyVerification: args.skipHostKeyVerification,
-      // A probe per host would be one more resource per host (about 1.1 ms and 190 KB each in the SDK);
-      // the fleet does not probe its hosts yet.
-      checkDrift: false,
+      // A probe per host is one more resource per host (about 1.1 ms and 190 KB each in the SDK): opt-in.
+      checkDrift: args.checkDrift === true,
     };
     for (const h of args.hosts) {
       const ids = this.hostIdentities[h.name];
@@ -663,9 +680,16 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           // Each of the host's certificates must match every name it is reached through, as GnuTLS matches.
           serverNames: reachedAs.get(h.name),
           reloadCommand: h.reloadCommand ?? args.reloadCommand,
+          // With daemon settings, each host's block holds the DN list (N x DNs in the state, see daemonConfig).
+          tlsAllowedDnList: args.daemonConfig ? this.tlsAllowedDnList : undefined,
+          // The hosts' daemons only: a client's libvirt serves nothing.
+          daemonConfig: args.daemonConfig,
+          reload: args.reload,
+          restartCommand: args.restartCommand,
+          verifyServed: args.verifyServedPort === undefined ? undefined : { port: args.verifyServedPort },
           logCredentialWarnings: false, // gathered below: one warning per message for the fleet
-          // No tlsAllowedDnList here: it depends on every host's certificate, so giving it to every install
-          // made the program and the state grow as N^2. The fleet's libvirtdConf carries it, once.
+          // Without daemonConfig no tlsAllowedDnList here: it depends on every host's certificate, so giving
+          // it to every install makes the program and the state grow as N^2. The fleet's libvirtdConf carries it.
         },
         parent,
       );

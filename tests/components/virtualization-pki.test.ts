@@ -168,6 +168,46 @@ test("children are named after the component; each host gets its certificate and
   }
 });
 
+test("with daemonConfig each host's own libvirtd.conf and qemu.conf get the settings, the fleet's DN list included", async () => {
+  const host = await startProviderHost({ cwd: join(__dirname, "..", "..") });
+  const staging = await tempDir("virt-pki-fleet-daemon-");
+  try {
+    await host.configure();
+    const { VirtualizationPki: Compiled } = await import("../../bin/components");
+    const hosts = args().hosts.map(({ connection: _c, ...h }) => h);
+    let allowed: string[] = [];
+    const r = await up(
+      () => {
+        const fleet = new Compiled(
+          "prod",
+          args({
+            hosts,
+            stagingRoot: staging,
+            clients: [],
+            daemonConfig: { daemon: "libvirtd", qemuTls: ["vnc"] },
+          }),
+        );
+        fleet.tlsAllowedDnList.apply((l) => (allowed = l));
+      },
+      host,
+      {},
+    );
+    expect(r.plan.every((s) => s.op === "create")).toBe(true);
+    expect(allowed.length).toBe(2);
+    for (const h of ["compute1", "compute2"]) {
+      const conf = readFileSync(join(staging, h, "etc/libvirt/libvirtd.conf"), "utf8");
+      expect(conf).toContain(
+        `tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\n# END pulumi-virt-pki\n`,
+      );
+      expect(conf).toContain('cert_file = "/etc/pki/libvirt/servercert.pem"');
+      expect(readFileSync(join(staging, h, "etc/libvirt/qemu.conf"), "utf8")).toContain("vnc_tls = 1\n");
+    }
+  } finally {
+    await host.stop();
+    await removeDir(staging);
+  }
+});
+
 const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
   ["no hosts", { hosts: [] }, /^hosts: is required/],
   [

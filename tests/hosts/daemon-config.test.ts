@@ -49,14 +49,18 @@ const QEMU_SITE = [
   'vnc_listen = "127.0.0.45"',
   "",
 ].join("\n");
-/** A guest without disks or devices (TCG), with a VNC display on the host's address. */
-const GUEST_XML = (vncPort: number) => `<domain type='qemu'>
-  <name>vnc0</name>
+/** A guest without disks or devices (TCG), with a VNC (or SPICE) display on the host's address. */
+const GUEST_XML = (vncPort: number, name = "vnc0", graphics = "vnc") => `<domain type='qemu'>
+  <name>${name}</name>
   <memory unit='MiB'>16</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <devices>
-    <graphics type='vnc' port='${vncPort}' autoport='no' listen='127.0.0.45'/>
+    ${
+      graphics === "vnc"
+        ? `<graphics type='vnc' port='${vncPort}' autoport='no' listen='127.0.0.45'/>`
+        : `<graphics type='spice' autoport='yes' listen='127.0.0.45'/>`
+    }
     <video><model type='none'/></video>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
@@ -157,12 +161,14 @@ function identity(name: string): { certPem: string; keyPem: pulumi.Output<string
 
 const installs: Record<string, HostCredentialInstall> = {};
 
-function program(server: string, dns: string[]): () => void {
+function program(server: string, dns: string[], spice = false): () => void {
   const trust = { caCertPem: ca.certPem, crlPem };
   const layouts: LayoutArgs[] = [
     { kind: "libvirt-server", ...trust, ...identity(server) },
     { kind: "qemu", ...trust, ...identity(server) },
   ];
+  // SPICE over TLS: /etc/pki/libvirt-spice and spice_tls = 1.
+  if (spice) layouts.push({ kind: "qemu-server", service: "spice", ...trust, ...identity(server) });
   return () => {
     installs.hv = new HostCredentialInstall("hv1", {
       checkDrift: false, // no HostProbe: this program has no dynamic resources
@@ -170,7 +176,7 @@ function program(server: string, dns: string[]): () => void {
       hostLabel: hv.name,
       layouts,
       tlsAllowedDnList: dns,
-      daemonConfig: { listenTls: true, qemuTls: ["vnc"] },
+      daemonConfig: { listenTls: true, qemuTls: spice ? ["vnc", "spice"] : ["vnc"] },
       reload: "auto",
       verifyServed: { address: hv.address, port },
     });
@@ -329,29 +335,40 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     expect((await virshOnHost(op, { uri: uri() })).ok).toBe(true);
   }, 120_000);
 
-  it("a renewal reloads the VNC credentials of a running QEMU guest (display-reload), which then serves the new certificate", async () => {
+  it("a renewal reloads the VNC credentials of a running QEMU guest (display-reload), which then serves the new certificate; a SPICE guest is listed", async () => {
+    // SPICE over TLS first: a new qemu.conf restarts libvirtd (the guests start after it).
+    const withSpice = await up(program("renewed", [dn("operator"), dn("auditor")], true), NO_DYNAMIC, state);
+    state = withSpice.state;
+    expect(await valueOf(installs.hv.reloads)).toEqual(["libvirtd restart"]);
     const vncPort = await freePort(hv.address);
     await hv.writeFile("/root/vnc0.xml", GUEST_XML(vncPort));
+    await hv.writeFile("/root/spice0.xml", GUEST_XML(0, "spice0", "spice"));
     await hv.execOrThrow("LC_ALL=C virsh -c qemu:///system create /root/vnc0.xml", { timeoutMs: 90_000 });
     try {
+      await hv.execOrThrow("LC_ALL=C virsh -c qemu:///system create /root/spice0.xml", { timeoutMs: 90_000 });
+      expect((await hv.execOrThrow("LC_ALL=C virsh -c qemu:///system dumpxml spice0")).stdout).toMatch(
+        /<graphics type='spice' port='\d+' tlsPort='\d+'/,
+      );
       const client = { cert: certs.operator.certPem, key: certs.operator.keyPem!, ca: ca.certPem };
       const before = await probeVncTls({ host: hv.address, port: vncPort, ...client });
       expect(before.certificate?.fingerprintSha256).toBe(
         new X509Certificate(certs.renewed.certPem).fingerprint256,
       );
 
-      const r = await up(program("hv", [dn("operator"), dn("auditor")]), NO_DYNAMIC, state);
+      const r = await up(program("hv", [dn("operator"), dn("auditor")], true), NO_DYNAMIC, state);
       state = r.state;
-      printed.push(`# renewal with a running guest\n${formatPlan(r.plan)}`);
+      printed.push(`# renewal with running guests\n${formatPlan(r.plan)}`);
       expect(await valueOf(installs.hv.reloads)).toEqual([
         "libvirtd update-tls",
         "guest vnc0 display-reload",
       ]);
-      expect(await valueOf(installs.hv.guestsNotReloaded)).toEqual([]);
+      expect(await valueOf(installs.hv.guestsNotReloaded)).toEqual(["spice0: cannot-reload spice-tls"]);
       const after = await probeVncTls({ host: hv.address, port: vncPort, ...client });
       expect(after.certificate?.fingerprintSha256).toBe(new X509Certificate(certs.hv.certPem).fingerprint256);
     } finally {
-      await hv.exec("LC_ALL=C virsh -c qemu:///system destroy vnc0", { timeoutMs: 30_000 });
+      await hv.exec("LC_ALL=C virsh -c qemu:///system destroy vnc0; virsh -c qemu:///system destroy spice0", {
+        timeoutMs: 30_000,
+      });
     }
   }, 180_000);
 

@@ -212,19 +212,23 @@ autoreload() {
   case $nl$o$nl in *"${nl}vnc$nl"*) vncreload ;; esac
 }
 # vncreload: each running guest of the QEMU driver with a VNC display re-reads its TLS files
-# (`virsh domdisplay-reload`, libvirt 10.2, else QMP display-reload, QEMU 6.0); one that cannot is listed.
+# (`virsh domdisplay-reload`, libvirt 10.2, else QMP display-reload, QEMU 6.0); one that cannot is listed,
+# and so is each guest with SPICE over TLS or a TLS character device (migrate or restart those).
 vncreload() {
   command -v virsh >/dev/null 2>&1 || return 0
   doms=$(virsh -q -c qemu:///system list --name </dev/null 2>/dev/null) || return 0
   for x in $doms; do
     [ -n "$x" ] || continue
     xml=$(virsh -q -c qemu:///system dumpxml -- "$x" </dev/null) || continue
+    # SPICE and TLS character devices cannot re-read their credentials in a running QEMU: listed.
+    case $xml in *"<graphics type='spice'"*"tlsPort="*) printf 'virt-pki-reload guest %s cannot-reload spice-tls\n' "$x" ;; esac
+    case $xml in *"tls='yes'"*) printf 'virt-pki-reload guest %s cannot-reload chardev-tls\n' "$x" ;; esac
     case $xml in *"<graphics type='vnc'"*) ;; *) continue ;; esac
     if virsh -q -c qemu:///system domdisplay-reload --type vnc -- "$x" </dev/null >/dev/null 2>&1 ||
       virsh -q -c qemu:///system qemu-monitor-command -- "$x" '{"execute":"display-reload","arguments":{"type":"vnc","tls-certs":true}}' </dev/null >/dev/null 2>&1; then
       printf 'virt-pki-reload guest %s display-reload\n' "$x"
     else
-      printf 'virt-pki-reload guest %s failed\n' "$x"
+      printf 'virt-pki-reload guest %s vnc-display-reload-failed\n' "$x"
     fi
   done
 }
