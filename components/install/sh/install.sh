@@ -184,15 +184,22 @@ restartd() {
   fi
   printf 'virt-pki-reload %s restart\n' "$1"
 }
-# autoreload: what the owed marker lists (see step 6), each once.
+# autoreload: what the owed marker lists (see step 6), each daemon once: a restart where settings changed
+# (it re-reads the TLS files too), else `server-update-tls` where only TLS files changed.
 autoreload() {
-  o=$(cat -- "$rp")
+  o=$nl$(cat -- "$rp")$nl
+  vn=''
+  case $o in *"${nl}vnc$nl"*) vn=1 ;; esac
   qd=$dk
   [ "$dk" != virtproxyd ] || qd=virtqemud
-  case $nl$o$nl in
-  *"${nl}restart$nl"*)
-    if isup "$dk"; then restartd "$dk"; else printf 'virt-pki-reload %s not-running\n' "$dk"; fi
-    ;;
+  rs=''
+  case $o in *"${nl}restart$nl"*) rs=$dk$nl ;; esac
+  case $o in *"${nl}qrestart$nl"*) [ "$qd" = "${rs%"$nl"}" ] || rs=$rs$qd$nl ;; esac
+  for x in $rs; do
+    if isup "$x"; then restartd "$x"; else printf 'virt-pki-reload %s not-running\n' "$x"; fi
+  done
+  case $nl$rs in *"$nl$dk$nl"*) o=${nl}restarted$nl ;; esac
+  case $o in
   *"${nl}tls$nl"*)
     if ! isup "$dk"; then
       printf 'virt-pki-reload %s not-running\n' "$dk"
@@ -203,13 +210,7 @@ autoreload() {
     fi
     ;;
   esac
-  case $nl$o$nl in
-  *"${nl}qrestart$nl"*)
-    case $nl$o$nl in *"${nl}restart$nl"*) [ "$qd" != "$dk" ] || qd='' ;; esac
-    if [ -z "$qd" ]; then :; elif isup "$qd"; then restartd "$qd"; else printf 'virt-pki-reload %s not-running\n' "$qd"; fi
-    ;;
-  esac
-  case $nl$o$nl in *"${nl}vnc$nl"*) vncreload ;; esac
+  [ -z "$vn" ] || vncreload
 }
 # vncreload: each running guest of the QEMU driver with a VNC display re-reads its TLS files
 # (`virsh domdisplay-reload`, libvirt 10.2, else QMP display-reload, QEMU 6.0); one that cannot is listed,
