@@ -40,7 +40,9 @@ import {
   verifyManifest,
   verifyServed,
   withRepairToken,
+  QEMU_GROUP,
 } from "./install";
+import { ANY_ACCOUNT, ProbeConnection } from "../provider/drift";
 
 /** Each property of T may be a Pulumi input (an output of another resource, e.g. a certificate's `certPem`). */
 export type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };
@@ -215,7 +217,9 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
     const serverNames = pulumi.output(args.serverNames ?? []);
     const probe = local
       ? pulumi.output(undefined)
-      : pulumi.output(args.connection!).apply((c) => probeOf(args.verifyServed, c.host));
+      : pulumi
+          .output(args.connection!)
+          .apply((c) => (args.reload === "auto" ? probeOf(args.verifyServed, c.host) : undefined));
     const extra = pulumi.all([args.tlsAllowedDnList, args.restartCommand, probe]);
     const cmd = pulumi
       .all([layouts, target, args.reloadCommand, digestKey, serverNames, extra])
@@ -258,24 +262,23 @@ export class HostCredentialInstall extends pulumi.ComponentResource {
             `${name}-probe`,
             {
               label: hostLabel,
-              connection: pulumi.output(args.connection!).apply((c) => ({
-                host: c.host,
-                port: c.port,
-                user: c.user,
-                privateKey: c.privateKey,
-                privateKeyPassword: c.privateKeyPassword,
-                password: c.password,
-                hostKey: c.hostKey,
-                agentSocketPath: c.agentSocketPath,
-              })),
+              connection: pulumi.output(args.connection!).apply(probeConnection),
+              // Root's files only: a user's files are written by that user, and root must not follow
+              // the user's links to read them. Owners as the install sets them (none without setOwners).
               files: plan.apply((p) =>
-                p.files.map((f) => ({
-                  path: f.path,
-                  sha256: f.sha256,
-                  mode: modeString(f.mode),
-                  owner: f.owner,
-                  group: f.group,
-                })),
+                p.files
+                  .filter((f) => !f.path.startsWith("~"))
+                  .map((f) => ({
+                    path: f.path,
+                    sha256: f.sha256,
+                    mode: modeString(f.mode),
+                    owner: setOwners ? f.owner : ANY_ACCOUNT,
+                    group: !setOwners
+                      ? ANY_ACCOUNT
+                      : f.group === QEMU_GROUP && args.qemuGroup
+                        ? args.qemuGroup
+                        : f.group,
+                  })),
               ),
             },
             { parent: this },
@@ -480,4 +483,30 @@ function probeOf(
     throw new PkiError("verifyServed.address", `${JSON.stringify(address)} is not a host name or address`);
   }
   return { address, port };
+}
+
+/** The probe's connection: the fields of `@pulumi/command`'s it uses, a bastion (`proxy`) included. */
+function probeConnection(c: {
+  host: string;
+  port?: number;
+  user?: string;
+  privateKey?: string;
+  privateKeyPassword?: string;
+  password?: string;
+  hostKey?: string;
+  agentSocketPath?: string;
+  proxy?: unknown;
+}): ProbeConnection {
+  const p = c.proxy as Parameters<typeof probeConnection>[0] | undefined;
+  return {
+    host: c.host,
+    port: c.port,
+    user: c.user,
+    privateKey: c.privateKey,
+    privateKeyPassword: c.privateKeyPassword,
+    password: c.password,
+    hostKey: c.hostKey,
+    agentSocketPath: c.agentSocketPath,
+    ...(p ? { proxy: probeConnection(p) } : {}),
+  };
 }

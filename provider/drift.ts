@@ -23,9 +23,14 @@ export interface ProbeConnection {
   password?: string;
   /** An OpenSSH public key line, `ssh-ed25519 AAAA...`; absent: any host key is accepted. */
   hostKey?: string;
-  /** @default none */
+  /** @default the environment's `SSH_AUTH_SOCK`, as `@pulumi/command` */
   agentSocketPath?: string;
+  /** A bastion to go through (`@pulumi/command`'s `proxy`), itself checked by its own `hostKey`. */
+  proxy?: ProbeConnection;
 }
+
+/** An owner or group the probe does not compare (the install does not set owners, `setOwners: false`). */
+export const ANY_ACCOUNT = "@any";
 
 /** One file as the last install left it. */
 export interface ExpectedFile {
@@ -36,7 +41,7 @@ export interface ExpectedFile {
   /** Octal, 4 digits. */
   mode: string;
   owner: string;
-  /** A group name, `@qemu` (qemu or libvirt-qemu) or `@primary:<user>` (not compared). */
+  /** A group name, `@qemu` (qemu or libvirt-qemu), `@primary:<user>` or {@link ANY_ACCOUNT} (not compared). */
   group: string;
 }
 
@@ -120,6 +125,7 @@ export function driftOf(expected: readonly ExpectedFile[], observed: readonly Ob
     if (o.mode !== e.mode) what.push(`mode ${o.mode}, installed ${e.mode}`);
     const groupOk =
       e.group.startsWith("@primary:") ||
+      e.group === ANY_ACCOUNT ||
       (e.group === "@qemu" ? o.group === "qemu" || o.group === "libvirt-qemu" : o.group === e.group);
     const ownerOk = e.owner.startsWith("@") || o.owner === e.owner;
     if (!ownerOk || !groupOk) what.push(`owner ${o.owner}:${o.group}, installed ${e.owner}:${e.group}`);
@@ -128,7 +134,41 @@ export function driftOf(expected: readonly ExpectedFile[], observed: readonly Ob
   return reasons;
 }
 
-/** Runs `command` over SSH with `stdin`, bounded by `timeoutMs`; resolves stdout, rejects on any failure. */
+/** ssh2's settings for one hop: credentials, and the host key checked as `@pulumi/command` checks it. */
+function hopConfig(conn: ProbeConnection, timeoutMs: number): ConnectConfig {
+  const config: ConnectConfig = {
+    host: conn.host,
+    port: conn.port ?? 22,
+    username: conn.user ?? "root",
+    privateKey: conn.privateKey,
+    passphrase: conn.privateKeyPassword,
+    password: conn.password,
+    agent: conn.agentSocketPath ?? process.env.SSH_AUTH_SOCK,
+    readyTimeout: timeoutMs,
+  };
+  const pinned = conn.hostKey?.trim();
+  if (pinned) {
+    const [type, blob] = pinned.split(/\s+/);
+    const want = Buffer.from(blob ?? "", "base64");
+    // Only the pinned key's type is offered; an RSA key may sign with SHA-2 (OpenSSH 8.8 refuses SHA-1).
+    const algorithms = type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
+    config.algorithms = { serverHostKey: algorithms as never };
+    config.hostVerifier = (key: Buffer) => key.equals(want);
+  }
+  return config;
+}
+
+/** An ssh2 error as a reason: a host key that is not the pinned one says so. */
+function reason(err: Error): Error {
+  return /verification failed/.test(err.message)
+    ? new Error(`the host's key is not connection.hostKey (${err.message})`)
+    : err;
+}
+
+/**
+ * Runs `command` over SSH with `stdin` (through `conn.proxy` when given, as a forwarded TCP channel),
+ * bounded by `timeoutMs`; resolves stdout, rejects on any failure.
+ */
 export function sshRun(
   conn: ProbeConnection,
   command: string,
@@ -136,61 +176,56 @@ export function sshRun(
   timeoutMs: number,
 ): Promise<string> {
   return new Promise((resolve, reject) => {
-    const client = new Client();
+    const clients: Client[] = [];
     let done = false;
     const finish = (err: Error | undefined, out?: string): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      client.end();
+      for (const c of clients) c.end();
       if (err) reject(err);
       else resolve(out ?? "");
     };
     const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
-    const config: ConnectConfig = {
-      host: conn.host,
-      port: conn.port ?? 22,
-      username: conn.user ?? "root",
-      privateKey: conn.privateKey,
-      passphrase: conn.privateKeyPassword,
-      password: conn.password,
-      agent: conn.agentSocketPath,
-      readyTimeout: timeoutMs,
+    const run = (client: Client): void => {
+      client.exec(command, (err, stream) => {
+        if (err) return finish(err);
+        let out = "";
+        let errOut = "";
+        stream.on("data", (d: Buffer) => {
+          out += d.toString("utf8");
+        });
+        stream.stderr.on("data", (d: Buffer) => {
+          errOut += d.toString("utf8");
+        });
+        stream.on("close", (code: number | null) => {
+          if (code === 0) finish(undefined, out);
+          else finish(new Error(`the probe exited ${code}: ${errOut.trim().slice(0, 200)}`));
+        });
+        stream.end(stdin);
+      });
     };
-    const pinned = conn.hostKey?.trim();
-    if (pinned) {
-      const [type, blob] = pinned.split(/\s+/);
-      const want = Buffer.from(blob ?? "", "base64");
-      config.algorithms = { serverHostKey: [type as never] };
-      config.hostVerifier = (key: Buffer) => key.equals(want);
+    const target = new Client();
+    clients.push(target);
+    target.on("ready", () => run(target)).on("error", (err) => finish(reason(err)));
+    if (conn.proxy === undefined) {
+      target.connect(hopConfig(conn, timeoutMs));
+      return;
     }
-    client
+    const bastion = new Client();
+    clients.push(bastion);
+    bastion
       .on("ready", () => {
-        client.exec(command, (err, stream) => {
-          if (err) return finish(err);
-          let out = "";
-          let errOut = "";
-          stream.on("data", (d: Buffer) => {
-            out += d.toString("utf8");
-          });
-          stream.stderr.on("data", (d: Buffer) => {
-            errOut += d.toString("utf8");
-          });
-          stream.on("close", (code: number | null) => {
-            if (code === 0) finish(undefined, out);
-            else finish(new Error(`the probe exited ${code}: ${errOut.trim().slice(0, 200)}`));
-          });
-          stream.end(stdin);
+        bastion.forwardOut("127.0.0.1", 0, conn.host, conn.port ?? 22, (err, sock) => {
+          if (err) return finish(new Error(`through the proxy: ${err.message}`));
+          const { host: _h, port: _p, ...rest } = hopConfig(conn, timeoutMs);
+          void _h;
+          void _p;
+          target.connect({ ...rest, sock });
         });
       })
-      .on("error", (err) =>
-        finish(
-          /verification failed/.test(err.message)
-            ? new Error(`the host's key is not connection.hostKey (${err.message})`)
-            : err,
-        ),
-      )
-      .connect(config);
+      .on("error", (err) => finish(new Error(`the proxy: ${reason(err).message}`)))
+      .connect(hopConfig(conn.proxy, timeoutMs));
   });
 }
 

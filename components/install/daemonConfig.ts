@@ -136,6 +136,9 @@ export function daemonSettingsBlock(
       : libvirtdConfSnippet(plan, tlsAllowedDnList)
           .split("\n")
           .filter((l) => l !== "" && !l.startsWith("#"));
+  // A stale `tls_no_verify_certificate = 1` would turn every certificate and DN check into a log line
+  // (virnettlscontext.c): the block says 0 wherever it sets the TLS files.
+  if (lines.length) lines.push("tls_no_verify_certificate = 0");
   if (config.listenTls === true) lines.push("listen_tls = 1");
   return lines.length ? lines.join("\n") + "\n" : "";
 }

@@ -73,8 +73,15 @@ function run(script: string, stdin: string): { code: number | null; stdout: stri
 const conf = (name: string) => join(root, "etc/libvirt", name);
 
 describe("the daemon configuration block", () => {
-  it("goes into Debian's libvirtd.conf and qemu.conf; a second run changes nothing; delete restores the files", async () => {
-    await fs.writeFile(conf("libvirtd.conf"), STOCK_LIBVIRTD + 'key_file = "/old.pem"\n', { mode: 0o644 });
+  it("goes first into Debian's libvirtd.conf and qemu.conf; a second run changes nothing; delete restores the files", async () => {
+    // Statements of the block's keys: one alone (commented out), one sharing its line with another key
+    // through ";" and one with a triple-quoted string (both left as they are: the block, first, wins).
+    const site =
+      'key_file = "/old.pem"\n' +
+      'log_level = 3; cert_file = "/stale.pem"\n' +
+      'ca_file = """/etc/pki/\nold-ca.pem"""\n' +
+      'tls_allowed_dn_list = ["CN=x"]; log_level = 2\n';
+    await fs.writeFile(conf("libvirtd.conf"), STOCK_LIBVIRTD + site, { mode: 0o644 });
     await fs.writeFile(conf("qemu.conf"), STOCK_QEMU, { mode: 0o600 });
     const c = command();
     const first = run(INSTALL_SCRIPT, c.stdin);
@@ -83,23 +90,29 @@ describe("the daemon configuration block", () => {
       "/etc/libvirt/libvirtd.conf",
       "/etc/libvirt/qemu.conf",
     ]);
+    const begin =
+      "# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced\n";
     const text = await fs.readFile(conf("libvirtd.conf"), "utf8");
     expect(text).toBe(
-      STOCK_LIBVIRTD +
-        '#pulumi-virt-pki# key_file = "/old.pem"\n' +
-        "# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced\n" +
+      begin +
         'ca_file = "/etc/pki/CA/cacert.pem"\n' +
         'cert_file = "/etc/pki/libvirt/servercert.pem"\n' +
         'key_file = "/etc/pki/libvirt/private/serverkey.pem"\n' +
         'tls_allowed_dn_list = ["CN=op,O=Example"]\n' +
-        "# END pulumi-virt-pki\n",
+        "tls_no_verify_certificate = 0\n" +
+        "# END pulumi-virt-pki\n" +
+        STOCK_LIBVIRTD +
+        '#pulumi-virt-pki# key_file = "/old.pem"\n' +
+        'log_level = 3; cert_file = "/stale.pem"\n' +
+        'ca_file = """/etc/pki/\nold-ca.pem"""\n' +
+        'tls_allowed_dn_list = ["CN=x"]; log_level = 2\n',
     );
     const q = await fs.readFile(conf("qemu.conf"), "utf8");
-    expect(
-      q.endsWith(
-        'vnc_tls_x509_cert_dir = "/etc/pki/libvirt-vnc"\nvnc_tls_x509_verify = 1\nvnc_tls = 1\n# END pulumi-virt-pki\n',
-      ),
-    ).toBe(true);
+    expect(q).toBe(
+      begin +
+        'vnc_tls_x509_cert_dir = "/etc/pki/libvirt-vnc"\nvnc_tls_x509_verify = 1\nvnc_tls = 1\n# END pulumi-virt-pki\n' +
+        STOCK_QEMU,
+    );
     expect((await fs.stat(conf("qemu.conf"))).mode & 0o777).toBe(0o600);
 
     const second = run(INSTALL_SCRIPT, c.stdin);
@@ -109,7 +122,7 @@ describe("the daemon configuration block", () => {
 
     const removed = run(REMOVE_SCRIPT, c.stdin);
     expect(removed.stderr).toBe("");
-    expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(STOCK_LIBVIRTD + 'key_file = "/old.pem"\n');
+    expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(STOCK_LIBVIRTD + site);
     expect(await fs.readFile(conf("qemu.conf"), "utf8")).toBe(STOCK_QEMU);
   });
 

@@ -136,6 +136,8 @@ beforeAll(async () => {
       'tls_allowed_dn_list = ["C=GB,O=Libvirt Project,CN=*",',
       '    "CN=old"]',
       '  key_file = "/etc/pki/libvirt/private/old.pem"  # moved',
+      // Another key first on the line: left active, yet libvirt takes the block's list (first statement wins).
+      'log_level = 3; tls_allowed_dn_list = ["*"]',
       `log_outputs = "1:file:${logDir}/libvirtd.log"`,
       'log_filters = "1:rpc.nettls 3:*"',
       "",
@@ -234,6 +236,7 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
         'key_file = "/etc/pki/libvirt/private/serverkey.pem"',
         'crl_file = "/etc/pki/CA/cacrl.pem"',
         `tls_allowed_dn_list = ["${dn("operator")}"]`,
+        "tls_no_verify_certificate = 0",
         "listen_tls = 1",
         "# END pulumi-virt-pki",
       ].join("\n"),
@@ -371,6 +374,29 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
       });
     }
   }, 180_000);
+
+  it("a run that fails after the new files are in place still reloads on the next run", async () => {
+    // A stray begin line in qemu.conf makes the run fail after the renewed certificate was committed.
+    const qemuConf = await hv.readFile("/etc/libvirt/qemu.conf");
+    await hv.writeFile(
+      "/etc/libvirt/qemu.conf",
+      `${qemuConf}# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced\n`,
+      { mode: "0600" },
+    );
+    const renewal = program("renewed", [dn("operator"), dn("auditor")], true);
+    await expect(up(renewal, NO_DYNAMIC, state)).rejects.toThrow(
+      "/etc/libvirt/qemu.conf has the line that begins the pulumi-virt-pki block but not the one that ends it",
+    );
+    expect(await hv.readFile("/etc/pki/libvirt/servercert.pem")).toBe(certs.renewed.certPem);
+    await hv.writeFile("/etc/libvirt/qemu.conf", qemuConf, { mode: "0600" });
+    // Nothing changes on the host now, but the reload is still owed: libvirtd re-reads the files.
+    const r = await up(renewal, NO_DYNAMIC, state);
+    state = r.state;
+    expect(await valueOf(installs.hv.reloads)).toEqual(["libvirtd update-tls"]);
+    expect(await valueOf(installs.hv.servedFingerprint)).toBe(
+      new X509Certificate(certs.renewed.certPem).fingerprint256,
+    );
+  }, 120_000);
 
   it("a daemon that does not serve the installed certificate fails the up, naming the host", async () => {
     await service.stop();

@@ -75,10 +75,18 @@ function program(): () => void {
           certPem: cert.certPem,
           keyPem: pulumi.secret(cert.keyPem!),
         },
+        // A key of QEMU's group: the probe compares the group the install sets (d1 names it).
+        {
+          kind: "qemu-server",
+          caCertPem: ca.certPem,
+          certPem: cert.certPem,
+          keyPem: pulumi.secret(cert.keyPem!),
+        },
       ];
       new HostCredentialInstall(h.name.split(".")[0], {
         connection: h.connection,
         hostLabel: h.name,
+        qemuGroup: h === hosts[0] ? "libvirt-qemu" : undefined,
         layouts,
       });
     }
@@ -178,6 +186,26 @@ describe("drift seen in the preview", () => {
     const wrong = await probeDrift({ ...d1.connection, hostKey: d2.hostKey }, [file]);
     expect(wrong).toHaveLength(1);
     expect(wrong[0]).toMatch(/^host unreachable: the host's key is not connection\.hostKey/);
+  }, 60_000);
+
+  it("the probe goes through a bastion (connection.proxy), whose own key is checked too", async () => {
+    const [d1, d2] = hosts;
+    const file = {
+      path: "/etc/pki/CA/cacert.pem",
+      sha256: "0".repeat(64),
+      mode: "0644",
+      owner: "root",
+      group: "root",
+    };
+    expect(await probeDrift({ ...d2.connection, proxy: d1.connection }, [file])).toEqual([
+      "/etc/pki/CA/cacert.pem: content differs (sha256)",
+    ]);
+    const wrong = await probeDrift({ ...d2.connection, proxy: { ...d1.connection, hostKey: d2.hostKey } }, [
+      file,
+    ]);
+    expect(wrong).toEqual([
+      expect.stringMatching(/^host unreachable: the proxy: the host's key is not connection\.hostKey/),
+    ]);
   }, 60_000);
 
   it("an unreachable host is reported in its probe, and the preview of the others is unaffected", async () => {

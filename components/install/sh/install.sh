@@ -167,9 +167,9 @@ isup() {
     pidof -- "$1" >/dev/null 2>&1
   fi
 }
-# restartd DAEMON: the plan's restart command, else the host's service manager's restart.
+# restartd DAEMON: the plan's restart command (for the TLS daemon), else the host's service manager's restart.
 restartd() {
-  if [ -n "$restart" ]; then
+  if [ -n "$restart" ] && [ "$1" = "$dk" ]; then
     # shellcheck disable=SC2086 # one word a line
     set -- $restart
     "$@" </dev/null >&2 || fail "the restart command failed; the new files and settings are in place (the next run restarts again)"
@@ -184,14 +184,21 @@ restartd() {
   fi
   printf 'virt-pki-reload %s restart\n' "$1"
 }
+# owe: adds what $owed lists (one class a line) to the marker of what "auto" still owes, synced.
+owe() {
+  [ -n "$owed" ] || return 0
+  printf '%s' "$owed" >>"$rp" || fail "cannot record the reload owed in $cl"
+  sync -- "$rp" 2>/dev/null || sync
+}
 # autoreload: what the owed marker lists (see step 6), each daemon once: a restart where settings changed
 # (it re-reads the TLS files too), else `server-update-tls` where only TLS files changed.
 autoreload() {
   o=$nl$(cat -- "$rp")$nl
   vn=''
   case $o in *"${nl}vnc$nl"*) vn=1 ;; esac
-  qd=$dk
-  [ "$dk" != virtproxyd ] || qd=virtqemud
+  # The QEMU driver's daemon: virtqemud beside virtproxyd, or where it runs; else libvirtd.
+  qd=libvirtd
+  if [ "$dk" = virtproxyd ] || isup virtqemud; then qd=virtqemud; fi
   rs=''
   case $o in *"${nl}restart$nl"*) rs=$dk$nl ;; esac
   case $o in *"${nl}qrestart$nl"*) [ "$qd" = "${rs%"$nl"}" ] || rs=$rs$qd$nl ;; esac
@@ -295,9 +302,19 @@ for x in $parts; do
 done
 
 # 3. Commit every part: SELinux labels over SSH (root's part also cert_t outside /etc/pki). A reload owed
-#    by a run that failed after a commit stays owed (a marker per generation) until one succeeds.
+#    by a run that failed after a commit stays owed until one succeeds: a marker per generation for the
+#    reload command; for "auto", one marker of the state directory listing what is owed (see step 6),
+#    written before anything is committed, so that no later failure can lose it.
 rp=$cl/.reload-$gen
 [ "$changed" = 0 ] || [ -z "$reload" ] || [ "$auto" = 1 ] || : >"$rp"
+if [ "$auto" = 1 ]; then
+  rp=$cl/.reload-auto
+  owed=''
+  for x in $watch; do
+    case $chg in *"changed ${x#* }$nl"*) owed=$owed${x%% *}$nl ;; esac
+  done
+  owe
+fi
 for x in $parts; do
   w=${x%% *} s=0
   if [ "$sel" = 1 ] && [ -z "$root" ]; then
@@ -349,18 +366,20 @@ done
 # 5. The daemon configuration: each block (a file of this plan, in place now) set in its file. The daemon
 #    is the plan's, or detected: virtproxyd where its units are enabled or it runs, else libvirtd.
 [ -z "$dk$confs" ] || whichd
-owed=''
 for x in $confs; do
   f=${x%% *} b=$root${x#* }
   case $f in @daemon) f=$root/etc/libvirt/$dk.conf q=restart ;; *) f=$root$f q=qrestart ;; esac
   confmerge "$f" "$b"
-  [ "$cf" = 0 ] || owed=$owed$q$nl
+  owed=''
+  [ "$cf" = 0 ] || owed=$q$nl
+  [ "$auto" = 0 ] || owe
   printf 'virt-pki-conf %s changed=%s\n' "${f#"$root"}" "$cf"
 done
 if [ "$listen" = 1 ] && [ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 &&
   systemctl cat -- "$dk-tls.socket" >/dev/null 2>&1 && ! systemctl -q is-enabled -- "$dk-tls.socket" 2>/dev/null; then
+  owed=restart$nl
+  [ "$auto" = 0 ] || owe
   systemctl enable --now -- "$dk-tls.socket" </dev/null >&2 || fail "cannot enable $dk-tls.socket"
-  owed=${owed}restart$nl
 fi
 
 # 6. Reload, only when some content changed. With the plan's reload command, that command; with "auto",
@@ -368,13 +387,9 @@ fi
 #    TLS listener) a restart of the daemon, a changed qemu.conf one of the daemon that runs QEMU, changed
 #    TLS files of the daemon `virt-admin server-update-tls` (the daemon re-reads them, no connection
 #    drops; a restart where the command is missing), changed VNC files `display-reload` in each running
-#    guest with VNC. What is owed stays owed (a marker per generation) until a run completes it.
+#    guest with VNC. What is owed stays owed until a run completes it and the proof.
 printf 'virt-pki-install %s changed=%s\n' "$gen" "$changed"
 if [ "$auto" = 1 ]; then
-  for x in $watch; do
-    case $chg in *"changed ${x#* }$nl"*) owed=$owed${x%% *}$nl ;; esac
-  done
-  if [ -n "$owed" ]; then printf '%s' "$owed" >>"$rp" || fail "cannot record the reload owed in $cl"; fi
   [ ! -f "$rp" ] || autoreload
   [ -z "$probe" ] || served
   rm -f -- "$rp"

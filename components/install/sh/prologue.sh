@@ -51,10 +51,13 @@ asuser() {
     timeout 600 "$@"
   fi
 }
-# The daemon configuration (libvirtd.conf or virtproxyd.conf, qemu.conf): one block between marker lines
-# holds the settings of the plan; any other statement of the same keys is commented out with a marker
-# prefix (a list may span lines), so that libvirt, which takes the first statement of a key, reads ours.
-# Every other byte stays. Removing the block restores the statements it had commented out.
+# The daemon configuration (libvirtd.conf or virtproxyd.conf, qemu.conf): one block between marker lines,
+# FIRST in the file, holds the settings of the plan: libvirt takes the first statement of a key
+# (virconf.c virConfGetValue), so the block wins over anything after it. Other statements of the same keys
+# are also commented out with a marker prefix, for whoever reads the file, when that is safe: a statement
+# alone on its line(s) (a list may span lines), without ";" (libvirt's separator), a triple-quoted string
+# or a carriage return; any other is left as it is. Every other byte stays. Removing the block restores
+# the statements it had commented out.
 # cfx: the awk program (no single quote in it). Input: the file; -v blk=FILE: the block's lines ("": none).
 cfx='
 function scan(s, i, ch) {
@@ -64,10 +67,16 @@ function scan(s, i, ch) {
     if (q != "") { if (ch == q) q = ""; continue }
     if (ch == "\"" || ch == "\047") q = ch
     else if (ch == "#") break
+    else if (ch == ";") odd = 1
     else if (ch == "[") dp++
     else if (ch == "]") dp--
   }
+  if (index(s, "\"\"\"") || index(s, "\r")) odd = 1
   return dp > 0
+}
+function flush(i) {
+  for (i = 1; i <= nb; i++) print (odd ? "" : P) buf[i]
+  nb = 0
 }
 BEGIN {
   B = "# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced"
@@ -78,22 +87,23 @@ BEGIN {
     body[++n] = l
     if (match(l, /^[A-Za-z_][A-Za-z0-9_]*[ \t]*=/)) { k = substr(l, 1, RLENGTH); gsub(/[ \t=]/, "", k); keys[k] = 1 }
   }
+  if (n) { print B; for (i = 1; i <= n; i++) print body[i]; print E }
 }
 inb { if ($0 == E) inb = 0; next }
 $0 == B { inb = 1; next }
 {
   l = $0
   if (index(l, P) == 1) l = substr(l, length(P) + 1)
-  if (cont) { print P l; cont = scan(l); next }
+  if (cont) { buf[++nb] = l; cont = scan(l); if (!cont) flush(); next }
   if (match(l, /^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*=/)) {
     k = substr(l, 1, RLENGTH); gsub(/[ \t=]/, "", k)
-    if (k in keys) { print P l; dp = 0; cont = scan(substr(l, RLENGTH + 1)); next }
+    if (k in keys) { dp = 0; odd = 0; nb = 0; buf[++nb] = l; cont = scan(substr(l, RLENGTH + 1)); if (!cont) flush(); next }
   }
   print l
 }
 END {
+  if (cont) flush()
   if (inb) exit 3
-  if (n) { print B; for (i = 1; i <= n; i++) print body[i]; print E }
 }
 '
 ct=''
