@@ -197,7 +197,7 @@ test("with daemonConfig each host's own libvirtd.conf and qemu.conf get the sett
     for (const h of ["compute1", "compute2"]) {
       const conf = readFileSync(join(staging, h, "etc/libvirt/libvirtd.conf"), "utf8");
       expect(conf).toContain(
-        `tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\n# END pulumi-virt-pki\n`,
+        `tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\ntls_no_verify_certificate = 0\n# END pulumi-virt-pki\n`,
       );
       expect(conf).toContain('cert_file = "/etc/pki/libvirt/servercert.pem"');
       expect(readFileSync(join(staging, h, "etc/libvirt/qemu.conf"), "utf8")).toContain("vnc_tls = 1\n");
