@@ -411,7 +411,8 @@ function checkArgs(args: HostCredentialInstallArgs): void {
   if (typeof args.restartCommand === "string" || Array.isArray(args.restartCommand)) {
     reloadArgv(args.restartCommand as string | string[], "restartCommand");
   }
-  if (typeof args.verifyServed === "object" && args.verifyServed !== null) probeOf(args.verifyServed, "localhost");
+  if (typeof args.verifyServed === "object" && args.verifyServed !== null)
+    probeOf(args.verifyServed, "localhost");
   if (args.reload !== undefined && args.reload !== "auto" && args.reload !== "none") {
     throw new PkiError("reload", `must be "auto" or "none"`);
   }
