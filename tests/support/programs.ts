@@ -161,12 +161,30 @@ export function removeDir(dir: string): Promise<void> {
   return fs.rm(dir, { recursive: true, force: true });
 }
 
+/** Ports {@link freePort} handed out in this process, and when: never the same one twice within a minute. */
+const handedOut = new Map<number, number>();
+const HAND_OUT_MS = 60_000;
+
 /**
- * Asks the kernel for a currently free TCP port on `host` (listen on port 0, read it, close).
- * The port can in principle be taken by someone else before it is used, so callers that bind it
- * should be ready to retry.
+ * Asks the kernel for a currently free TCP port on `host` (listen on port 0, read it, close), never one it
+ * handed out in the last minute: two daemons started at once must not get the same port, or the readiness
+ * probe of one that fails to start would reach the other. The port can still be taken by another process
+ * before it is used, so callers that bind it should be ready to retry.
  */
-export function freePort(host = "127.0.0.1"): Promise<number> {
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await kernelPort(host);
+    const now = Date.now();
+    for (const [p, at] of handedOut) if (now - at > HAND_OUT_MS) handedOut.delete(p);
+    if (handedOut.has(port)) continue;
+    handedOut.set(port, now);
+    return port;
+  }
+  throw new Error(`freePort: no port on ${host} that was not handed out in the last minute (50 tries)`);
+}
+
+/** One free port as the kernel picks it. */
+function kernelPort(host: string): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const server = net.createServer();
     server.unref();
