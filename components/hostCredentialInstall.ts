@@ -41,7 +41,6 @@ import {
   verifyServed,
   withRepairToken,
   QEMU_GROUP,
-  reloadArgv,
 } from "./install";
 import { ANY_ACCOUNT, ProbeConnection } from "../provider/drift";
 
@@ -406,22 +405,11 @@ function checkArgs(args: HostCredentialInstallArgs): void {
     (v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise),
   );
   if (plan !== undefined) checkStateDir(plan, args.stateDir ?? DEFAULT_STATE_DIR);
-  // Secret files need a digest key: a given digestKey, or the install's own keys (see install/digests.ts).
   checkDaemonConfig(args.daemonConfig);
-  if (typeof args.restartCommand === "string" || Array.isArray(args.restartCommand)) {
-    reloadArgv(args.restartCommand as string | string[], "restartCommand");
-  }
-  if (typeof args.verifyServed === "object" && args.verifyServed !== null)
+  if (typeof args.verifyServed === "object" && args.verifyServed !== null) {
     probeOf(args.verifyServed, "localhost");
-  if (args.reload !== undefined && args.reload !== "auto" && args.reload !== "none") {
-    throw new PkiError("reload", `must be "auto" or "none"`);
   }
-  if (args.reload === "auto" && args.reloadCommand !== undefined) {
-    throw new PkiError("reloadCommand", 'give reloadCommand or reload: "auto", not both');
-  }
-  if (args.reload === "auto" && args.root !== undefined) {
-    throw new PkiError("reload", '"auto" reloads a running daemon on a host; a local install has none');
-  }
+  // Secret files need a digest key: a given digestKey, or the install's own keys (see install/digests.ts).
   if (typeof args.digestKey === "string") checkDigestKey(args.digestKey);
   else if (plan !== undefined && args.digestKey === undefined) digestKeyOf(plan);
 }

@@ -8,7 +8,16 @@
 import { X509Certificate } from "crypto";
 import { PkiError } from "../../provider/pki/errors";
 import { quoteInput } from "../../provider/pki/quote";
-import { InstallPlan, Layout, PlannedDir, PlannedFile, QemuLayout, qemuDir, sha256Hex } from "./layouts";
+import {
+  InstallPlan,
+  Layout,
+  PlannedDir,
+  PlannedFile,
+  QemuLayout,
+  qemuDir,
+  rootDir,
+  sha256Hex,
+} from "./layouts";
 import { libvirtdConfSnippet, qemuConfSnippet } from "./snippets";
 
 /** libvirt's daemon that serves TLS: the monolithic `libvirtd`, or `virtproxyd` of the modular daemons. */
@@ -176,12 +185,7 @@ export function planDaemon(
   o: DaemonPlanOptions,
 ): { plan: InstallPlan; daemon?: DaemonPlan } {
   const config = o.config;
-  if (o.local && o.reload === "auto") {
-    throw new PkiError(
-      "reload",
-      '"auto" reloads a running daemon on a host; a local install has none (give "none")',
-    );
-  }
+  // `reload` was checked with the other options (checkInstallOptions): "auto" is never local here.
   if (config === undefined && o.reload === "none") return { plan };
   const kind = config?.daemon ?? "auto";
   if (o.local && kind === "auto") {
@@ -215,15 +219,7 @@ export function planDaemon(
   }
   const dirs: PlannedDir[] = [...plan.dirs];
   if (files.length) {
-    const root = (path: string, mode: number, managed: boolean): PlannedDir => ({
-      path,
-      owner: "root",
-      group: "root",
-      mode,
-      managed,
-      context: "root",
-    });
-    dirs.push(root("/etc/libvirt", 0o755, false), root(`${o.stateDir}/${CONF_DIR}`, 0o755, true));
+    dirs.push(rootDir("/etc/libvirt", 0o755, false), rootDir(`${o.stateDir}/${CONF_DIR}`, 0o755, true));
   }
   const watch: DaemonPlan["watch"] = [];
   if (o.reload === "auto") {

@@ -192,6 +192,11 @@ export interface PlannedDir {
   context: PathContext;
 }
 
+/** A directory root owns and writes in: root:root, `mode`, `managed` (see {@link PlannedDir}). */
+export function rootDir(path: string, mode: number, managed: boolean): PlannedDir {
+  return { path, owner: "root", group: "root", mode, managed, context: "root" };
+}
+
 /** A file the install writes. */
 export interface PlannedFile {
   /** Absolute path, or `~user/...`. */

@@ -43,6 +43,7 @@ import {
   checkPath,
   modeString,
   planInstall,
+  rootDir,
   sha256Hex,
 } from "./layouts";
 import { quoteInput } from "../../provider/pki/quote";
@@ -175,21 +176,13 @@ function partsOf(plan: InstallPlan, stateDir: string): Part[] {
  */
 function withAncestors(plan: InstallPlan, stateDir: string): PlannedDir[] {
   const byPath = new Map(plan.dirs.filter((d) => d.context !== "user").map((d) => [d.path, d]));
-  const extra = (path: string, mode: number, managed: boolean): PlannedDir => ({
-    path,
-    owner: "root",
-    group: "root",
-    mode,
-    managed,
-    context: "root",
-  });
   const claims = `${stateDir}/claims`;
   for (const path of [...byPath.keys(), claims]) {
     if (path.startsWith("~")) continue; // the home itself is checked on the host
     const parts = path.split("/");
     for (let i = 2; i <= parts.length; i++) {
       const p = parts.slice(0, i).join("/");
-      if (!byPath.has(p)) byPath.set(p, p === claims ? extra(p, 0o700, true) : extra(p, 0o755, false));
+      if (!byPath.has(p)) byPath.set(p, p === claims ? rootDir(p, 0o700, true) : rootDir(p, 0o755, false));
     }
   }
   return [...byPath.values()].sort(
@@ -337,12 +330,17 @@ function checkFolder(property: string, value: unknown): void {
   checkPath(property, value);
 }
 
-/** Checks the options of an install that are not layouts (`root`, `stateDir`, `qemuGroup`, `reloadCommand`). */
+/**
+ * Checks the options of an install that are not layouts (`root`, `stateDir`, `qemuGroup`, `reloadCommand`,
+ * `reload`, `restartCommand`): at preview on the component, and again on the resolved values.
+ */
 export function checkInstallOptions(a: {
   root?: unknown;
   stateDir?: unknown;
   qemuGroup?: unknown;
   reloadCommand?: unknown;
+  reload?: unknown;
+  restartCommand?: unknown;
 }): void {
   if (a.root !== undefined) checkFolder("root", a.root);
   if (a.stateDir !== undefined) checkFolder("stateDir", a.stateDir);
@@ -352,6 +350,21 @@ export function checkInstallOptions(a: {
       throw new PkiError("qemuGroup", 'give the group\'s name, e.g. "qemu"');
   }
   if (typeof a.reloadCommand === "string" || Array.isArray(a.reloadCommand)) reloadArgv(a.reloadCommand);
+  if (typeof a.restartCommand === "string" || Array.isArray(a.restartCommand)) {
+    reloadArgv(a.restartCommand, "restartCommand");
+  }
+  if (a.reload !== undefined && a.reload !== "auto" && a.reload !== "none") {
+    throw new PkiError("reload", `${quoteInput(a.reload)} is not "auto" or "none"`);
+  }
+  if (a.reload === "auto" && a.reloadCommand !== undefined) {
+    throw new PkiError("reloadCommand", 'give reloadCommand or reload: "auto", not both');
+  }
+  if (a.reload === "auto" && a.root !== undefined) {
+    throw new PkiError(
+      "reload",
+      '"auto" reloads a running daemon on a host; a local install has none (give "none")',
+    );
+  }
 }
 
 /** The claims decide what a delete removes: the state directory must lie where only root can change it. */
@@ -374,12 +387,6 @@ export function installCommand(a: InstallCommandArgs): InstallCommand {
   const stateDir = a.stateDir ?? DEFAULT_STATE_DIR;
   const files = planInstall(a.layouts, { ownership: a.ownership, overrides: a.overrides });
   checkStateDir(files, stateDir);
-  if (a.reload !== undefined && a.reload !== "auto" && a.reload !== "none") {
-    throw new PkiError("reload", `${quoteInput(a.reload)} is not "auto" or "none"`);
-  }
-  if (a.reload === "auto" && a.reloadCommand !== undefined) {
-    throw new PkiError("reloadCommand", 'give reloadCommand or reload: "auto", not both');
-  }
   const { plan, daemon } = planDaemon(files, a.layouts, {
     config: checkDaemonConfig(a.daemonConfig),
     tlsAllowedDnList: a.tlsAllowedDnList,
