@@ -11,18 +11,11 @@ import { HostCredentialInstall } from "../../components";
 import { checkLayoutCredentials, Layout } from "../../components/install";
 import { CertSpec, TLS_ACCEPTANCE_CASES } from "../fixtures/tls-acceptance/cases";
 import { up } from "../support/engine";
-import { ProviderHost } from "../support/pulumiHost";
+import { NO_DYNAMIC } from "../support/pulumiHost";
 import { removeDir, tempDir } from "../support/programs";
 import { CertFactory } from "../support/tlsCases";
 import { createCertificateAuthority } from "../../provider/pki/ca";
 import { issueCertificate } from "../../provider/pki/leaf";
-
-/** These programs have no dynamic resources. */
-const NO_DYNAMIC = new Proxy({} as ProviderHost, {
-  get: () => {
-    throw new Error("this program has no dynamic resources");
-  },
-});
 
 /** A libvirt server case that the real libvirtd accepts without a warning, and its files. */
 const good = TLS_ACCEPTANCE_CASES.find(

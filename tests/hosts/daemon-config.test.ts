@@ -18,7 +18,7 @@ import {
   issueCertificate,
 } from "../../provider/pki";
 import { EngineState, formatPlan, up } from "../support/engine";
-import { ProviderHost } from "../support/pulumiHost";
+import { NO_DYNAMIC } from "../support/pulumiHost";
 import { freePort, removeDir, tempDir } from "../support/programs";
 import { probeVncTls } from "../support/vnc";
 import {
@@ -31,11 +31,6 @@ import {
 } from "../support/testbed";
 
 const ORG = "Libvirt Project";
-const NO_DYNAMIC = new Proxy({} as ProviderHost, {
-  get: () => {
-    throw new Error("this program has no dynamic resources");
-  },
-});
 const FIXTURES = path.join(__dirname, "..", "fixtures", "libvirt");
 const STOCK_LIBVIRTD = readFileSync(path.join(FIXTURES, "libvirtd.conf"), "utf8");
 const STOCK_QEMU = readFileSync(path.join(FIXTURES, "qemu.conf"), "utf8");

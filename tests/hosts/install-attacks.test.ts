@@ -9,15 +9,8 @@ import { HostCredentialInstall, LayoutArgs } from "../../components";
 import { InstalledFile } from "../../components/install";
 import { createCertificateAuthority, issueCertificate } from "../../provider/pki";
 import { EngineState, interruptCapturedCommand, up } from "../support/engine";
-import { ProviderHost, revealSecrets, secretValue } from "../support/pulumiHost";
+import { NO_DYNAMIC, revealSecrets, secretValue } from "../support/pulumiHost";
 import { TestBed, TestHost, installLeftovers, startTestBed } from "../support/testbed";
-
-/** These programs have no dynamic resources. */
-const NO_DYNAMIC = new Proxy({} as ProviderHost, {
-  get: () => {
-    throw new Error("this program has no dynamic resources");
-  },
-});
 
 let bed: TestBed;
 let host: TestHost;

@@ -23,7 +23,7 @@ import {
   preview,
   up,
 } from "../support/engine";
-import { ProviderHost, revealSecrets } from "../support/pulumiHost";
+import { NO_DYNAMIC, revealSecrets } from "../support/pulumiHost";
 import {
   RemoteLibvirtd,
   TestBed,
@@ -38,12 +38,6 @@ import {
 } from "../support/testbed";
 
 const ORG = "Libvirt Project";
-/** These programs have no dynamic resources: the harness must never need a provider host. */
-const NO_DYNAMIC = new Proxy({} as ProviderHost, {
-  get: () => {
-    throw new Error("this program has no dynamic resources");
-  },
-});
 
 let bed: TestBed;
 let s1: TestHost;

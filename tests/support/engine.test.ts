@@ -8,15 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { applyIgnoreChanges, formatPlan, partialState, planSummary, preview, refresh, up } from "./engine";
-import { ProviderHost, isSecretValue, secretValue, startProviderHost } from "./pulumiHost";
+import { NO_DYNAMIC, ProviderHost, isSecretValue, secretValue, startProviderHost } from "./pulumiHost";
 import { removeDir, tempDir } from "./programs";
-
-/** These programs have no dynamic resources. */
-const NO_DYNAMIC = new Proxy({} as ProviderHost, {
-  get: () => {
-    throw new Error("this program has no dynamic resources");
-  },
-});
 
 test("after a command fails, the commands that depend on it never run and up rejects with its error", async () => {
   const dir = await tempDir("virt-pki-engine-");

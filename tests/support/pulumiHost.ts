@@ -57,6 +57,16 @@ export function revealSecrets(value: unknown): unknown {
   return value;
 }
 
+/**
+ * A provider host for programs without dynamic resources (only `@pulumi/command` commands, which the engine
+ * stand-in runs itself): any call fails the test.
+ */
+export const NO_DYNAMIC: ProviderHost = new Proxy({} as ProviderHost, {
+  get: () => {
+    throw new Error("this program has no dynamic resources");
+  },
+});
+
 /** The placeholder the engine sends for unknown values during preview. */
 export const UNKNOWN_VALUE: string = pulumi.runtime.unknownValue;
 
