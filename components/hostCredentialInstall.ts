@@ -23,6 +23,7 @@ import {
   PathOverride,
   QemuLayout,
   QemuPskLayout,
+  AllowedDn,
   REMOVE_SCRIPT,
   checkDigestKey,
   checkInstallOptions,
@@ -99,8 +100,12 @@ export interface HostCredentialInstallArgs {
   keepOnDelete?: boolean;
   /** Where the host keeps the claims that make delete remove only this install's files. */
   stateDir?: string;
-  /** The client DNs the server accepts: `tls_allowed_dn_list` in the daemon's settings and the `libvirtdConf` snippet. */
-  tlsAllowedDnList?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * The clients the server accepts: `tls_allowed_dn_list` in the daemon's settings and the `libvirtdConf`
+   * snippet. Each entry is a client's exact DN, or `{ dnPrefix }` for every DN of that prefix (see
+   * `AllowedDnPrefix` in `install`). @default none (libvirt then admits every certificate of the trusted CAs)
+   */
+  tlsAllowedDnList?: pulumi.Input<pulumi.Input<AllowedDn>[]>;
   /**
    * Manage libvirt's TLS settings on the host: a marked block in the daemon's file (`libvirtd.conf` or
    * `virtproxyd.conf`) and in `qemu.conf`, every other line kept byte for byte (see {@link DaemonConfig}).

@@ -31,6 +31,7 @@ import { checkLayoutCredentials } from "./acceptance";
 import { PkiError } from "../../provider/pki/errors";
 import { DaemonConfig, DaemonPlan, checkDaemonConfig, daemonRecords, planDaemon } from "./daemonConfig";
 import { shownDigests } from "./digests";
+import { AllowedDn } from "./snippets";
 import { INSTALL_SCRIPT, REMOVE_SCRIPT } from "./hostScripts";
 import {
   InstallPlan,
@@ -291,7 +292,7 @@ export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" |
   /** The daemon settings to manage (see `daemonConfig.ts`). @default none */
   daemonConfig?: boolean | DaemonConfig;
   /** The client DNs of `tls_allowed_dn_list` in the daemon's settings. */
-  tlsAllowedDnList?: readonly string[];
+  tlsAllowedDnList?: readonly AllowedDn[];
   /** `"auto"`: reload what each change needs, and prove what is served (see `daemonConfig.ts`). @default "none" */
   reload?: "auto" | "none";
   /** The restart command for hosts without a service manager the script knows. */

@@ -34,25 +34,54 @@ export function confString(value: string, property = "value"): string {
 }
 
 /**
+ * A `tls_allowed_dn_list` entry that admits every certificate of the trusted CAs whose DN starts with
+ * `dnPrefix` followed by its CN: written as `"<dnPrefix>,CN=*"`. The prefix itself is exact text, as
+ * `virt-pki-query-dn` prints it (e.g. `O=Virtualization,OU=libvirt-client`), with no `*` or `?`. The fleet
+ * admits its hosts' libvirt client identities this way, so that adding or removing a host changes no host's
+ * settings (a host leaves by revocation: its certificates go into the CRL, which `server-update-tls` re-reads).
+ */
+export interface AllowedDnPrefix {
+  /** The DN up to (not including) the CN, exactly as `virt-pki-query-dn` prints it. */
+  dnPrefix: string;
+}
+
+/** An entry of `tls_allowed_dn_list`: a client's exact DN, or every DN of a prefix (see {@link AllowedDnPrefix}). */
+export type AllowedDn = string | AllowedDnPrefix;
+
+/**
  * The `tls_allowed_dn_list = [...]` line: each entry exactly as `virt-pki-query-dn` prints the DN (GnuTLS's
  * own backslashes kept single). libvirt matches entries with `g_pattern_match_simple`
  * (src/rpc/virnettlscontext.c), where `*` and `?` are wildcards that cannot be escaped, so an entry holding
- * either is refused: it would admit clients other than the one named. Entries with `"` or control characters
- * are refused by {@link confString}.
+ * either is refused: it would admit clients other than the one named. The one wildcard written is the CN of
+ * an {@link AllowedDnPrefix} (`"<prefix>,CN=*"`). Entries with `"` or control characters are refused by
+ * {@link confString}.
  */
-export function tlsAllowedDnListLine(dns: readonly string[]): string {
-  const entries = dns.map((dn, i) => {
-    const property = `tlsAllowedDnList[${i}]`;
-    if (typeof dn !== "string" || dn === "") throw new PkiError(property, "must be a non-empty DN string");
+export function tlsAllowedDnListLine(dns: readonly AllowedDn[]): string {
+  const entries = dns.map((entry, i) => {
+    const prefix = typeof entry === "object" && entry !== null;
+    const property = prefix ? `tlsAllowedDnList[${i}].dnPrefix` : `tlsAllowedDnList[${i}]`;
+    const dn: unknown = prefix ? (entry as AllowedDnPrefix).dnPrefix : entry;
+    if (typeof dn !== "string" || dn === "") {
+      throw new PkiError(
+        property,
+        prefix ? "must be a non-empty DN prefix string" : "must be a non-empty DN string",
+      );
+    }
+    if (prefix && (!dn.includes("=") || dn.endsWith(",") || /(^|,)CN=/.test(dn))) {
+      throw new PkiError(
+        property,
+        `${JSON.stringify(dn)} is not a DN prefix before the CN, e.g. "O=Virtualization,OU=libvirt-client"`,
+      );
+    }
     const glob = /[*?]/.exec(dn)?.[0];
     if (glob !== undefined) {
       throw new PkiError(
         property,
         `${JSON.stringify(dn)} contains ${JSON.stringify(glob)}, which libvirt matches as a wildcard; ` +
-          "list exact DNs (a certificate's distinguishedName)",
+          (prefix ? "give the prefix as exact text" : "list exact DNs (a certificate's distinguishedName)"),
       );
     }
-    return confString(dn, property);
+    return confString(prefix ? `${dn},CN=*` : dn, property);
   });
   return `tls_allowed_dn_list = [${entries.join(", ")}]`;
 }
@@ -63,7 +92,7 @@ export function tlsAllowedDnListLine(dns: readonly string[]): string {
  * which throws on an entry libvirt would misread). The paths are libvirt's
  * defaults; stating them keeps the file honest about what the daemon loads. Empty without a server layout.
  */
-export function libvirtdConfSnippet(plan: InstallPlan, tlsAllowedDnList?: readonly string[]): string {
+export function libvirtdConfSnippet(plan: InstallPlan, tlsAllowedDnList?: readonly AllowedDn[]): string {
   const has = (p: string): boolean => plan.files.some((f) => f.path === p);
   if (!has("/etc/pki/libvirt/servercert.pem")) return "";
   const lines = [

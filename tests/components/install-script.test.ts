@@ -957,4 +957,27 @@ describe("configuration snippets", () => {
     expect((thrown as Error).message).toContain(`contains ${char}`);
     expect((thrown as Error).message).toContain(why);
   });
+  it("a DN prefix entry is the prefix as given and one CN wildcard; a prefix with a wildcard or a CN is refused", () => {
+    const plan = planInstall([server()]);
+    expect(
+      libvirtdConfSnippet(plan, [{ dnPrefix: "O=Example\\, Inc.,OU=libvirt-client" }, "O=Example,CN=op"]),
+    ).toContain('tls_allowed_dn_list = ["O=Example\\, Inc.,OU=libvirt-client,CN=*", "O=Example,CN=op"]\n');
+    for (const [prefix, message] of [
+      [
+        "O=Ex*,OU=libvirt-client",
+        /contains "\*", which libvirt matches as a wildcard; give the prefix as exact text/,
+      ],
+      ["O=Example,CN=host", /is not a DN prefix before the CN/],
+      ["O=Example,", /is not a DN prefix before the CN/],
+      ["", /must be a non-empty DN prefix string/],
+      ['O=Ex"ample', /contains "\\"", which libvirt's config parser cannot read/],
+    ] as const) {
+      expect(() => libvirtdConfSnippet(plan, [{ dnPrefix: prefix }])).toThrow(message);
+      try {
+        libvirtdConfSnippet(plan, [{ dnPrefix: prefix }]);
+      } catch (e) {
+        expect(e).toMatchObject({ property: "tlsAllowedDnList[0].dnPrefix" });
+      }
+    }
+  });
 });
