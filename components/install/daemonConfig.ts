@@ -18,7 +18,7 @@ import {
   rootDir,
   sha256Hex,
 } from "./layouts";
-import { libvirtdConfSnippet, qemuConfSnippet } from "./snippets";
+import { AllowedDn, libvirtdConfSnippet, qemuConfSnippet } from "./snippets";
 
 /** libvirt's daemon that serves TLS: the monolithic `libvirtd`, or `virtproxyd` of the modular daemons. */
 export type LibvirtDaemon = "libvirtd" | "virtproxyd";
@@ -48,7 +48,8 @@ export interface DaemonConfig {
   /**
    * Turn on libvirt's TLS listener: `listen_tls = 1` in the daemon's file, and under systemd
    * `systemctl enable --now <daemon>-tls.socket`. Without systemd the daemon must also run with
-   * `--listen` (e.g. `LIBVIRTD_ARGS` in its service's defaults). @default false
+   * `--listen` (e.g. `LIBVIRTD_ARGS` in its service's defaults). @default true where the block sets the
+   * server's TLS files (a `libvirt-server` layout with `daemonSettings`), else false
    */
   listenTls?: boolean;
 }
@@ -83,7 +84,7 @@ export interface DaemonPlanOptions {
   /** The settings to manage; none manages no file. */
   config?: DaemonConfig;
   /** The client DNs for `tls_allowed_dn_list`. */
-  tlsAllowedDnList?: readonly string[];
+  tlsAllowedDnList?: readonly AllowedDn[];
   /** `"auto"` or `"none"` (a reload command is handled by the plan's `reload` records). */
   reload: "auto" | "none";
   /** Words of the restart command. */
@@ -133,11 +134,16 @@ export function checkDaemonConfig(value: unknown, property = "daemonConfig"): Da
   return v as DaemonConfig;
 }
 
+/** Whether the block turns on the TLS listener: `listenTls`, by default wherever it sets the server's TLS files. */
+function listens(config: DaemonConfig, setsServerFiles: boolean): boolean {
+  return config.listenTls ?? setsServerFiles;
+}
+
 /** The body of the daemon's block: the TLS settings of the installed server credentials, and the listener. */
 export function daemonSettingsBlock(
   plan: InstallPlan,
   config: DaemonConfig,
-  tlsAllowedDnList?: readonly string[],
+  tlsAllowedDnList?: readonly AllowedDn[],
 ): string {
   const lines =
     config.daemonSettings === false
@@ -148,7 +154,7 @@ export function daemonSettingsBlock(
   // A stale `tls_no_verify_certificate = 1` would turn every certificate and DN check into a log line
   // (virnettlscontext.c): the block says 0 wherever it sets the TLS files.
   if (lines.length) lines.push("tls_no_verify_certificate = 0");
-  if (config.listenTls === true) lines.push("listen_tls = 1");
+  if (listens(config, lines.length > 0)) lines.push("listen_tls = 1");
   return lines.length ? lines.join("\n") + "\n" : "";
 }
 
@@ -244,7 +250,7 @@ export function planDaemon(
     plan: { ...plan, dirs, files: [...plan.files, ...files] },
     daemon: {
       daemon: kind,
-      listen: config?.listenTls === true,
+      listen: config !== undefined && listens(config, hasServer && config.daemonSettings !== false),
       confs,
       auto: o.reload === "auto",
       restart: o.restart,

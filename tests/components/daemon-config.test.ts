@@ -100,6 +100,8 @@ describe("the daemon configuration block", () => {
         'key_file = "/etc/pki/libvirt/private/serverkey.pem"\n' +
         'tls_allowed_dn_list = ["CN=op,O=Example"]\n' +
         "tls_no_verify_certificate = 0\n" +
+        // The listener goes with the server's TLS files unless listenTls is false.
+        "listen_tls = 1\n" +
         "# END pulumi-virt-pki\n" +
         STOCK_LIBVIRTD +
         '#pulumi-virt-pki# key_file = "/old.pem"\n' +
