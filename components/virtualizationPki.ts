@@ -14,7 +14,8 @@ import { HostIdentities, HostRole } from "../provider/hostIdentities";
 import { checkRevocationReason, RevocationReason } from "../provider/pki/crl";
 import { PkiError } from "../provider/pki/errors";
 import { KeySpec } from "../provider/pki/keys";
-import { Subject } from "../provider/pki/names";
+import { Subject, distinguishedName, normalizeSubject } from "../provider/pki/names";
+import { ROLE_UNITS } from "../provider/handlers/hostIdentities";
 import { isoSecond } from "../provider/pki/revocations";
 import { normalizeSerial } from "../provider/pki/serial";
 import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
@@ -26,6 +27,7 @@ import {
   DaemonConfig,
   checkPath,
   tlsAllowedDnListLine,
+  AllowedDn,
 } from "./install";
 import { RetainedInstall } from "./retainedInstall";
 import { quoteInput } from "../provider/pki/quote";
@@ -161,6 +163,23 @@ export interface FleetRevokedClient {
   notAfter?: string;
 }
 
+/**
+ * A host that left the fleet, and the certificates of its identities that every CRL lists until they
+ * expire (copy its entry of the fleet's `retirements` output before removing it from `hosts`). With
+ * `peerDnList: "prefix"` this is what cuts it off: its libvirt client identity still matches the hosts' DN
+ * prefix, so peers refuse it by the CRL, which `reload: "auto"` re-reads without a restart.
+ */
+export interface FleetRetiredHost {
+  /** The host's name (no longer in `hosts`). */
+  name: string;
+  /** The RFC 5280 reason the CRLs list. @default "cessationOfOperation" */
+  reason?: RevocationReason;
+  /** When it was retired, ISO 8601: the date the CRLs give. @default the time each CRL first lists it */
+  revokedAt?: string;
+  /** Its certificates (server, libvirt client, QEMU): serial (hex) and notAfter (ISO 8601) of each. */
+  certificates: { serialNumber: string; notAfter: string }[];
+}
+
 /** Arguments of {@link VirtualizationPki}. */
 export interface VirtualizationPkiArgs {
   /**
@@ -181,6 +200,19 @@ export interface VirtualizationPkiArgs {
    * `revocations`) to stay listed in new CRLs. @default none
    */
   revokedClients?: (string | FleetRevokedClient)[];
+  /**
+   * How each host's `tls_allowed_dn_list` admits its peers (their libvirt client identities):
+   * - `"prefix"`: one entry, `"O=<organization>,OU=libvirt-client,CN=*"`, admits every host identity of the
+   *   fleet's CAs. Adding or removing a host changes no other host (no restart, state linear in hosts); a
+   *   removed host is cut off by the CRL (`retiredHosts`). Server and QEMU identities never match it.
+   * - `"exact"`: every host's DN. Removing a host cuts it off after every daemon restarted; each host's
+   *   block holds the whole list, so with `daemonConfig` the state grows with hosts² and adding a host
+   *   restarts every host's daemon.
+   * Operator clients are always listed by their exact DNs. @default "prefix"
+   */
+  peerDnList?: "prefix" | "exact";
+  /** Hosts that left `hosts`: their certificates stay listed in every CRL until they expire. @default none */
+  retiredHosts?: FleetRetiredHost[];
   /** QEMU TLS-PSK user names; one `keys.psk` shared by all hosts. */
   pskUsers?: string[];
   /** Key type of host and client keys. @default "ecdsa-p256" */
@@ -199,12 +231,18 @@ export interface VirtualizationPkiArgs {
   /** Hosts and clients without a connection install locally under `<stagingRoot>/<name>`. */
   stagingRoot?: string;
   /**
-   * Manage libvirt's TLS settings on every host (see {@link HostCredentialInstallArgs.daemonConfig}): each host's
-   * block holds the fleet's `tlsAllowedDnList`, so the state grows with hosts × DNs. Declare `daemon` for
-   * hosts installed under `stagingRoot`. @default false
+   * Manage libvirt's TLS settings on every host (see {@link HostCredentialInstallArgs.daemonConfig}): the
+   * TLS files, the fleet's `tlsAllowedDnList` and the TLS listener, in a block of the daemon's file; the
+   * QEMU certificate directories in `qemu.conf`. `false` leaves the files alone (paste `libvirtdConf`).
+   * Hosts installed under `stagingRoot` get it only when it is given (declare `daemon` there).
+   * @default true for hosts with a `connection`
    */
   daemonConfig?: boolean | DaemonConfig;
-  /** After a change on a host (see {@link HostCredentialInstallArgs.reload}); not with `reloadCommand`. @default "none" */
+  /**
+   * After a change on a host (see {@link HostCredentialInstallArgs.reload}): `"auto"` restarts or
+   * `server-update-tls`es the daemon, reloads VNC guests and proves the served certificate.
+   * @default "auto" for hosts with a `connection` and no `reloadCommand`, else "none"
+   */
   reload?: "auto" | "none";
   /** How to restart a daemon on hosts without a service manager the install knows. @default the service manager */
   restartCommand?: pulumi.Input<string | string[]>;
@@ -348,8 +386,74 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     }
   });
   checkRevokedClients(args.revokedClients, clientNames);
+  checkRetiredHosts(args.retiredHosts, new Set(args.hosts.map((h) => h.name)));
+  if (args.peerDnList !== undefined && !["prefix", "exact"].includes(args.peerDnList)) {
+    throw new PkiError("peerDnList", `${quoteInput(args.peerDnList)} is not "prefix" or "exact"`);
+  }
+  if (args.peerDnList !== "exact") {
+    // A client admitted by the hosts' prefix could not be left out of the list when revoked.
+    const prefix = peerDnPrefix(args.organization ?? "Virtualization");
+    (args.clients ?? []).forEach((c, i) => {
+      if (c.subject === undefined || typeof c.subject !== "object") return;
+      const dn = distinguishedName(normalizeSubject(c.subject, `clients[${i}].subject`));
+      if (dn.startsWith(`${prefix},CN=`)) {
+        throw new PkiError(
+          `clients[${i}].subject`,
+          `its DN ${quoteInput(dn)} is one the hosts' entry "${prefix},CN=*" admits (peerDnList "prefix"); ` +
+            "give the client another organizationalUnit",
+        );
+      }
+    });
+  }
   if (args.stagingRoot !== undefined) checkPath("stagingRoot", args.stagingRoot);
   return { cas, issuing };
+}
+
+/**
+ * The DN prefix of the hosts' libvirt client identities (`O=<organization>,OU=libvirt-client`), as
+ * `virt-pki-query-dn` prints it: with `peerDnList: "prefix"`, `"<prefix>,CN=*"` is their one entry.
+ */
+export function peerDnPrefix(organization: string): string {
+  return distinguishedName(
+    normalizeSubject({ organization, organizationalUnit: ROLE_UNITS.client }, "organization"),
+  );
+}
+
+/** `retiredHosts`: names not in `hosts`, listed once, each with certificates, a valid reason and dates. */
+function checkRetiredHosts(list: FleetRetiredHost[] | undefined, hostNames: Set<string>): void {
+  if (list === undefined) return;
+  if (!Array.isArray(list))
+    throw new PkiError("retiredHosts", "give a list of the fleet's retirements records");
+  const seen = new Set<string>();
+  list.forEach((r, i) => {
+    const at = `retiredHosts[${i}]`;
+    if (!r || typeof r !== "object" || typeof r.name !== "string" || !ID.test(r.name)) {
+      throw new PkiError(
+        at,
+        "give the host's record { name, certificates } from the fleet's retirements output",
+      );
+    }
+    if (hostNames.has(r.name)) {
+      throw new PkiError(
+        `${at}.name`,
+        `"${r.name}" is still in hosts; remove it from hosts when you retire it`,
+      );
+    }
+    if (seen.has(r.name)) throw new PkiError(at, `"${r.name}" is listed twice`);
+    seen.add(r.name);
+    if (r.reason !== undefined) checkRevocationReason(r.reason, `${at}.reason`);
+    if (r.revokedAt !== undefined) isoSecond(r.revokedAt, `${at}.revokedAt`);
+    if (!Array.isArray(r.certificates) || r.certificates.length === 0 || r.certificates.length > 8) {
+      throw new PkiError(
+        `${at}.certificates`,
+        "give the host's certificates [{ serialNumber, notAfter }, ...]",
+      );
+    }
+    r.certificates.forEach((c, j) => {
+      normalizeSerial(c?.serialNumber, `${at}.certificates[${j}].serialNumber`);
+      isoSecond(c?.notAfter, `${at}.certificates[${j}].notAfter`);
+    });
+  });
 }
 
 /** The reason a revoked client given by name alone gets (what the fleet always used before reasons). */
@@ -433,8 +537,17 @@ export class VirtualizationPki extends pulumi.ComponentResource {
   >;
   /** The earliest renewAt across the fleet's certificates and CAs: when the next `pulumi up` changes something. */
   readonly earliestRenewAt: pulumi.Output<string>;
-  /** `tls_allowed_dn_list` for libvirtd.conf: the hosts (migration) and the non-revoked clients. */
+  /**
+   * `tls_allowed_dn_list` for libvirtd.conf, each entry as libvirt reads it: the hosts' libvirt client
+   * identities (one `"...,OU=libvirt-client,CN=*"` entry with `peerDnList: "prefix"`, else each DN) and the
+   * clients in good standing.
+   */
   readonly tlsAllowedDnList: pulumi.Output<string[]>;
+  /**
+   * Per host, the record to copy into `retiredHosts` before removing it from `hosts`: the serial and
+   * notAfter of each of its certificates.
+   */
+  readonly retirements: pulumi.Output<Record<string, FleetRetiredHost>>;
   /** The `libvirtd.conf` lines for the hosts. */
   readonly libvirtdConf: pulumi.Output<string>;
   /** The `qemu.conf` lines, per host. */
@@ -535,6 +648,17 @@ export class VirtualizationPki extends pulumi.ComponentResource {
             notAfter: r.notAfter,
           };
     });
+    // A retired host's certificates, by their records: listed by every CRL until they expire.
+    for (const r of args.retiredHosts ?? []) {
+      for (const c of r.certificates) {
+        revokedEntries.push({
+          serialNumber: c.serialNumber,
+          reason: r.reason ?? "cessationOfOperation",
+          revocationDate: r.revokedAt,
+          notAfter: c.notAfter,
+        });
+      }
+    }
     this.revocations = pulumi.all(
       Object.fromEntries(
         revokedList.map((r) => {
@@ -631,7 +755,44 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     const clientDns = (args.clients ?? [])
       .filter((c) => !revoked.has(c.name))
       .map((c) => this.clientCertificates[c.name].distinguishedName);
-    this.tlsAllowedDnList = pulumi.all([...serverDns, ...clientDns]);
+    const prefixMode = args.peerDnList !== "exact";
+    const peerEntries: pulumi.Input<AllowedDn>[] = prefixMode
+      ? serverDns.length > 0
+        ? [{ dnPrefix: peerDnPrefix(organization) }]
+        : []
+      : serverDns;
+    const allowed = pulumi.all([...peerEntries, ...clientDns]);
+    this.tlsAllowedDnList = allowed.apply((list) =>
+      list.map((e) => (typeof e === "string" ? e : `${e.dnPrefix},CN=*`)),
+    );
+    this.retirements = pulumi.all(
+      Object.fromEntries(
+        args.hosts.map((h) => {
+          const ids = this.hostIdentities[h.name];
+          return [
+            h.name,
+            pulumi
+              .all([
+                ids.serialNumber,
+                ids.notAfter,
+                ids.clientSerialNumber,
+                ids.clientNotAfter,
+                ids.qemuSerialNumber,
+                ids.qemuNotAfter,
+              ])
+              .apply(([s, n, cs, cn, qs, qn]): FleetRetiredHost => ({
+                name: h.name,
+                reason: "cessationOfOperation",
+                certificates: [
+                  { serialNumber: s, notAfter: n },
+                  ...(cs && cn ? [{ serialNumber: cs, notAfter: cn }] : []),
+                  ...(qs && qn ? [{ serialNumber: qs, notAfter: qn }] : []),
+                ],
+              })),
+          ];
+        }),
+      ),
+    );
 
     this.installs = {};
     const common = {
@@ -644,6 +805,12 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     };
     for (const h of args.hosts) {
       const ids = this.hostIdentities[h.name];
+      // Hosts reached over SSH get managed daemon settings and "auto" reloads unless told otherwise;
+      // staged hosts (no daemon to reach) only what is given.
+      const reloadCommand = h.reloadCommand ?? args.reloadCommand;
+      const daemonConfig = args.daemonConfig ?? (h.connection !== undefined ? true : undefined);
+      const reload =
+        args.reload ?? (h.connection !== undefined && reloadCommand === undefined ? "auto" : undefined);
       const layouts: LayoutArgs[] = [];
       if (h.libvirtServer !== false) {
         layouts.push({ kind: "libvirt-server", caCertPem, certPem: ids.certPem, keyPem: ids.keyPem, crlPem });
@@ -679,17 +846,17 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           layouts,
           // Each of the host's certificates must match every name it is reached through, as GnuTLS matches.
           serverNames: reachedAs.get(h.name),
-          reloadCommand: h.reloadCommand ?? args.reloadCommand,
-          // With daemon settings, each host's block holds the DN list (N x DNs in the state, see daemonConfig).
-          tlsAllowedDnList: args.daemonConfig ? this.tlsAllowedDnList : undefined,
+          reloadCommand,
+          // With daemon settings, each host's block holds the DN list: with peerDnList "prefix" one entry for
+          // all hosts and the clients' DNs; with "exact" every host's DN (hosts x DNs in the state).
+          tlsAllowedDnList: daemonConfig ? allowed : undefined,
           // The hosts' daemons only: a client's libvirt serves nothing.
-          daemonConfig: args.daemonConfig,
-          reload: args.reload,
+          daemonConfig,
+          reload,
           restartCommand: args.restartCommand,
           verifyServed: args.verifyServedPort === undefined ? undefined : { port: args.verifyServedPort },
           logCredentialWarnings: false, // gathered below: one warning per message for the fleet
-          // Without daemonConfig no tlsAllowedDnList here: it depends on every host's certificate, so giving
-          // it to every install makes the program and the state grow as N^2. The fleet's libvirtdConf carries it.
+          // Without daemonConfig no tlsAllowedDnList here: the fleet's libvirtdConf carries it.
         },
         parent,
       );
@@ -819,7 +986,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     // The install's lines, then the DN list, as HostCredentialInstall would write them (libvirtdConfSnippet).
     this.libvirtdConf = anyHost
       ? pulumi
-          .all([this.installs[anyHost.name].libvirtdConf, this.tlsAllowedDnList])
+          .all([this.installs[anyHost.name].libvirtdConf, allowed])
           .apply(([conf, dns]) =>
             conf !== "" && dns.length > 0 ? `${conf}${tlsAllowedDnListLine(dns)}\n` : conf,
           )
@@ -833,6 +1000,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       hosts: this.hosts,
       clients: this.clients,
       revocations: this.revocations,
+      retirements: this.retirements,
       earliestRenewAt: this.earliestRenewAt,
       tlsAllowedDnList: this.tlsAllowedDnList,
       libvirtdConf: this.libvirtdConf,

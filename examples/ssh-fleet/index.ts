@@ -11,7 +11,15 @@
  * Every config key is read here; see README.md for the list.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { FleetCa, FleetClient, FleetHost, QemuService, VirtualizationPki, pki } from "pulumi-virt-pki";
+import {
+  FleetCa,
+  FleetClient,
+  FleetHost,
+  FleetRetiredHost,
+  QemuService,
+  VirtualizationPki,
+  pki,
+} from "pulumi-virt-pki";
 
 /** A host as written in stack config. */
 interface HostConfig {
@@ -87,6 +95,15 @@ const fleet = new VirtualizationPki("fleet", {
   validityHours: config.getNumber("validityHours"),
   renewBeforeHours: config.getNumber("renewBeforeHours"),
   reloadCommand: config.get("reloadCommand"),
+  // By default each host's libvirtd.conf (or virtproxyd.conf) and qemu.conf get the TLS settings, and a
+  // change is reloaded and proven ("auto"); `manageDaemons: false` leaves the files and daemons alone.
+  daemonConfig: config.getBoolean("manageDaemons"),
+  reload: config.get<"auto" | "none">("reload"),
+  verifyServedPort: config.getNumber("verifyServedPort"),
+  peerDnList: config.get<"prefix" | "exact">("peerDnList"),
+  // Hosts removed from `hosts`, by the records of the `retirements` output: the CRLs list their certificates.
+  retiredHosts: config.getObject<FleetRetiredHost[]>("retiredHosts"),
+  checkDrift: config.getBoolean("checkDrift"),
   // A throwaway lab only: connect without checking host keys (README: host keys).
   skipHostKeyVerification: config.getBoolean("skipHostKeyVerification"),
 });
@@ -104,3 +121,9 @@ export const libvirtdConf = fleet.libvirtdConf;
 /** Paste into qemu.conf, per host. */
 export const qemuConf = fleet.qemuConf;
 export const tlsAllowedDnList = fleet.tlsAllowedDnList;
+/** Per host, the record to copy into `retiredHosts` before removing it from `hosts`. */
+export const retirements = fleet.retirements;
+/** Per host, the fingerprint of the certificate its daemon serves after the up (with reload "auto"). */
+export const servedFingerprints = pulumi.all(
+  Object.fromEntries(hosts.map((h) => [h.name, fleet.installs[h.name].servedFingerprint])),
+);

@@ -92,7 +92,8 @@ test("children are named after the component; each host gets its certificate and
     // install's own lines, exactly as libvirtdConfSnippet renders it; no install carries it (N^2 otherwise).
     expect(hostConf).not.toContain("tls_allowed_dn_list");
     expect(fleetConf).toBe(`${hostConf}tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\n`);
-    expect(allowed).toContain("O=Virtualization,OU=libvirt-client,CN=compute1.example.org");
+    // peerDnList "prefix" (the default): one entry for every host's libvirt client identity, the client exactly.
+    expect(allowed).toEqual(["O=Virtualization,OU=libvirt-client,CN=*", "O=Example,CN=admin"]);
     expect(earliestRenewAt).toBe(new Date(Math.min(...ends) - 720 * 3_600_000).toISOString());
     const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
     expect(server.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
@@ -155,12 +156,15 @@ test("children are named after the component; each host gets its certificate and
       }
     }
     expect(Object.keys(roles)).toHaveLength(6);
-    // The allowed DN list holds the hosts' client identities and the clients, never a server or QEMU DN.
-    expect(allowed).toEqual([
-      "O=Virtualization,OU=libvirt-client,CN=compute1.example.org",
-      "O=Virtualization,OU=libvirt-client,CN=compute2.example.org",
-      "O=Example,CN=admin",
-    ]);
+    // The allowed DN list admits the hosts' client identities and the clients, never a server or QEMU DN.
+    expect(allowed).toEqual(["O=Virtualization,OU=libvirt-client,CN=*", "O=Example,CN=admin"]);
+    for (const role of ["subjectDn", "qemuDistinguishedName"]) {
+      const dn = server.outputs[role] as string;
+      expect({ role, admitted: dn.startsWith("O=Virtualization,OU=libvirt-client,CN=") }).toEqual({
+        role,
+        admitted: false,
+      });
+    }
   } finally {
     await host.stop();
     await removeDir(staging);
@@ -168,7 +172,7 @@ test("children are named after the component; each host gets its certificate and
   }
 });
 
-test("with daemonConfig each host's own libvirtd.conf and qemu.conf get the settings, the fleet's DN list included", async () => {
+test("with daemonConfig and peerDnList exact each host's own libvirtd.conf and qemu.conf get the settings, every host's DN listed", async () => {
   const host = await startProviderHost({ cwd: join(__dirname, "..", "..") });
   const staging = await tempDir("virt-pki-fleet-daemon-");
   try {
@@ -184,6 +188,7 @@ test("with daemonConfig each host's own libvirtd.conf and qemu.conf get the sett
             hosts,
             stagingRoot: staging,
             clients: [],
+            peerDnList: "exact",
             daemonConfig: { daemon: "libvirtd", qemuTls: ["vnc"] },
           }),
         );
@@ -193,11 +198,15 @@ test("with daemonConfig each host's own libvirtd.conf and qemu.conf get the sett
       {},
     );
     expect(r.plan.every((s) => s.op === "create")).toBe(true);
-    expect(allowed.length).toBe(2);
+    expect(allowed).toEqual([
+      "O=Virtualization,OU=libvirt-client,CN=compute1.example.org",
+      "O=Virtualization,OU=libvirt-client,CN=compute2.example.org",
+    ]);
     for (const h of ["compute1", "compute2"]) {
       const conf = readFileSync(join(staging, h, "etc/libvirt/libvirtd.conf"), "utf8");
       expect(conf).toContain(
-        `tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\ntls_no_verify_certificate = 0\n# END pulumi-virt-pki\n`,
+        `tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\ntls_no_verify_certificate = 0\n` +
+          "listen_tls = 1\n# END pulumi-virt-pki\n",
       );
       expect(conf).toContain('cert_file = "/etc/pki/libvirt/servercert.pem"');
       expect(readFileSync(join(staging, h, "etc/libvirt/qemu.conf"), "utf8")).toContain("vnc_tls = 1\n");
@@ -348,6 +357,50 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
     "a revocation date that is not a date",
     { revokedClients: [{ name: "admin", revokedAt: "last week" }] },
     /^revokedClients\[0\]\.revokedAt: "last week" is not a date/,
+  ],
+  [
+    "a peerDnList that is neither",
+    { peerDnList: "glob" as never },
+    /^peerDnList: "glob" is not "prefix" or "exact"/,
+  ],
+  [
+    "a client whose DN the hosts' prefix would admit",
+    {
+      clients: [
+        {
+          name: "ops",
+          subject: {
+            organization: "Virtualization",
+            organizationalUnit: "libvirt-client",
+            commonName: "ops",
+          },
+        },
+      ],
+    },
+    /^clients\[0\]\.subject: its DN "O=Virtualization,OU=libvirt-client,CN=ops" is one the hosts' entry "O=Virtualization,OU=libvirt-client,CN=\*" admits/,
+  ],
+  [
+    "a retired host still in hosts",
+    {
+      retiredHosts: [
+        { name: "compute1", certificates: [{ serialNumber: "1a", notAfter: "2027-01-01T00:00:00Z" }] },
+      ],
+    },
+    /^retiredHosts\[0\]\.name: "compute1" is still in hosts; remove it from hosts when you retire it/,
+  ],
+  [
+    "a retired host without certificates",
+    { retiredHosts: [{ name: "old", certificates: [] }] },
+    /^retiredHosts\[0\]\.certificates: give the host's certificates/,
+  ],
+  [
+    "a retired host's serial that is not hex",
+    {
+      retiredHosts: [
+        { name: "old", certificates: [{ serialNumber: "zz", notAfter: "2027-01-01T00:00:00Z" }] },
+      ],
+    },
+    /^retiredHosts\[0\]\.certificates\[0\]\.serialNumber: /,
   ],
   [
     "a client revoked twice",

@@ -51,6 +51,9 @@ test("a CA stack and a host stack that reads it with StackReference", async () =
   const config = {
     caStack: "organization/shared-ca-ca/prod",
     sshPrivateKey: bed.privateKey,
+    // The bed's hosts run no libvirtd: the fleet leaves daemons alone (fleet-daemons.test.ts runs the defaults).
+    manageDaemons: false,
+    reload: "none",
     // The test bed's sshd ports are not 22.
     hosts: bed.hosts.map((h) => ({
       name: h.aliases[0],

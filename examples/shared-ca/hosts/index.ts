@@ -33,6 +33,9 @@ const site = new VirtualizationPki("site", {
     keyPem: caStack.requireOutput("caKeyPem") as pulumi.Output<string>,
   },
   hosts,
+  // Default: each host's libvirtd.conf/qemu.conf get the TLS settings and changes are reloaded and proven.
+  daemonConfig: config.getBoolean("manageDaemons"),
+  reload: config.get<"auto" | "none">("reload"),
 });
 
 /** Per-host fingerprint and expiry. */
