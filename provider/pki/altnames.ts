@@ -3,7 +3,7 @@
  * encoding of the GeneralNames libvirt, QEMU and GnuTLS match against.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
 import { quoteInput } from "./quote";

@@ -3,7 +3,7 @@
  * writer only knows RSA keys and its own (slow, pure-JS) signing, so certificates, CSRs and CRLs are
  * assembled here from ASN.1 nodes and signed with Node's native crypto.
  */
-import forge from "node-forge";
+import * as forge from "node-forge";
 
 const { asn1 } = forge;
 /** A forge ASN.1 node. */

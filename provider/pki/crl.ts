@@ -2,7 +2,7 @@
  * Certificate revocation lists (RFC 5280 v2). node-forge has no CRL writer, so the TBSCertList is
  * assembled here with forge's ASN.1 module and signed natively, like certificates.
  */
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
 import {

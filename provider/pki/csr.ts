@@ -8,7 +8,7 @@
  * extension (key usage, basic constraints, ...) is ignored: the issuing profile decides those.
  */
 import { createPublicKey, KeyObject, verify as nodeVerify } from "node:crypto";
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 import { AltNames, hasAltNames, normalizeAltNames } from "./altnames";
 import { PkiError } from "./errors";

@@ -2,7 +2,7 @@
  * X.509 v3 extensions: encoding the ones this library writes and decoding the ones it inspects. One
  * table of OIDs, one encoder and one decoder per extension.
  */
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 import { AltNames, altNamesFromAsn1, altNamesToAsn1 } from "./altnames";
 

@@ -3,7 +3,7 @@
  * text libvirt matches `tls_allowed_dn_list` against and `virt-pki-query-dn` prints: the names it knows, the
  * string type each must have, and `#hex` for the rest. Pure; used by names.ts for certificates read back.
  */
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 
 const T = forge.asn1.Type;

@@ -3,7 +3,7 @@
  * operators meet: GnuTLS "compat" (encoded order, what libvirt's `tls_allowed_dn_list` matches) and
  * RFC 4514 (reversed, what `certtool -i` and `openssl -nameopt RFC2253` print).
  */
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 import { PkiError } from "./errors";
 import { gnutlsValueText } from "./gnutlsdn";

@@ -4,7 +4,7 @@
  * Name can be copied byte-for-byte into the certificates it signs.
  */
 import { createPublicKey, KeyObject } from "node:crypto";
-import forge from "node-forge";
+import * as forge from "node-forge";
 import * as der from "./asn1";
 import { extensionsFromAsn1, RawExtension } from "./extensions";
 import { PkiError } from "./errors";

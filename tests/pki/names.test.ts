@@ -1,5 +1,5 @@
 /** DN strings judged by libvirt's own `virt-pki-query-dn` (what tls_allowed_dn_list is matched against). */
-import forge from "node-forge";
+import * as forge from "node-forge";
 import { pki } from "../../index";
 import { removeDir, run, writeFiles } from "../support/programs";
 import { CaFixture, makeCa } from "./fixtures";
