@@ -715,10 +715,14 @@ type UnaryInvoker<Res> = (
  * Always `await host.stop()` (e.g. in `afterAll`).
  */
 export async function startProviderHost(opts: ProviderHostOptions = {}): Promise<ProviderHost> {
-  const script = require.resolve("@pulumi/pulumi/cmd/dynamic-provider");
   const pulumiPkg = path.dirname(require.resolve("@pulumi/pulumi/package.json"));
   // .../node_modules/@pulumi/pulumi -> the project directory holding node_modules.
   const cwd = opts.cwd ?? path.resolve(pulumiPkg, "..", "..", "..");
+  // The project's own SDK, as the engine's shim finds it: pulumi/pulumi v3.248.0
+  // sdk/nodejs/dist/pulumi-resource-pulumi-nodejs runs
+  // `node -e "console.log(require.resolve('@pulumi/pulumi/cmd/dynamic-provider'))"` in the plugin's working
+  // directory (the project) and starts that script.
+  const script = require.resolve("@pulumi/pulumi/cmd/dynamic-provider", { paths: [cwd] });
   const startTimeoutMs = opts.startTimeoutMs ?? 15_000;
   const callTimeoutMs = opts.callTimeoutMs ?? 30_000;
 
