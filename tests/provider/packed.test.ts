@@ -1,16 +1,54 @@
 /**
- * The package as users get it: `npm pack`, installed into a temporary project, the program run with
- * that project's own @pulumi/pulumi, and the serialized provider executed by the real dynamic-provider
- * host started in that project (so `require("pulumi-virt-pki/handlers")` resolves from its node_modules).
+ * The package as users get it: `npm pack` (its `prepack` builds), installed into fresh projects made like
+ * `pulumi new typescript` (its package.json and stock tsconfig: strict, no `skipLibCheck`, no
+ * `esModuleInterop`), one on the lowest `@pulumi/pulumi` the peer range claims and one on the version this
+ * repository tests with. In each: one copy of the SDK (`npm ls`), every example and every complete README
+ * program compiles, and a program runs with that project's own SDK, its CA going through check, create, diff
+ * and delete in the real dynamic-provider host found the way the engine finds it (from the project).
  */
-import { join } from "node:path";
-import { readdir } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { ProviderHost, resourceUrn, startProviderHost } from "../support/pulumiHost";
 import { removeDir, run, tempDir, writeFiles } from "../support/programs";
 
 const ROOT = join(__dirname, "..", "..");
+const PKG = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+  peerDependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+  files: string[];
+};
+/** The lowest SDK the peer range claims (`^3.142.0` -> 3.142.0), and the one the suite runs on. */
+const SDKS = [
+  { label: "lowest claimed", version: PKG.peerDependencies["@pulumi/pulumi"].replace(/^\^/, "") },
+  { label: "current", version: PKG.devDependencies["@pulumi/pulumi"] },
+];
 
-/** Runs in the temporary project: captures what its @pulumi/pulumi sends for a CA and a server certificate. */
+/** `pulumi new typescript`'s tsconfig.json (templates/typescript), with the files to compile. */
+function stockTsconfig(files: string[]): string {
+  return JSON.stringify(
+    {
+      compilerOptions: {
+        strict: true,
+        outDir: "bin",
+        target: "es2020",
+        module: "commonjs",
+        moduleResolution: "node",
+        sourceMap: true,
+        experimentalDecorators: true,
+        pretty: true,
+        noFallthroughCasesInSwitch: true,
+        noImplicitReturns: true,
+        forceConsistentCasingInFileNames: true,
+      },
+      files,
+    },
+    null,
+    4,
+  );
+}
+
+/** Runs in a project: captures what its @pulumi/pulumi sends for a CA. */
 const PROGRAM = `
 const pulumi = require("@pulumi/pulumi");
 const virtpki = require("pulumi-virt-pki");
@@ -27,48 +65,180 @@ pulumi.runtime
   });
 `;
 
-let project: string;
-let host: ProviderHost | undefined;
+/** The README's complete programs: its ```ts blocks that import the package (the rest are fragments). */
+async function readmePrograms(): Promise<string[]> {
+  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  return [...readme.matchAll(/```ts\n([\s\S]*?)```/g)]
+    .map((m) => m[1])
+    .filter((b) => /from "pulumi-virt-pki"/.test(b));
+}
+
+/** Every .ts file of the examples, with the repository-relative import of the package made the package's name. */
+async function copyExamples(project: string): Promise<string[]> {
+  const files: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory() && e.name !== "node_modules") await walk(p);
+      else if (e.isFile() && e.name.endsWith(".ts")) {
+        const to = join(project, "examples", relative(join(ROOT, "examples"), p));
+        await mkdir(join(to, ".."), { recursive: true });
+        // examples/default and pki-quickstart run in this repository as its main job: "../../index" there
+        // is the package's entry point.
+        const text = (await readFile(p, "utf8")).replace(
+          /from "\.\.\/\.\.\/index"/g,
+          'from "pulumi-virt-pki"',
+        );
+        await writeFile(to, text);
+        files.push(relative(project, to));
+      }
+    }
+  };
+  await walk(join(ROOT, "examples"));
+  return files.sort();
+}
+
+let parent: string;
+let tgz: string;
+const hosts: ProviderHost[] = [];
 beforeAll(async () => {
-  project = await tempDir("virt-pki-packed-");
-  const pack = await run("npm", ["pack", "--pack-destination", project], { cwd: ROOT, timeoutMs: 120_000 });
-  expect(pack.code).toBe(0);
-  const tgz = (await readdir(project)).find((f) => f.endsWith(".tgz"))!;
-  await writeFiles(
-    project,
-    { "package.json": '{ "name": "packed-user", "private": true }\n', "program.js": PROGRAM },
-    0o644,
+  parent = await tempDir("virt-pki-packed-");
+  const pack = await run("npm", ["pack", "--pack-destination", parent], { cwd: ROOT, timeoutMs: 240_000 });
+  expect({ code: pack.code, stderr: pack.code === 0 ? "" : pack.stderr }).toEqual({ code: 0, stderr: "" });
+  tgz = join(
+    parent,
+    (await readdir(parent)).find((f) => f.endsWith(".tgz"))!,
   );
-  const install = await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", `./${tgz}`], {
-    cwd: project,
-    timeoutMs: 240_000,
-  });
-  expect(install.code).toBe(0);
-}, 360_000);
+}, 300_000);
 afterAll(async () => {
-  await host?.stop();
-  await removeDir(project);
+  for (const h of hosts) await h.stop();
+  await removeDir(parent);
 });
 
-test("a CA from the installed package goes through check, create, diff and delete in the real host", async () => {
-  const prog = await run("node", ["program.js"], { cwd: project, timeoutMs: 60_000 });
-  expect(prog.code).toBe(0);
-  const [ca] = JSON.parse(prog.stdout) as { type: string; name: string; inputs: Record<string, unknown> }[];
-  expect(ca.type).toBe("pulumi-nodejs:dynamic/virt-pki:CertificateAuthority");
-  const provider = ca.inputs.__provider as string;
-  expect(provider).toContain("[p.resolve(cwd, relative), absolute].find(");
-  expect(provider).toContain('require.resolve("pulumi-virt-pki/handlers", { paths: [cwd] })');
-  expect(provider).toContain('relative: "node_modules/pulumi-virt-pki/bin/provider/handlers/index.js"');
-  expect(provider).toContain(`${project}/node_modules/pulumi-virt-pki/bin/provider/handlers/index.js`);
-
-  host = await startProviderHost({ cwd: project });
-  await host.configure();
-  const urn = resourceUrn("ca", { type: ca.type, project: "packed", stack: "dev" });
-  const checked = await host.check(urn, {}, ca.inputs);
-  expect(checked.failures).toEqual([]);
-  const created = await host.create(urn, checked.inputs);
-  expect(created.properties.subjectDn).toBe("CN=Packed CA");
-  expect(created.properties.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
-  expect((await host.diff(created.id, urn, created.properties, checked.inputs)).changes).toBe("DIFF_NONE");
-  await host.delete(created.id, urn, created.properties);
+test("the tarball holds the built package, LICENSE and CHANGELOG, and no tests or sources", async () => {
+  const list = await run("tar", ["-tzf", tgz]);
+  const entries = list.stdout.trim().split("\n");
+  for (const f of [
+    "package/LICENSE",
+    "package/CHANGELOG.md",
+    "package/README.md",
+    "package/bin/index.d.ts",
+  ]) {
+    expect(entries).toContain(f);
+  }
+  expect(entries).toContain("package/bin/components/install/sh/install.sh");
+  expect(
+    entries.filter((e) => /^package\/(tests|bin\/tests|bin\/examples|provider|components)\//.test(e)),
+  ).toEqual([]);
 });
+
+describe.each(SDKS)(
+  "a `pulumi new typescript` project on @pulumi/pulumi $version ($label)",
+  ({ version }) => {
+    let project: string;
+    beforeAll(async () => {
+      project = join(parent, `project-${version}`);
+      await mkdir(project);
+      const examples = await copyExamples(project);
+      const readme = await readmePrograms();
+      const readmeFiles = readme.map((_, i) => `readme/program-${i}.ts`);
+      await writeFiles(
+        project,
+        {
+          // templates/typescript's package.json, the SDK pinned to the version under test.
+          "package.json": JSON.stringify(
+            {
+              name: "adopter",
+              main: "index.ts",
+              devDependencies: { "@types/node": "^20.0.0" },
+              dependencies: { "@pulumi/pulumi": version },
+            },
+            null,
+            2,
+          ),
+          "tsconfig.json": stockTsconfig([...examples, ...readmeFiles]),
+          "program.js": PROGRAM,
+          ...Object.fromEntries(readme.map((text, i) => [readmeFiles[i], text])),
+        },
+        0o644,
+      );
+      const install = await run(
+        "npm",
+        ["install", "--prefer-offline", "--no-audit", "--no-fund", `@pulumi/pulumi@${version}`, tgz],
+        { cwd: project, timeoutMs: 300_000 },
+      );
+      expect({ code: install.code, stderr: install.code === 0 ? "" : install.stderr }).toEqual({
+        code: 0,
+        stderr: "",
+      });
+    }, 360_000);
+
+    test("one copy of the SDK: the package and @pulumi/command use the project's", async () => {
+      const ls = await run("npm", ["ls", "--all", "--json", "@pulumi/pulumi"], {
+        cwd: project,
+        timeoutMs: 60_000,
+      });
+      const versions = new Set<string>();
+      const walk = (
+        deps: Record<string, { version?: string; dependencies?: Record<string, unknown> }> = {},
+      ): void => {
+        for (const [name, d] of Object.entries(deps)) {
+          if (name === "@pulumi/pulumi" && d.version) versions.add(d.version);
+          walk(d.dependencies as never);
+        }
+      };
+      walk((JSON.parse(ls.stdout) as { dependencies: never }).dependencies);
+      expect([...versions]).toEqual([version]);
+    }, 60_000);
+
+    test("every example and README program compiles with the stock tsconfig", async () => {
+      const tsc = await run(
+        process.execPath,
+        [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "."],
+        {
+          cwd: project,
+          timeoutMs: 180_000,
+        },
+      );
+      expect({ code: tsc.code, output: tsc.stdout + tsc.stderr }).toEqual({ code: 0, output: "" });
+      // What was compiled: the examples and at least the README's fleet and quick-start programs.
+      const tsconfig = JSON.parse(await readFile(join(project, "tsconfig.json"), "utf8")) as {
+        files: string[];
+      };
+      expect(tsconfig.files).toEqual(
+        expect.arrayContaining(["examples/ssh-fleet/index.ts", "readme/program-0.ts"]),
+      );
+      expect(tsconfig.files.filter((f) => f.startsWith("readme/")).length).toBeGreaterThanOrEqual(3);
+    }, 240_000);
+
+    test("a CA from the installed package goes through check, create, diff and delete in the real host", async () => {
+      const prog = await run("node", ["program.js"], { cwd: project, timeoutMs: 60_000 });
+      expect({ code: prog.code, stderr: prog.stderr }).toEqual({ code: 0, stderr: "" });
+      const [ca] = JSON.parse(prog.stdout) as {
+        type: string;
+        name: string;
+        inputs: Record<string, unknown>;
+      }[];
+      expect(ca.type).toBe("pulumi-nodejs:dynamic/virt-pki:CertificateAuthority");
+      const provider = ca.inputs.__provider as string;
+      expect(provider).toContain('require.resolve("pulumi-virt-pki/handlers", { paths: [cwd] })');
+      expect(provider).toContain(`${project}/node_modules/pulumi-virt-pki/bin/provider/handlers/index.js`);
+
+      // The host is the project's own @pulumi/pulumi (startProviderHost resolves it from cwd, as the shim does).
+      const host = await startProviderHost({ cwd: project });
+      hosts.push(host);
+      expect(host.argv[1]).toBe(join(project, "node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js"));
+      await host.configure();
+      const urn = resourceUrn("ca", { type: ca.type, project: "packed", stack: "dev" });
+      const checked = await host.check(urn, {}, ca.inputs);
+      expect(checked.failures).toEqual([]);
+      const created = await host.create(urn, checked.inputs);
+      expect(created.properties.subjectDn).toBe("CN=Packed CA");
+      expect(created.properties.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+      expect((await host.diff(created.id, urn, created.properties, checked.inputs)).changes).toBe(
+        "DIFF_NONE",
+      );
+      await host.delete(created.id, urn, created.properties);
+    }, 120_000);
+  },
+);
