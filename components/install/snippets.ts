@@ -87,6 +87,12 @@ export function tlsAllowedDnListLine(dns: readonly AllowedDn[]): string {
 }
 
 /**
+ * The one entry of an empty `tls_allowed_dn_list`: text with no `=`, which no certificate's DN (GnuTLS prints
+ * `TYPE=value` pairs) can equal, and no wildcard.
+ */
+export const NO_CLIENT = "no client is admitted";
+
+/**
  * `libvirtd.conf` lines for a host with the `libvirt-server` layout: `ca_file`, `cert_file`, `key_file`,
  * `crl_file` (when a CRL is installed) and `tls_allowed_dn_list` (when given; see {@link tlsAllowedDnListLine},
  * which throws on an entry libvirt would misread). The paths are libvirt's
@@ -102,8 +108,10 @@ export function libvirtdConfSnippet(plan: InstallPlan, tlsAllowedDnList?: readon
     `key_file = ${confString("/etc/pki/libvirt/private/serverkey.pem")}`,
   ];
   if (has("/etc/pki/CA/cacrl.pem")) lines.push(`crl_file = ${confString("/etc/pki/CA/cacrl.pem")}`);
-  if (tlsAllowedDnList !== undefined && tlsAllowedDnList.length > 0) {
-    lines.push(tlsAllowedDnListLine(tlsAllowedDnList));
+  if (tlsAllowedDnList !== undefined) {
+    // An empty list admits nobody. Without the line libvirt would check no DN at all and admit every
+    // certificate of the trusted CAs (virnettlscontext.c checks the list only when it has one).
+    lines.push(tlsAllowedDnListLine(tlsAllowedDnList.length > 0 ? tlsAllowedDnList : [NO_CLIENT]));
   }
   return lines.join("\n") + "\n";
 }

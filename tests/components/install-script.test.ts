@@ -957,6 +957,12 @@ describe("configuration snippets", () => {
     expect((thrown as Error).message).toContain(`contains ${char}`);
     expect((thrown as Error).message).toContain(why);
   });
+  it("an empty list admits nobody: one entry that no DN can equal, not a missing line (which admits every certificate)", () => {
+    const plan = planInstall([server()]);
+    expect(libvirtdConfSnippet(plan, [])).toContain('tls_allowed_dn_list = ["no client is admitted"]\n');
+    expect(libvirtdConfSnippet(plan)).not.toContain("tls_allowed_dn_list");
+  });
+
   it("a DN prefix entry is the prefix as given and one CN wildcard; a prefix with a wildcard or a CN is refused", () => {
     const plan = planInstall([server()]);
     expect(

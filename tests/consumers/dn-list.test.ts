@@ -142,3 +142,19 @@ test("CN `*` fails at check (preview); as a list entry libvirt would have let ev
     expect((await virshConnect({ host: LISTEN, port: d.port, pkiPath: unlistedDir })).ok).toBe(true);
   });
 }, 60_000);
+
+test("real libvirtd with an empty list: it starts and admits nobody (no line at all would admit every client of the CA)", async () => {
+  const line = renderedDnListLine([]);
+  expect(line).toBe('tls_allowed_dn_list = ["no client is admitted"]');
+  await withLibvirtd({ extraConfLines: [line] }, async (d) => {
+    for (const pkiPath of [listedDir, unlistedDir]) {
+      const refused = await virshConnect({ host: LISTEN, port: d.port, pkiPath });
+      expect({ pkiPath, ok: refused.ok }).toEqual({ pkiPath, ok: false });
+    }
+    expect(await d.waitForLog(/is not on the list of allowed clients/)).toBeDefined();
+  });
+  // Without the line the same daemon lets the unlisted client in: what an empty list must not mean.
+  await withLibvirtd({}, async (d) => {
+    expect((await virshConnect({ host: LISTEN, port: d.port, pkiPath: unlistedDir })).ok).toBe(true);
+  });
+}, 60_000);
