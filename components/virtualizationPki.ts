@@ -94,7 +94,7 @@ export interface FleetHost {
   libvirtServer?: boolean;
   /**
    * Connect to peers' libvirtd, e.g. for migration, with the host's own client identity (`libvirt-client`
-   * layout, its own key, 0600 root; its DN is in every host's `tls_allowed_dn_list`). @default true
+   * layout, its own key, 0600 root; every host's `tls_allowed_dn_list` admits it, see `peerDnList`). @default true
    */
   libvirtClient?: boolean;
   /**
@@ -202,13 +202,16 @@ export interface VirtualizationPkiArgs {
   revokedClients?: (string | FleetRevokedClient)[];
   /**
    * How each host's `tls_allowed_dn_list` admits its peers (their libvirt client identities):
-   * - `"prefix"`: one entry, `"O=<organization>,OU=libvirt-client,CN=*"`, admits every host identity of the
-   *   fleet's CAs. Adding or removing a host changes no other host (no restart, state linear in hosts); a
-   *   removed host is cut off by the CRL (`retiredHosts`). Server and QEMU identities never match it.
-   * - `"exact"`: every host's DN. Removing a host cuts it off after every daemon restarted; each host's
-   *   block holds the whole list, so with `daemonConfig` the state grows with hosts² and adding a host
-   *   restarts every host's daemon.
-   * Operator clients are always listed by their exact DNs. @default "prefix"
+   * - `"exact"`: every host's DN. Removing a host cuts it off (every daemon restarts to read the list); each
+   *   host's block holds the whole list, so with `daemonConfig` the state grows with hosts² and adding a
+   *   host restarts every host's daemon.
+   * - `"prefix"`: one entry, `"O=<organization>,OU=libvirt-client,CN=*"`: adding or removing a host changes no
+   *   other host (no restart, state linear in hosts). It admits EVERY certificate of the trusted CAs with that
+   *   DN prefix: earlier certificates of hosts removed before (until they expire), and other fleets' hosts
+   *   on a shared CA with the same organization. A removed host must be retired through the CRL
+   *   (`retiredHosts`); certificates its host had before a re-issue are not in its record.
+   * Server and QEMU identities match neither. Operator clients are always listed by their exact DNs.
+   * @default "exact"
    */
   peerDnList?: "prefix" | "exact";
   /** Hosts that left `hosts`: their certificates stay listed in every CRL until they expire. @default none */
@@ -241,7 +244,7 @@ export interface VirtualizationPkiArgs {
   /**
    * After a change on a host (see {@link HostCredentialInstallArgs.reload}): `"auto"` restarts or
    * `server-update-tls`es the daemon, reloads VNC guests and proves the served certificate.
-   * @default "auto" for hosts with a `connection` and no `reloadCommand`, else "none"
+   * @default "auto" for hosts with a `connection`, no `reloadCommand` and `daemonConfig` not false, else "none"
    */
   reload?: "auto" | "none";
   /** How to restart a daemon on hosts without a service manager the install knows. @default the service manager */
@@ -390,7 +393,7 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
   if (args.peerDnList !== undefined && !["prefix", "exact"].includes(args.peerDnList)) {
     throw new PkiError("peerDnList", `${quoteInput(args.peerDnList)} is not "prefix" or "exact"`);
   }
-  if (args.peerDnList !== "exact") {
+  if (args.peerDnList === "prefix") {
     // A client admitted by the hosts' prefix could not be left out of the list when revoked.
     const prefix = peerDnPrefix(args.organization ?? "Virtualization");
     (args.clients ?? []).forEach((c, i) => {
@@ -419,6 +422,14 @@ export function peerDnPrefix(organization: string): string {
   );
 }
 
+/** Reasons a retired host's certificates may be listed with: final ones. */
+const RETIREMENT_REASONS: readonly RevocationReason[] = [
+  "cessationOfOperation",
+  "keyCompromise",
+  "superseded",
+  "affiliationChanged",
+];
+
 /** `retiredHosts`: names not in `hosts`, listed once, each with certificates, a valid reason and dates. */
 function checkRetiredHosts(list: FleetRetiredHost[] | undefined, hostNames: Set<string>): void {
   if (list === undefined) return;
@@ -441,7 +452,16 @@ function checkRetiredHosts(list: FleetRetiredHost[] | undefined, hostNames: Set<
     }
     if (seen.has(r.name)) throw new PkiError(at, `"${r.name}" is listed twice`);
     seen.add(r.name);
-    if (r.reason !== undefined) checkRevocationReason(r.reason, `${at}.reason`);
+    if (r.reason !== undefined) {
+      checkRevocationReason(r.reason, `${at}.reason`);
+      // certificateHold and removeFromCRL are lifted when the record goes: a retirement is for good.
+      if (!RETIREMENT_REASONS.includes(r.reason)) {
+        throw new PkiError(
+          `${at}.reason`,
+          `give one of ${RETIREMENT_REASONS.join(", ")} (a retirement is final)`,
+        );
+      }
+    }
     if (r.revokedAt !== undefined) isoSecond(r.revokedAt, `${at}.revokedAt`);
     if (!Array.isArray(r.certificates) || r.certificates.length === 0 || r.certificates.length > 8) {
       throw new PkiError(
@@ -755,7 +775,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     const clientDns = (args.clients ?? [])
       .filter((c) => !revoked.has(c.name))
       .map((c) => this.clientCertificates[c.name].distinguishedName);
-    const prefixMode = args.peerDnList !== "exact";
+    const prefixMode = args.peerDnList === "prefix";
     const peerEntries: pulumi.Input<AllowedDn>[] = prefixMode
       ? serverDns.length > 0
         ? [{ dnPrefix: peerDnPrefix(organization) }]
@@ -810,7 +830,10 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       const reloadCommand = h.reloadCommand ?? args.reloadCommand;
       const daemonConfig = args.daemonConfig ?? (h.connection !== undefined ? true : undefined);
       const reload =
-        args.reload ?? (h.connection !== undefined && reloadCommand === undefined ? "auto" : undefined);
+        args.reload ??
+        (h.connection !== undefined && reloadCommand === undefined && args.daemonConfig !== false
+          ? "auto"
+          : undefined);
       const layouts: LayoutArgs[] = [];
       if (h.libvirtServer !== false) {
         layouts.push({ kind: "libvirt-server", caCertPem, certPem: ids.certPem, keyPem: ids.keyPem, crlPem });
@@ -988,7 +1011,9 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ? pulumi
           .all([this.installs[anyHost.name].libvirtdConf, allowed])
           .apply(([conf, dns]) =>
-            conf !== "" && dns.length > 0 ? `${conf}${tlsAllowedDnListLine(dns)}\n` : conf,
+            conf !== "" && dns.length > 0 && !conf.includes("tls_allowed_dn_list")
+              ? `${conf}${tlsAllowedDnListLine(dns)}\n`
+              : conf,
           )
       : pulumi.output("");
     this.qemuConf = pulumi.all(

@@ -92,8 +92,12 @@ test("children are named after the component; each host gets its certificate and
     // install's own lines, exactly as libvirtdConfSnippet renders it; no install carries it (N^2 otherwise).
     expect(hostConf).not.toContain("tls_allowed_dn_list");
     expect(fleetConf).toBe(`${hostConf}tls_allowed_dn_list = [${allowed.map((d) => `"${d}"`).join(", ")}]\n`);
-    // peerDnList "prefix" (the default): one entry for every host's libvirt client identity, the client exactly.
-    expect(allowed).toEqual(["O=Virtualization,OU=libvirt-client,CN=*", "O=Example,CN=admin"]);
+    // peerDnList "exact" (the default): each host's libvirt client identity, then the client.
+    expect(allowed).toEqual([
+      "O=Virtualization,OU=libvirt-client,CN=compute1.example.org",
+      "O=Virtualization,OU=libvirt-client,CN=compute2.example.org",
+      "O=Example,CN=admin",
+    ]);
     expect(earliestRenewAt).toBe(new Date(Math.min(...ends) - 720 * 3_600_000).toISOString());
     const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
     expect(server.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
@@ -156,8 +160,7 @@ test("children are named after the component; each host gets its certificate and
       }
     }
     expect(Object.keys(roles)).toHaveLength(6);
-    // The allowed DN list admits the hosts' client identities and the clients, never a server or QEMU DN.
-    expect(allowed).toEqual(["O=Virtualization,OU=libvirt-client,CN=*", "O=Example,CN=admin"]);
+    // Neither a server nor a QEMU DN is listed, nor would the prefix entry of peerDnList "prefix" admit it.
     for (const role of ["subjectDn", "qemuDistinguishedName"]) {
       const dn = server.outputs[role] as string;
       expect({ role, admitted: dn.startsWith("O=Virtualization,OU=libvirt-client,CN=") }).toEqual({
@@ -366,6 +369,7 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
   [
     "a client whose DN the hosts' prefix would admit",
     {
+      peerDnList: "prefix",
       clients: [
         {
           name: "ops",
@@ -387,6 +391,19 @@ const bad: [string, Partial<VirtualizationPkiArgs>, RegExp][] = [
       ],
     },
     /^retiredHosts\[0\]\.name: "compute1" is still in hosts; remove it from hosts when you retire it/,
+  ],
+  [
+    "a retirement reason that is lifted later",
+    {
+      retiredHosts: [
+        {
+          name: "old",
+          reason: "certificateHold",
+          certificates: [{ serialNumber: "1a", notAfter: "2027-01-01T00:00:00Z" }],
+        },
+      ],
+    },
+    /^retiredHosts\[0\]\.reason: give one of cessationOfOperation, keyCompromise, superseded, affiliationChanged/,
   ],
   [
     "a retired host without certificates",

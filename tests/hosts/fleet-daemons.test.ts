@@ -1,9 +1,9 @@
 /**
  * The fleet's defaults on the test bed: a `VirtualizationPki` whose hosts are reached over SSH manages each
  * host's libvirtd.conf/qemu.conf, turns the TLS listener on, restarts or `server-update-tls`es a REAL
- * libvirtd (through the host's `/etc/init.d/libvirtd`) and proves what it serves, with no option set. Its
- * hosts admit each other by one DN prefix entry (`peerDnList: "prefix"`): adding a host touches no other
- * host, and a retired host is cut off by the CRL, re-read without a restart. Judges: libvirtd, virsh (the
+ * libvirtd (through the host's `/etc/init.d/libvirtd`) and proves what it serves, with no option set for it.
+ * Its hosts admit each other by one DN prefix entry (`peerDnList: "prefix"`, opt-in): adding a host touches no
+ * other host, and a retired host is cut off by the CRL, re-read without a restart. Judges: libvirtd, virsh (the
  * `test` driver over TLS) and openssl on the hosts.
  */
 import { X509Certificate } from "crypto";
@@ -132,6 +132,8 @@ function program(hosts: readonly string[], retiredHosts?: FleetRetiredHost[]): (
         },
       ],
       retiredHosts,
+      // Besides the bed's port, the one option set: peers by one DN prefix (the default is "exact").
+      peerDnList: "prefix",
       verifyServedPort: port,
     });
     seen.fleet = fleet;

@@ -275,8 +275,8 @@ describe("pulumi up lifecycles of examples/ssh-fleet on three SSH hosts and a wo
       await c2.execOrThrow("rm -rf /root/as-qemu /root/as-client");
     }
     expect(await valueOf<string[]>("tlsAllowedDnList")).toEqual([
-      // The hosts' libvirt client identities (peerDnList "prefix"): never their server or QEMU identities.
-      `O=${ORG},OU=libvirt-client,CN=*`,
+      // The hosts' libvirt client identities: never their server or QEMU identities.
+      ...NAMES.map((n) => `O=${ORG},OU=libvirt-client,CN=${n}.fleet.test`),
       OPERATOR_DN,
     ]);
   });
