@@ -412,7 +412,9 @@ test("where the CA key is stored: a secret in the inputs of each leaf, CRL and i
       subject: { commonName: "Mid" },
       keySpec: "ecdsa-p256",
       parent: root,
-      validityHours: 24 * 365,
+      // Longer than the leaf's default 365 days: equal to it, the leaf issued a second after the CA would
+      // outlive it and fail its check whenever the two straddle a second (1 run in ~10 did).
+      validityHours: 2 * 24 * 365,
     });
     new virtpki.ServerCertificate("keyleaf", {
       ca: mid,
