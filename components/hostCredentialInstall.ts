@@ -45,8 +45,18 @@ import {
 } from "./install";
 import { ANY_ACCOUNT, ProbeConnection } from "../provider/drift";
 
-/** Each property of T may be a Pulumi input (an output of another resource, e.g. a certificate's `certPem`). */
-export type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };
+/**
+ * A value any part of which may be a Pulumi input, at any depth: the value itself, an array's items, an
+ * object's properties (e.g. a `custom` layout's `files[i].content` given a certificate's `certPem`).
+ */
+export type DeepInput<T> = T extends readonly (infer U)[]
+  ? pulumi.Input<DeepInput<U>[]>
+  : T extends object
+    ? pulumi.Input<Inputs<T>>
+    : pulumi.Input<T>;
+
+/** Each property of T may be a Pulumi input, at any depth (see {@link DeepInput}). */
+export type Inputs<T> = { [K in keyof T]: DeepInput<T[K]> };
 
 /** One layout request with Pulumi inputs: see the `install/layouts` types for the fields. */
 export type LayoutArgs =

@@ -111,6 +111,13 @@ export interface FleetHost {
 
 /** Where an operator client's credentials go. */
 export interface FleetClientInstall {
+  /**
+   * Names this machine among the client's installs (a-z, 0-9, -): the install is then
+   * `<fleet>-client-<client>-<id>` (staged under `client-<client>-<id>`). Needed to install one client on
+   * several machines; at most one of a client's installs may leave it out.
+   * @default none: the install is `<fleet>-client-<client>`
+   */
+  id?: string;
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
   /** The machine's SSH public key: as {@link FleetHost.hostKey}. */
   hostKey?: pulumi.Input<string>;
@@ -136,10 +143,28 @@ export interface FleetClientInstall {
 export interface FleetClient {
   /** Stable name; part of resource names. */
   name: string;
-  /** The client's DN (C, ST, L, O, CN): what `tls_allowed_dn_list` matches. */
-  subject: Subject;
-  /** Where to install its credentials; none: only the certificate is created (read it from `clients`). */
-  install?: FleetClientInstall;
+  /** The client's DN (C, ST, L, O, CN): what `tls_allowed_dn_list` matches. May be another resource's output. */
+  subject: pulumi.Input<Subject>;
+  /**
+   * Where to install its credentials: one machine, or several (each with its own `id`). Every install gets
+   * the same certificate and key. @default none: only the certificate is created (read it from `clients`)
+   */
+  install?: FleetClientInstall | FleetClientInstall[];
+}
+
+/** A client's installs, each with its property path, resource-name suffix and staging folder. */
+function clientInstalls(
+  c: FleetClient,
+  i: number,
+): { install: FleetClientInstall; path: string; suffix: string; label: string }[] {
+  if (c.install === undefined) return [];
+  const list = Array.isArray(c.install) ? c.install : [c.install];
+  return list.map((install, j) => ({
+    install,
+    path: Array.isArray(c.install) ? `clients[${i}].install[${j}]` : `clients[${i}].install`,
+    suffix: install?.id === undefined ? "" : `-${install.id}`,
+    label: install?.id === undefined ? `client ${c.name}` : `client ${c.name} (${install.id})`,
+  }));
 }
 
 /**
@@ -358,34 +383,41 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     if (clientNames.has(c.name))
       throw new PkiError(`clients[${i}].name`, `${quoteInput(c.name)} is used twice`);
     clientNames.add(c.name);
-    if (
-      c.install &&
-      c.install.connection === undefined &&
-      c.install.root === undefined &&
-      args.stagingRoot === undefined
-    ) {
-      throw new PkiError(`clients[${i}].install`, "give connection or root (or a fleet stagingRoot)");
-    }
-    // An unreachable install is never contacted again (RetainedInstall): no host key needed.
-    if (c.install?.connection !== undefined && c.install.unreachable !== true) {
-      checkPinned(
-        c.install.connection,
-        c.install.hostKey,
-        args.skipHostKeyVerification,
-        `clients[${i}].install.hostKey`,
-      );
-    }
-    if (c.install?.connection === undefined && c.install?.hostKey !== undefined) {
-      throw new PkiError(
-        `clients[${i}].install.hostKey`,
-        "is only used with a connection; give connection or remove it",
-      );
-    }
-    if (c.install?.keyReadableByAllUsers && c.install.user !== undefined) {
-      throw new PkiError(
-        `clients[${i}].install.keyReadableByAllUsers`,
-        "applies to the system-wide client key only; a user's own key stays 0600 (remove user or this option)",
-      );
+    const installs = clientInstalls(c, i);
+    const ids = new Set<string>();
+    for (const { install, path } of installs) {
+      if (install === null || typeof install !== "object") {
+        throw new PkiError(path, "must be an object ({ connection } or { root })");
+      }
+      if (install.id !== undefined && !ID.test(install.id)) {
+        throw new PkiError(`${path}.id`, `${quoteInput(install.id)} is not a short name (a-z, 0-9, -)`);
+      }
+      const key = install.id ?? "";
+      if (ids.has(key)) {
+        throw new PkiError(
+          install.id === undefined ? path : `${path}.id`,
+          install.id === undefined
+            ? "a second install without an id: give each of a client's installs its own id (one may have none)"
+            : `${quoteInput(install.id)} is used twice among the client's installs`,
+        );
+      }
+      ids.add(key);
+      if (install.connection === undefined && install.root === undefined && args.stagingRoot === undefined) {
+        throw new PkiError(path, "give connection or root (or a fleet stagingRoot)");
+      }
+      // An unreachable install is never contacted again (RetainedInstall): no host key needed.
+      if (install.connection !== undefined && install.unreachable !== true) {
+        checkPinned(install.connection, install.hostKey, args.skipHostKeyVerification, `${path}.hostKey`);
+      }
+      if (install.connection === undefined && install.hostKey !== undefined) {
+        throw new PkiError(`${path}.hostKey`, "is only used with a connection; give connection or remove it");
+      }
+      if (install.keyReadableByAllUsers && install.user !== undefined) {
+        throw new PkiError(
+          `${path}.keyReadableByAllUsers`,
+          "applies to the system-wide client key only; a user's own key stays 0600 (remove user or this option)",
+        );
+      }
     }
   });
   checkRevokedClients(args.revokedClients, clientNames);
@@ -397,19 +429,27 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     // A client admitted by the hosts' prefix could not be left out of the list when revoked.
     const prefix = peerDnPrefix(args.organization ?? "Virtualization");
     (args.clients ?? []).forEach((c, i) => {
-      if (c.subject === undefined || typeof c.subject !== "object") return;
-      const dn = distinguishedName(normalizeSubject(c.subject, `clients[${i}].subject`));
-      if (dn.startsWith(`${prefix},CN=`)) {
-        throw new PkiError(
-          `clients[${i}].subject`,
-          `its DN ${quoteInput(dn)} is one the hosts' entry "${prefix},CN=*" admits (peerDnList "prefix"); ` +
-            "give the client another organizationalUnit",
-        );
-      }
+      // An output subject is checked once known (`clientDnChecked`), before any host gets the list.
+      if (c.subject === undefined || typeof c.subject !== "object" || pulumi.Output.isInstance(c.subject))
+        return;
+      if (c.subject instanceof Promise) return;
+      checkClientOutsidePrefix(c.subject, prefix, i);
     });
   }
   if (args.stagingRoot !== undefined) checkPath("stagingRoot", args.stagingRoot);
   return { cas, issuing };
+}
+
+/** With `peerDnList: "prefix"`: a client whose DN the hosts' entry would admit is refused. */
+function checkClientOutsidePrefix(subject: Subject, prefix: string, i: number): void {
+  const dn = distinguishedName(normalizeSubject(subject, `clients[${i}].subject`));
+  if (dn.startsWith(`${prefix},CN=`)) {
+    throw new PkiError(
+      `clients[${i}].subject`,
+      `its DN ${quoteInput(dn)} is one the hosts' entry "${prefix},CN=*" admits (peerDnList "prefix"); ` +
+        "give the client another organizationalUnit",
+    );
+  }
 }
 
 /**
@@ -572,7 +612,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
   readonly libvirtdConf: pulumi.Output<string>;
   /** The `qemu.conf` lines, per host. */
   readonly qemuConf: pulumi.Output<Record<string, string>>;
-  /** The installs, by host name and by `client:<name>`. */
+  /** The installs, by host name and by `client:<name>` (`client:<name>-<id>` for a client install with an `id`). */
   readonly installs: Record<string, HostCredentialInstall>;
   /** Each host's identities (server, libvirt client, QEMU) in one resource, by host name. */
   readonly hostIdentities: Record<string, HostIdentities>;
@@ -772,10 +812,19 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     const serverDns = args.hosts
       .filter((h) => h.libvirtClient !== false)
       .map((h) => this.hostIdentities[h.name].clientDistinguishedName as pulumi.Output<string>);
-    const clientDns = (args.clients ?? [])
-      .filter((c) => !revoked.has(c.name))
-      .map((c) => this.clientCertificates[c.name].distinguishedName);
     const prefixMode = args.peerDnList === "prefix";
+    const clientDns = (args.clients ?? []).flatMap((c, i) => {
+      if (revoked.has(c.name)) return [];
+      const dn = this.clientCertificates[c.name].distinguishedName;
+      if (!prefixMode || !(pulumi.Output.isInstance(c.subject) || c.subject instanceof Promise)) return [dn];
+      // An output subject, checked against the prefix once known (at preview when it is known then).
+      return [
+        pulumi.all([pulumi.output(c.subject), dn]).apply(([subject, d]) => {
+          checkClientOutsidePrefix(subject as Subject, peerDnPrefix(organization), i);
+          return d;
+        }),
+      ];
+    });
     const peerEntries: pulumi.Input<AllowedDn>[] = prefixMode
       ? serverDns.length > 0
         ? [{ dnPrefix: peerDnPrefix(organization) }]
@@ -884,62 +933,54 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         parent,
       );
     }
-    for (const c of args.clients ?? []) {
-      if (!c.install) continue;
-      if (c.install.unreachable) {
-        // Never contacted again: the install stays in the state as it is, and is only forgotten when removed.
-        new RetainedInstall(
-          `${name}-client-${c.name}`,
-          target(
-            c.install.connection,
-            c.install.hostKey,
-            c.install.root,
-            args.stagingRoot,
-            `client-${c.name}`,
-          ),
+    (args.clients ?? []).forEach((c, i) => {
+      for (const { install, suffix, label } of clientInstalls(c, i)) {
+        const resourceName = `${name}-client-${c.name}${suffix}`;
+        const where = target(
+          install.connection,
+          install.hostKey,
+          install.root,
+          args.stagingRoot,
+          `client-${c.name}${suffix}`,
+        );
+        if (install.unreachable) {
+          // Never contacted again: the install stays in the state as it is, and is only forgotten when removed.
+          new RetainedInstall(resourceName, where, parent);
+          continue;
+        }
+        const cert = this.clientCertificates[c.name];
+        const layout: LayoutArgs = install.user
+          ? {
+              kind: "libvirt-client-user",
+              user: install.user,
+              caCertPem,
+              certPem: cert.certPem,
+              keyPem: cert.keyPem,
+              crlPem,
+            }
+          : {
+              kind: "libvirt-client",
+              caCertPem,
+              certPem: cert.certPem,
+              keyPem: cert.keyPem,
+              crlPem,
+              keyReadableByAllUsers: install.keyReadableByAllUsers,
+            };
+        this.installs[`client:${c.name}${suffix}`] = new HostCredentialInstall(
+          resourceName,
+          {
+            ...common,
+            ...where,
+            hostLabel: label,
+            layouts: [layout],
+            // A revoked client's frozen certificate is meant to be refused; after a CA rotation its issuer
+            // is not even in the CA file any more. It is installed as it is, not judged.
+            checkCredentials: !revoked.has(c.name),
+          },
           parent,
         );
-        continue;
       }
-      const cert = this.clientCertificates[c.name];
-      const key = cert.keyPem as pulumi.Output<string>;
-      const layout: LayoutArgs = c.install.user
-        ? {
-            kind: "libvirt-client-user",
-            user: c.install.user,
-            caCertPem,
-            certPem: cert.certPem,
-            keyPem: key,
-            crlPem,
-          }
-        : {
-            kind: "libvirt-client",
-            caCertPem,
-            certPem: cert.certPem,
-            keyPem: key,
-            crlPem,
-            keyReadableByAllUsers: c.install.keyReadableByAllUsers,
-          };
-      this.installs[`client:${c.name}`] = new HostCredentialInstall(
-        `${name}-client-${c.name}`,
-        {
-          ...common,
-          ...target(
-            c.install.connection,
-            c.install.hostKey,
-            c.install.root,
-            args.stagingRoot,
-            `client-${c.name}`,
-          ),
-          hostLabel: `client ${c.name}`,
-          layouts: [layout],
-          // A revoked client's frozen certificate is meant to be refused; after a CA rotation its issuer
-          // is not even in the CA file any more. It is installed as it is, not judged.
-          checkCredentials: !revoked.has(c.name),
-        },
-        parent,
-      );
-    }
+    });
 
     this.hosts = pulumi.all(
       Object.fromEntries(

@@ -109,8 +109,12 @@ export function leafOptions(opts?: pulumi.CustomResourceOptions): pulumi.CustomR
 export abstract class LeafCertificate extends pulumi.dynamic.Resource {
   /** The certificate (PEM): servercert.pem / server-cert.pem, or clientcert.pem / client-cert.pem. */
   declare readonly certPem: pulumi.Output<string>;
-  /** The private key (PKCS#8 PEM); absent when a CSR was signed. Secret. */
-  declare readonly keyPem: pulumi.Output<string | undefined>;
+  /**
+   * The private key (PKCS#8 PEM). Secret. Typed as a string so it passes straight to an install; when a
+   * CSR was signed (`csrPem`) there is no key here (it stays with whoever made the CSR) and the value is
+   * undefined: an install given it fails with `keyPem: is required`.
+   */
+  declare readonly keyPem: pulumi.Output<string>;
   /** The issuing CA's certificate (PEM). */
   declare readonly caCertPem: pulumi.Output<string>;
   /** The issuing CA's chain up to the root (PEM). */
