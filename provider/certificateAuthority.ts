@@ -14,7 +14,12 @@ export interface CertificateAuthorityArgs {
   readonly subject?: pulumi.Input<Subject>;
   /** A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`. */
   readonly template?: pulumi.Input<string>;
-  /** Key type. @default "rsa-3072" */
+  /**
+   * Key type. The resources default to RSA, as certtool and the libvirt and QEMU guides do: every libvirt,
+   * QEMU and client TLS stack accepts it, without the `usage does not permit key encipherment` warning libvirt
+   * logs for EC leaves. `VirtualizationPki` defaults to `"ecdsa-p256"` instead (see its `keySpec`).
+   * @default "rsa-3072"
+   */
   readonly keySpec?: pulumi.Input<KeySpec>;
   /** Lifetime in hours. @default 87600 (10 years) */
   readonly validityHours?: pulumi.Input<number>;

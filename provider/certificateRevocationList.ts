@@ -44,7 +44,7 @@ export interface CertificateRevocationListArgs {
   readonly ca: CaLike | pulumi.Input<CaCredentials>;
   /** The revoked certificates. @default none: an empty CRL, which libvirt and QEMU load happily */
   readonly revoked?: pulumi.Input<pulumi.Input<RevokedCertificateArgs>[]>;
-  /** Hours from signing to nextUpdate. @default 168 */
+  /** Hours from signing to nextUpdate (`pulumi up` re-signs it before then). @default 720 (30 days, as the fleet) */
   readonly nextUpdateHours?: pulumi.Input<number>;
   /** Re-sign (in place) this many hours before nextUpdate. @default a third of nextUpdateHours */
   readonly renewBeforeHours?: pulumi.Input<number>;

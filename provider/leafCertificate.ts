@@ -20,7 +20,11 @@ export interface LeafCertificateArgs {
   readonly ipAddresses?: pulumi.Input<pulumi.Input<string>[]>;
   /** A certtool template (as in the libvirt and QEMU guides) instead of subject and names. */
   readonly template?: pulumi.Input<string>;
-  /** Key type of a generated key. @default "rsa-3072" */
+  /**
+   * Key type of a generated key: RSA by default, as certtool and the guides do (see
+   * `CertificateAuthorityArgs.keySpec`; `VirtualizationPki` defaults to `"ecdsa-p256"`).
+   * @default "rsa-3072"
+   */
   readonly keySpec?: pulumi.Input<KeySpec>;
   /** Sign this CSR instead of generating a key: no private key exists in state. */
   readonly csrPem?: pulumi.Input<string>;

@@ -57,7 +57,7 @@ export interface CrlInputs {
   nextUpdate?: string;
 }
 
-/** Default re-sign window: a CRL is re-signed once less than a third of its lifetime is left (56 h of 168). */
+/** Default re-sign window: a CRL is re-signed once less than a third of its lifetime is left (240 h of 720). */
 export function defaultCrlRenewBeforeHours(nextUpdateHours: number): number {
   return Math.round((nextUpdateHours / 3) * 100) / 100;
 }

@@ -47,8 +47,8 @@ export interface RevokedCertificate {
   readonly reason?: RevocationReason;
 }
 
-/** Default time to the next CRL update: 7 days. */
-export const DEFAULT_CRL_NEXT_UPDATE_HOURS = 168;
+/** Default time to the next CRL update: 30 days, the same at every layer (resource, fleet, `pki`). */
+export const DEFAULT_CRL_NEXT_UPDATE_HOURS = 720;
 
 /** Arguments of `createCrl`. */
 export interface CreateCrlArgs {
@@ -60,7 +60,7 @@ export interface CreateCrlArgs {
   readonly crlNumber?: number;
   /** Issue time. @default now */
   readonly thisUpdate?: Date;
-  /** Hours until nextUpdate. @default 168 */
+  /** Hours until nextUpdate. @default 720 (30 days, as the fleet) */
   readonly nextUpdateHours?: number;
   /** nextUpdate exactly (a resource's planned one); must be after thisUpdate. @default thisUpdate + nextUpdateHours */
   readonly nextUpdate?: Date | string;

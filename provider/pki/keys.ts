@@ -19,7 +19,7 @@ import { quoteInput } from "./quote";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
-/** The key types this library issues. `rsa-3072` is the default everywhere. */
+/** The key types this library issues. `rsa-3072` is the default of `pki` and the resources; `VirtualizationPki` defaults to `ecdsa-p256`. */
 export type KeySpec = "rsa-2048" | "rsa-3072" | "rsa-4096" | "ecdsa-p256" | "ecdsa-p384" | "ed25519";
 
 /** Every supported key spec, in a stable order. */
@@ -32,7 +32,7 @@ export const KEY_SPECS: readonly KeySpec[] = [
   "ed25519",
 ];
 
-/** The default key spec: RSA 3072 bits. */
+/** The default key spec of `pki` and the resources: RSA 3072 bits, as certtool (the fleet uses P-256, for speed at scale). */
 export const DEFAULT_KEY_SPEC: KeySpec = "rsa-3072";
 
 /** Checks a key spec given as text, naming the property on error. */

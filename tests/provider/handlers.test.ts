@@ -315,11 +315,11 @@ describe("CRL and PSK", () => {
     const again = revocationList.check(revoked, { ...program, renewBeforeHours: 100 }).inputs!;
     expect(again.nextUpdate).toBe(revoked.nextUpdate);
     expect(revocationList.diff(created.id, updated.outs, again as never)).toEqual({ changes: false });
-    // One hour before nextUpdate (inside the 56 h window): check plans a new nextUpdate, shown as changed.
+    // One hour before nextUpdate (inside the 240 h window): check plans a new nextUpdate, shown as changed.
     const soon = new Date(Date.now() + HOUR).toISOString();
     const stale = { ...updated.outs, nextUpdate: soon };
     const resign = revocationList.check({ ...revoked, nextUpdate: soon }, program).inputs!;
-    expect(Date.parse(resign.nextUpdate as string)).toBeGreaterThan(Date.now() + 167 * HOUR);
+    expect(Date.parse(resign.nextUpdate as string)).toBeGreaterThan(Date.now() + 719 * HOUR);
     // An update, not a replacement: a replacement would start from the inputs and lose the CRL's ledger.
     expect(revocationList.diff(created.id, stale, resign as never)).toEqual({ changes: true });
     const resigned = await revocationList.update(created.id, stale, resign as never);

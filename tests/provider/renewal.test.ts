@@ -256,7 +256,7 @@ test("a version-1 state upgrades without a replacement, and stays due-aware", as
   const resources = await registered(program);
   for (const [name, r] of Object.entries(resources)) {
     const crl = name === "v1crl";
-    const old = v1(await create(r), crl ? "nextUpdate" : "notAfter", crl ? 56 : 720);
+    const old = v1(await create(r), crl ? "nextUpdate" : "notAfter", crl ? 240 : 720);
     const next = await plan(old, r.news);
     // No planned end is invented for an old state (check cannot see its stored end): nothing is shown...
     expect({ name, shown: next.shown, changes: next.diff.changes }).toEqual({
