@@ -103,7 +103,8 @@ export interface HostCredentialInstallArgs {
   /**
    * Run after any file's content changed (never on a no-op run), as words without a shell, e.g.
    * `["systemctl", "reload", "libvirtd"]`. A string of plain words is split at spaces; shell syntax is
-   * refused (write `["sh", "-c", "..."]` to run a shell on the host). @default none
+   * refused (write `["sh", "-c", "..."]` to run a shell on the host). With `root` it would run on the
+   * machine running Pulumi, not on a host, so it is refused there. @default none
    */
   reloadCommand?: pulumi.Input<string | string[]>;
   /** Leave the files on the host when this install is deleted. @default false */

@@ -105,7 +105,7 @@ export interface FleetHost {
   qemu?: QemuService[];
   /** Install `keys.psk` (when the fleet has PSK users) into this dir. @default "/etc/pki/qemu-psk" */
   qemuPskDir?: string;
-  /** Overrides the fleet's `reloadCommand` for this host. */
+  /** Overrides the fleet's `reloadCommand` for this host; only with a `connection`. @default the fleet's `reloadCommand` */
   reloadCommand?: pulumi.Input<string | string[]>;
 }
 
@@ -259,7 +259,11 @@ export interface VirtualizationPkiArgs {
   ownership?: Ownership;
   overrides?: Record<string, PathOverride>;
   qemuGroup?: string;
-  /** Run on a host after its files changed, as words, e.g. `["systemctl", "restart", "libvirtd"]` (see {@link HostCredentialInstallArgs.reloadCommand}). @default none */
+  /**
+   * Run on a host after its files changed, as words, e.g. `["systemctl", "restart", "libvirtd"]` (see
+   * {@link HostCredentialInstallArgs.reloadCommand}). Only on hosts with a `connection`: a staged host's files
+   * are a folder on the machine running Pulumi. @default none
+   */
   reloadCommand?: pulumi.Input<string | string[]>;
   /** Hosts and clients without a connection install locally under `<stagingRoot>/<name>`. */
   stagingRoot?: string;
@@ -339,6 +343,13 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     names.add(h.name);
     if (typeof h.fqdn !== "string" || h.fqdn === "")
       throw new PkiError(`hosts[${i}].fqdn`, "is required, e.g. compute1.example.org");
+    if (h.reloadCommand !== undefined && h.connection === undefined) {
+      throw new PkiError(
+        `hosts[${i}].reloadCommand`,
+        "a staged host (no connection) has its files in a folder on the machine running Pulumi, where the " +
+          "command would run: remove it, or give the host a connection",
+      );
+    }
     for (const s of h.qemu ?? []) {
       if (!(QEMU_SERVICES as readonly string[]).includes(s)) {
         throw new PkiError(`hosts[${i}].qemu`, `${quoteInput(s)} is not one of ${QEMU_SERVICES.join(", ")}`);
@@ -881,7 +892,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       const ids = this.hostIdentities[h.name];
       // Hosts reached over SSH get managed daemon settings and "auto" reloads unless told otherwise;
       // staged hosts (no daemon to reach) only what is given.
-      const reloadCommand = h.reloadCommand ?? args.reloadCommand;
+      // The fleet's reloadCommand is for hosts it reaches: on a staged host it would run on this machine.
+      const reloadCommand = h.reloadCommand ?? (h.connection !== undefined ? args.reloadCommand : undefined);
       const daemonConfig = args.daemonConfig ?? (h.connection !== undefined ? true : undefined);
       const reload =
         args.reload ??

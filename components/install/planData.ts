@@ -360,6 +360,15 @@ export function checkInstallOptions(a: {
   if (a.reload === "auto" && a.reloadCommand !== undefined) {
     throw new PkiError("reloadCommand", 'give reloadCommand or reload: "auto", not both');
   }
+  // A local install's reloadCommand would run on the machine running Pulumi, whose daemons are not the
+  // ones of the host the staged folder is for (root "/" is refused above: a local install is always a folder).
+  if (a.reloadCommand !== undefined && a.reloadCommand !== null && a.root !== undefined) {
+    throw new PkiError(
+      "reloadCommand",
+      `would run on the machine running Pulumi, while the files go to the folder ${quoteInput(a.root)} there, not ` +
+        "to a host: remove it and reload the host when the folder is deployed, or install over SSH (connection)",
+    );
+  }
   if (a.reload === "auto" && a.root !== undefined) {
     throw new PkiError(
       "reload",

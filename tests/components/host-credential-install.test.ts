@@ -296,6 +296,16 @@ describe("HostCredentialInstall: bad input fails at construction (preview), nami
       /^root: "staging"/,
     ],
     [
+      "a reloadCommand with a staging root (it would run on the machine running Pulumi)",
+      () =>
+        new HostCredentialInstall("x", {
+          root: "/tmp/stage",
+          layouts: [serverLayout()],
+          reloadCommand: ["systemctl", "reload", "libvirtd"],
+        }),
+      /^reloadCommand: would run on the machine running Pulumi, while the files go to the folder "\/tmp\/stage"/,
+    ],
+    [
       "a connection without hostKey (@pulumi/command would accept any host key)",
       () => new HostCredentialInstall("x", { connection: unpinned, layouts: [serverLayout()] }),
       /^connection\.hostKey: is required: without it @pulumi\/command accepts any host key/,

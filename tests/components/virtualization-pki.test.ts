@@ -450,6 +450,48 @@ test("every role's key is a secret output of the host's one HostIdentities resou
   ]);
 });
 
+test("a reloadCommand never runs on the machine running Pulumi for a staged host", async () => {
+  const staged = { name: "s1", fqdn: "s1.example.org" };
+  // Given on the staged host itself, it is refused at preview.
+  await expect(
+    captureResources(
+      () => {
+        new VirtualizationPki(
+          "prod",
+          args({
+            hosts: [{ ...staged, reloadCommand: "systemctl reload libvirtd" }],
+            stagingRoot: "/tmp/stage",
+          }),
+        );
+      },
+      { preview: true },
+    ),
+  ).rejects.toThrow(/^hosts\[0\]\.reloadCommand: a staged host \(no connection\)/);
+  // The fleet's reloadCommand is for the hosts it reaches: a staged host's install gets none (the install
+  // itself refuses a reloadCommand under a staging root, so this up would fail if it were passed on).
+  const host = await startProviderHost({ cwd: join(__dirname, "..", "..") });
+  const staging = await tempDir("virt-pki-fleet-reload-");
+  try {
+    await host.configure();
+    const { VirtualizationPki: Compiled } = await import("../../bin/components");
+    const r = await up(
+      () =>
+        void new Compiled(
+          "prod",
+          args({ hosts: [staged], clients: [], stagingRoot: staging, reloadCommand: ["touch", "/tmp/x"] }),
+        ),
+      host,
+      {},
+    );
+    const install = Object.values(r.state).find((s) => s.name === "prod-s1-files")!;
+    expect(JSON.stringify(revealSecrets(install.inputs.stdin))).not.toMatch(/\\nreload /);
+    expect(existsSync(join(staging, "s1/etc/pki/libvirt/servercert.pem"))).toBe(true);
+  } finally {
+    await host.stop();
+    await removeDir(staging);
+  }
+});
+
 test("an unreachable client's install needs no host key: it is never contacted again", async () => {
   const clients = [
     {
