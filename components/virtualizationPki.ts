@@ -611,7 +611,10 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       { distinguishedName: string; fingerprintSha256: string; notAfter: string; revoked: boolean }
     >
   >;
-  /** The earliest renewAt across the fleet's certificates and CAs: when the next `pulumi up` changes something. */
+  /**
+   * The earliest `renewAt` across the fleet's certificates, CAs and CRLs (a CRL's is its `nextUpdate` minus
+   * its re-sign window, often the soonest): when the next `pulumi up` changes something. Schedule `up` by then.
+   */
   readonly earliestRenewAt: pulumi.Output<string>;
   /**
    * `tls_allowed_dn_list` for libvirtd.conf, each entry as libvirt reads it: the hosts' libvirt client
@@ -1049,6 +1052,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ...Object.values(this.hostIdentities).map((s) => s.renewAt),
       ...Object.values(this.clientCertificates).map((s) => s.renewAt),
       ...caResources.map((c) => c.renewAt),
+      // A CRL's re-sign is often the soonest: its nextUpdate comes every crlNextUpdateHours.
+      ...crls.map((c) => c.renewAt),
     ];
     this.earliestRenewAt = pulumi.all(renewAts).apply((t) => [...t].sort()[0]);
     warnOncePerMessage(

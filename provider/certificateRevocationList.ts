@@ -1,6 +1,7 @@
 /** The CertificateRevocationList resource. */
 import * as pulumi from "@pulumi/pulumi";
-import type { RevocationReason } from "./pki/crl";
+import { DEFAULT_CRL_NEXT_UPDATE_HOURS, defaultCrlRenewBeforeHours, type RevocationReason } from "./pki/crl";
+import { renewAtOutput } from "./leafCertificate";
 import { CaCredentials, CaLike, caInput } from "./caCredentials";
 import { revocationListProvider } from "./providers";
 import { suspendStackTraces } from "./sdkStacks";
@@ -69,6 +70,11 @@ export class CertificateRevocationList extends pulumi.dynamic.Resource {
   declare readonly revokedSerials: pulumi.Output<string[]>;
   /** Every listed entry: serial, original revocation date, reason, notAfter. */
   declare readonly revokedCertificates: pulumi.Output<RevokedCertificateEntry[]>;
+  /**
+   * When the next `pulumi up` re-signs it: `nextUpdate` minus `renewBeforeHours` (computed, not stored). Run an
+   * `up` by then: from `nextUpdate` on, the hosts hold a CRL that is out of date.
+   */
+  readonly renewAt: pulumi.Output<string>;
 
   constructor(name: string, args: CertificateRevocationListArgs, opts?: pulumi.CustomResourceOptions) {
     // The SDK's per-property stack traces are this registration's largest cost (see sdkStacks.ts).
@@ -96,5 +102,12 @@ export class CertificateRevocationList extends pulumi.dynamic.Resource {
     } finally {
       restoreStacks();
     }
+    // The window as check applies it (handlers/revocationList.ts normalize): a third of the lifetime unless given.
+    const window = pulumi
+      .all([args.renewBeforeHours, args.nextUpdateHours])
+      .apply(
+        ([before, hours]) => before ?? defaultCrlRenewBeforeHours(hours ?? DEFAULT_CRL_NEXT_UPDATE_HOURS),
+      );
+    this.renewAt = renewAtOutput(this.nextUpdate, window, 0);
   }
 }

@@ -5,6 +5,7 @@ import {
   Crl,
   inspectCrl,
   DEFAULT_CRL_NEXT_UPDATE_HOURS,
+  defaultCrlRenewBeforeHours,
   REVOCATION_REASONS,
   RevocationReason,
 } from "../pki/crl";
@@ -55,11 +56,6 @@ export interface CrlInputs {
    * update; a due re-sign shows as a change of it. Absent in inputs checked against a version-1 state.
    */
   nextUpdate?: string;
-}
-
-/** Default re-sign window: a CRL is re-signed once less than a third of its lifetime is left (240 h of 720). */
-export function defaultCrlRenewBeforeHours(nextUpdateHours: number): number {
-  return Math.round((nextUpdateHours / 3) * 100) / 100;
 }
 
 /**

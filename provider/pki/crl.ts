@@ -50,6 +50,11 @@ export interface RevokedCertificate {
 /** Default time to the next CRL update: 30 days, the same at every layer (resource, fleet, `pki`). */
 export const DEFAULT_CRL_NEXT_UPDATE_HOURS = 720;
 
+/** Default re-sign window: a CRL is re-signed once less than a third of its lifetime is left (240 h of 720). */
+export function defaultCrlRenewBeforeHours(nextUpdateHours: number): number {
+  return Math.round((nextUpdateHours / 3) * 100) / 100;
+}
+
 /** Arguments of `createCrl`. */
 export interface CreateCrlArgs {
   /** The CA that signs the CRL (and issued the revoked certificates). */

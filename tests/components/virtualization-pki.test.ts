@@ -98,7 +98,11 @@ test("children are named after the component; each host gets its certificate and
       "O=Virtualization,OU=libvirt-client,CN=compute2.example.org",
       "O=Example,CN=admin",
     ]);
-    expect(earliestRenewAt).toBe(new Date(Math.min(...ends) - 720 * 3_600_000).toISOString());
+    // The soonest is the CRL's re-sign (nextUpdate minus a third of its 720 h), not a certificate's renewal.
+    const crl = Object.values(r.state).find((s) => s.name === "prod-ca-crl")!;
+    const crlResign = Date.parse(crl.outputs.nextUpdate as string) - 240 * 3_600_000;
+    expect(crlResign).toBeLessThan(Math.min(...ends) - 720 * 3_600_000);
+    expect(earliestRenewAt).toBe(new Date(crlResign).toISOString());
     const server = Object.values(r.state).find((s) => s.name === "prod-compute1")!;
     expect(server.type).toBe("pulumi-nodejs:dynamic/virt-pki:HostIdentities");
     expect(server.outputs.subjectDn).toBe("O=Virtualization,CN=compute1.example.org");
