@@ -911,8 +911,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
         layouts.push({
           kind: "libvirt-client",
           caCertPem,
-          certPem: ids.clientCertPem as pulumi.Output<string>,
-          keyPem: ids.clientKeyPem as pulumi.Output<string>,
+          certPem: ids.clientCertPem,
+          keyPem: ids.clientKeyPem,
           crlPem,
         });
       }
@@ -923,8 +923,8 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           service,
           caCertPem,
           crlPem,
-          certPem: ids.qemuCertPem as pulumi.Output<string>,
-          keyPem: ids.qemuKeyPem as pulumi.Output<string>,
+          certPem: ids.qemuCertPem,
+          keyPem: ids.qemuKeyPem,
         });
       }
       if (psk)

@@ -56,10 +56,13 @@ export class HostIdentities extends pulumi.dynamic.Resource {
   declare readonly subjectDn: pulumi.Output<string>;
   /** The server identity's DN as `tls_allowed_dn_list` would take it (it is not listed there). */
   declare readonly distinguishedName: pulumi.Output<string>;
-  /** The libvirt client certificate (`clientcert.pem`); absent without the `client` role. */
-  declare readonly clientCertPem: pulumi.Output<string | undefined>;
-  /** The libvirt client key. Secret. */
-  declare readonly clientKeyPem: pulumi.Output<string | undefined>;
+  /**
+   * The libvirt client certificate (`clientcert.pem`). Typed as a string so it passes straight to a layout;
+   * undefined without the `client` role (an install given it then fails with `certPem: is required`).
+   */
+  declare readonly clientCertPem: pulumi.Output<string>;
+  /** The libvirt client key. Secret. Undefined without the `client` role, as `clientCertPem`. */
+  declare readonly clientKeyPem: pulumi.Output<string>;
   /** The libvirt client identity's DN: what peers' `tls_allowed_dn_list` lists. */
   declare readonly clientDistinguishedName: pulumi.Output<string | undefined>;
   /** The client certificate's serial number, hex. */
@@ -68,10 +71,13 @@ export class HostIdentities extends pulumi.dynamic.Resource {
   declare readonly clientFingerprintSha256: pulumi.Output<string | undefined>;
   /** End of the client certificate's validity, ISO 8601. */
   declare readonly clientNotAfter: pulumi.Output<string | undefined>;
-  /** The QEMU certificate (`server-cert.pem` and `client-cert.pem`); absent without the `qemu` role. */
-  declare readonly qemuCertPem: pulumi.Output<string | undefined>;
-  /** The QEMU key, readable by the QEMU group on the host. Secret. */
-  declare readonly qemuKeyPem: pulumi.Output<string | undefined>;
+  /**
+   * The QEMU certificate (`server-cert.pem` and `client-cert.pem`). Typed as a string so it passes straight
+   * to a layout; undefined without the `qemu` role, as `clientCertPem`.
+   */
+  declare readonly qemuCertPem: pulumi.Output<string>;
+  /** The QEMU key, readable by the QEMU group on the host. Secret. Undefined without the `qemu` role. */
+  declare readonly qemuKeyPem: pulumi.Output<string>;
   /** The QEMU identity's DN (never in any `tls_allowed_dn_list`). */
   declare readonly qemuDistinguishedName: pulumi.Output<string | undefined>;
   /** The QEMU certificate's serial number, hex. */
