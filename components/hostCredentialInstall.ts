@@ -74,6 +74,7 @@ export interface HostCredentialInstallArgs {
    * privateKey, password, agentSocketPath, hostKey, proxy, ...). Give `hostKey` (the host's public key,
    * `ssh-ed25519 AAAA...`): `@pulumi/command` accepts ANY host key without it, and would hand the keys on
    * stdin to whatever answers at the address, on create and again on delete.
+   * @default none: give `root` instead
    */
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
   /**
@@ -84,17 +85,24 @@ export interface HostCredentialInstallArgs {
   /**
    * Install on the machine running Pulumi, under this absolute folder (a staging tree for an image
    * build, say): `/etc/pki/...` becomes `<root>/etc/pki/...`, homes are `<root>/home/<user>`.
+   * @default none: give `connection` instead
    */
   root?: string;
   /** What to call the host in messages. @default the resource name */
   hostLabel?: string;
   /** The layouts to place (several may share files, e.g. the CA certificate). */
   layouts: LayoutArgs[];
-  /** @default "default" (see {@link Ownership}) */
+  /**
+   * The owners, groups and modes the layouts give their files and directories.
+   * @default "default" (see {@link Ownership})
+   */
   ownership?: Ownership;
-  /** Owner, group and/or mode by absolute path, over what the layouts say. */
+  /** Owner, group and/or mode by absolute path, over what the layouts say. @default none */
   overrides?: Record<string, PathOverride>;
-  /** The group QEMU runs as; detected on the host (`qemu`, else `libvirt-qemu`) when absent. */
+  /**
+   * The group QEMU runs as; detected on the host (`qemu`, else `libvirt-qemu`) when absent.
+   * @default detected on the host when a file has the QEMU group and owners are set
+   */
   qemuGroup?: string;
   /** chown to the planned owners. @default true over SSH, false locally (a staging tree) */
   setOwners?: boolean;
@@ -109,7 +117,10 @@ export interface HostCredentialInstallArgs {
   reloadCommand?: pulumi.Input<string | string[]>;
   /** Leave the files on the host when this install is deleted. @default false */
   keepOnDelete?: boolean;
-  /** Where the host keeps the claims that make delete remove only this install's files. */
+  /**
+   * Where the host keeps the claims that make delete remove only this install's files.
+   * @default "/var/lib/virt-pki"
+   */
   stateDir?: string;
   /**
    * The clients the server accepts: `tls_allowed_dn_list` in the daemon's settings and the `libvirtdConf`
@@ -138,9 +149,16 @@ export interface HostCredentialInstallArgs {
   /**
    * With `reload: "auto"`: after the run the host connects to its own libvirt TLS port and reports the
    * certificate it serves; anything but the one installed fails the `up`, naming the host. `false` turns
-   * it off. @default { address: connection.host, port: 16514 }
+   * it off. @default `{ address: connection.host, port: 16514 }`
    */
-  verifyServed?: boolean | { address?: string; port?: number };
+  verifyServed?:
+    | boolean
+    | {
+        /** The address the host connects to. @default the connection's `host` */
+        address?: string;
+        /** The TCP port. @default 16514 (libvirt's TLS port) */
+        port?: number;
+      };
   /**
    * Over SSH, read the host's installed files at every preview and up (a `HostProbe` resource, `<name>-probe`):
    * a file deleted, replaced, or with another mode or owner shows in the preview as that probe's input

@@ -40,12 +40,19 @@ import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "../provider/handlers/certificat
 export interface NewFleetCa {
   /** Stable name of this CA within the fleet (part of its resource name). @default "ca" */
   id?: string;
-  /** @default { organization: <fleet organization>, commonName: <fleet organization> } (the libvirt guide's CA) */
+  /**
+   * The CA's subject.
+   * @default `organization` and `commonName` both the fleet's `organization` (as the libvirt guide's CA)
+   */
   subject?: pulumi.Input<Subject>;
   /** Key type of a new CA (P-256, as the fleet's leaves; see `VirtualizationPkiArgs.keySpec`). @default "ecdsa-p256" */
   keySpec?: pulumi.Input<KeySpec>;
-  /** @default 87600 (10 years) */
+  /** Lifetime of the CA in hours. @default 87600 (10 years) */
   validityHours?: pulumi.Input<number>;
+  /**
+   * Re-issue (replace) the CA this many hours before it expires; the certificates it issued follow.
+   * @default 720 (30 days, the CertificateAuthority's default)
+   */
   renewBeforeHours?: pulumi.Input<number>;
 }
 
@@ -53,6 +60,7 @@ export interface NewFleetCa {
 export interface ExistingFleetCa {
   /** Stable name of this CA within the fleet. @default "ca" */
   id?: string;
+  /** The CA certificate (PEM); it must be one libvirt and QEMU accept in their CA file. */
   certPem: pulumi.Input<string>;
   /** Secret. */
   keyPem: pulumi.Input<string>;
@@ -67,11 +75,17 @@ export interface FleetHost {
   name: string;
   /** The certificate's CN and first DNS name: the name clients use in `qemu+tls://FQDN/system`. */
   fqdn: string;
-  /** More DNS names (the short name is added unless `addShortName` is false). */
+  /**
+   * More DNS names (the short name is added unless `addShortName` is false).
+   * @default none besides `fqdn` and `name`
+   */
   dnsNames?: string[];
-  /** IPv4/IPv6 addresses clients may use. */
+  /** IPv4/IPv6 addresses clients may use. @default none (IP `migrationAddresses` are added) */
   ipAddresses?: string[];
-  /** @default true: the short name is also a DNS SAN */
+  /**
+   * Add the short `name` to the host's certificates as a DNS name.
+   * @default true: the short name is also a DNS SAN
+   */
   addShortName?: boolean;
   /**
    * Names or addresses peers migrate guests to this host through (`migration_host` in its qemu.conf, `virsh migrate
@@ -82,12 +96,16 @@ export interface FleetHost {
    * `default_tls_x509_cert_dir` for migration, qemu_conf.c:1262-1276). @default none
    */
   migrationAddresses?: string[];
-  /** SSH connection (`@pulumi/command` remote ConnectionArgs). Without it: local under `stagingRoot/<name>`. */
+  /**
+   * SSH connection (`@pulumi/command` remote ConnectionArgs). Without it: local under `stagingRoot/<name>`.
+   * @default none: installed locally under `<stagingRoot>/<name>` (the fleet needs a `stagingRoot`)
+   */
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
   /**
    * The host's SSH public key (`ssh-ed25519 AAAA...`, from `/etc/ssh/ssh_host_ed25519_key.pub`): every
    * command for this host (install and delete) talks only to a host presenting it. Required with a
    * `connection` (unless it has `hostKey` itself, or the fleet sets `skipHostKeyVerification`).
+   * @default none: the `connection`'s own `hostKey`
    */
   hostKey?: pulumi.Input<string>;
   /** Serve libvirt TLS with the host's server identity (`libvirt-server` layout, key 0600 root). @default true */
@@ -118,17 +136,30 @@ export interface FleetClientInstall {
    * @default none: the install is `<fleet>-client-<client>`
    */
   id?: string;
+  /**
+   * SSH connection to the client machine (`@pulumi/command` remote ConnectionArgs).
+   * @default none: a local install under `root`, else under `<stagingRoot>/client-<name>`
+   */
   connection?: pulumi.Input<command.types.input.remote.ConnectionArgs>;
-  /** The machine's SSH public key: as {@link FleetHost.hostKey}. */
+  /**
+   * The machine's SSH public key: as {@link FleetHost.hostKey}.
+   * @default none: the `connection`'s own `hostKey`
+   */
   hostKey?: pulumi.Input<string>;
   /**
    * System-wide install only: make `clientkey.pem` world-readable (0644) for a shared workstation whose
    * local users all act as this client (see `LibvirtClientLayout.keyReadableByAllUsers`). @default false
    */
   keyReadableByAllUsers?: boolean;
-  /** Local install under this folder instead of SSH. */
+  /**
+   * Local install under this folder instead of SSH.
+   * @default `<stagingRoot>/client-<name>` without a `connection`
+   */
   root?: string;
-  /** Per-user install (`~user/.pki/libvirt`); without it, the system-wide `libvirt-client` layout. */
+  /**
+   * Per-user install (`~user/.pki/libvirt`); without it, the system-wide `libvirt-client` layout.
+   * @default none: the system-wide `libvirt-client` layout
+   */
   user?: string;
   /**
    * The machine is gone or can no longer be reached (lost, stolen, scrapped): the fleet never contacts it
@@ -177,14 +208,20 @@ export interface FleetRevokedClient {
   name: string;
   /** The RFC 5280 reason the CRLs list, e.g. "keyCompromise", "affiliationChanged", "cessationOfOperation". @default "keyCompromise" */
   reason?: RevocationReason;
-  /** Only for a client no longer in `clients`: its certificate's serial (hex). */
+  /**
+   * Only for a client no longer in `clients`: its certificate's serial (hex).
+   * @default none: read from the client's certificate (required for a client no longer in `clients`)
+   */
   serialNumber?: string;
   /**
    * When it was revoked, ISO 8601: the date a CRL gives when it first lists the serial. Required for a
    * client no longer in `clients`. @default the certificate's `revokedAt` (set when it was marked revoked)
    */
   revokedAt?: string;
-  /** Only for a client no longer in `clients`: its certificate's notAfter; it is listed until then. */
+  /**
+   * Only for a client no longer in `clients`: its certificate's notAfter; it is listed until then.
+   * @default none: read from the client's certificate (required for a client no longer in `clients`)
+   */
   notAfter?: string;
 }
 
@@ -202,7 +239,12 @@ export interface FleetRetiredHost {
   /** When it was retired, ISO 8601: the date the CRLs give. @default the time each CRL first lists it */
   revokedAt?: string;
   /** Its certificates (server, libvirt client, QEMU): serial (hex) and notAfter (ISO 8601) of each. */
-  certificates: { serialNumber: string; notAfter: string }[];
+  certificates: {
+    /** The certificate's serial number, hex. */
+    serialNumber: string;
+    /** The certificate's notAfter, ISO 8601: the CRLs list it until then. */
+    notAfter: string;
+  }[];
 }
 
 /** Arguments of {@link VirtualizationPki}. */
@@ -216,7 +258,12 @@ export interface VirtualizationPkiArgs {
   issuingCa?: string;
   /** Organization in default subjects. @default "Virtualization" */
   organization?: string;
+  /** The hosts: each gets its identities (one `HostIdentities`) and an install. */
   hosts: FleetHost[];
+  /**
+   * Operator and management clients: each gets a client certificate, installed where it says.
+   * @default none
+   */
   clients?: FleetClient[];
   /**
    * Revoked clients: names (reason `keyCompromise`) or `{ name, reason }`, listed in every CRL installed on
@@ -241,7 +288,7 @@ export interface VirtualizationPkiArgs {
   peerDnList?: "prefix" | "exact";
   /** Hosts that left `hosts`: their certificates stay listed in every CRL until they expire. @default none */
   retiredHosts?: FleetRetiredHost[];
-  /** QEMU TLS-PSK user names; one `keys.psk` shared by all hosts. */
+  /** QEMU TLS-PSK user names; one `keys.psk` shared by all hosts. @default none: no `keys.psk` */
   pskUsers?: string[];
   /**
    * Key type of host and client keys. Unlike the resources (`"rsa-3072"`), the fleet defaults to P-256: it
@@ -256,8 +303,17 @@ export interface VirtualizationPkiArgs {
   renewBeforeHours?: pulumi.Input<number>;
   /** Lifetime of the CRL (re-signed by `pulumi up` before it runs out). @default 720 */
   crlNextUpdateHours?: pulumi.Input<number>;
+  /**
+   * Every install's ownership convention (see {@link HostCredentialInstallArgs.ownership}).
+   * @default "default"
+   */
   ownership?: Ownership;
+  /** Owner, group and/or mode by absolute path, on every host and client install. @default none */
   overrides?: Record<string, PathOverride>;
+  /**
+   * The group QEMU runs as, on every host and client.
+   * @default detected on each host: `qemu`, else `libvirt-qemu`
+   */
   qemuGroup?: string;
   /**
    * Run on a host after its files changed, as words, e.g. `["systemctl", "restart", "libvirtd"]` (see
@@ -265,7 +321,10 @@ export interface VirtualizationPkiArgs {
    * are a folder on the machine running Pulumi. @default none
    */
   reloadCommand?: pulumi.Input<string | string[]>;
-  /** Hosts and clients without a connection install locally under `<stagingRoot>/<name>`. */
+  /**
+   * Hosts and clients without a connection install locally under `<stagingRoot>/<name>`.
+   * @default none: every host needs a `connection`, every installed client a `connection` or `root`
+   */
   stagingRoot?: string;
   /**
    * Manage libvirt's TLS settings on every host (see {@link HostCredentialInstallArgs.daemonConfig}): the
@@ -299,15 +358,25 @@ export interface VirtualizationPkiArgs {
 
 /** What the fleet reports per host. */
 export interface FleetHostOutputs {
+  /** The host's FQDN: its server certificate's CN. */
   fqdn: string;
+  /** SHA-256 fingerprint of the server certificate, `AB:CD:...`. */
   fingerprintSha256: string;
+  /** End of validity of the host's identities, ISO 8601. */
   notAfter: string;
+  /** When the next `pulumi up` re-issues them, ISO 8601. */
   renewAt: string;
   /** The libvirt server identity's DN. */
   subjectDn: string;
-  /** The libvirt client identity's DN (in `tls_allowed_dn_list`); absent with `libvirtClient: false`. */
+  /**
+   * The libvirt client identity's DN (in `tls_allowed_dn_list`); absent with `libvirtClient: false`.
+   * @default none with `libvirtClient: false`
+   */
   clientDn?: string;
-  /** The QEMU identity's DN (in no `tls_allowed_dn_list`); absent with `qemu: []`. */
+  /**
+   * The QEMU identity's DN (in no `tls_allowed_dn_list`); absent with `qemu: []`.
+   * @default none with `qemu: []`
+   */
   qemuDn?: string;
 }
 
@@ -608,7 +677,16 @@ export class VirtualizationPki extends pulumi.ComponentResource {
   readonly clients: pulumi.Output<
     Record<
       string,
-      { distinguishedName: string; fingerprintSha256: string; notAfter: string; revoked: boolean }
+      {
+        /** The client's DN as `tls_allowed_dn_list` takes it. */
+        distinguishedName: string;
+        /** SHA-256 fingerprint of its certificate. */
+        fingerprintSha256: string;
+        /** End of validity, ISO 8601. */
+        notAfter: string;
+        /** Whether it is in `revokedClients`. */
+        revoked: boolean;
+      }
     >
   >;
   /**

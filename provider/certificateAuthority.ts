@@ -10,9 +10,15 @@ import { suspendStackTraces } from "./sdkStacks";
 
 /** Arguments of a CertificateAuthority. Give `subject`, a certtool `template`, or `import`. */
 export interface CertificateAuthorityArgs {
-  /** The CA's subject, e.g. `{ commonName: "Libvirt Project" }`. */
+  /**
+   * The CA's subject, e.g. `{ commonName: "Libvirt Project" }`.
+   * @default none: give `subject`, `template` or `import` (check fails without one)
+   */
   readonly subject?: pulumi.Input<Subject>;
-  /** A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`. */
+  /**
+   * A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`.
+   * @default none: the CA is described by `subject`
+   */
   readonly template?: pulumi.Input<string>;
   /**
    * Key type. The resources default to RSA, as certtool and the libvirt and QEMU guides do: every libvirt,
@@ -29,7 +35,11 @@ export interface CertificateAuthorityArgs {
   readonly pathLength?: pulumi.Input<number>;
   /** Make this an intermediate signed by another CA. @default self-signed */
   readonly parent?: CaLike | pulumi.Input<CaCredentials>;
-  /** Adopt an existing CA (e.g. made with certtool) after checking certificate and key match. */
+  /**
+   * Adopt an existing CA (e.g. made with certtool) after checking certificate and key match; then
+   * `subject`, `template`, `keySpec`, `parent`, `validityHours` and `pathLength` must be left out.
+   * @default none: a new CA is created
+   */
   readonly import?: pulumi.Input<CaCredentials>;
   /** Policy: refuse a validity longer than this many hours. @default no limit */
   readonly maxValidityHours?: pulumi.Input<number>;

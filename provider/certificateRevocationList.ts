@@ -8,9 +8,12 @@ import { suspendStackTraces } from "./sdkStacks";
 
 /** One revoked certificate: by serial or by its PEM, with an optional RFC 5280 reason. */
 export interface RevokedCertificateArgs {
-  /** Serial number (hex). */
+  /** Serial number (hex). @default none: give exactly one of `serialNumber` and `certPem` */
   readonly serialNumber?: pulumi.Input<string>;
-  /** Or the certificate itself (e.g. a ClientCertificate's certPem). */
+  /**
+   * Or the certificate itself (e.g. a ClientCertificate's certPem).
+   * @default none: give exactly one of `serialNumber` and `certPem`
+   */
   readonly certPem?: pulumi.Input<string>;
   /** Why. @default unspecified */
   readonly reason?: pulumi.Input<RevocationReason>;
@@ -33,9 +36,12 @@ export interface RevokedCertificateEntry {
   readonly serialNumber: string;
   /** The original revocation date, ISO 8601. */
   readonly revocationDate: string;
-  /** The RFC 5280 reason, if any. */
+  /** The RFC 5280 reason, if any. @default none: the entry has no reason code (unspecified) */
   readonly reason?: RevocationReason;
-  /** The certificate's notAfter, ISO 8601, if known: the entry is dropped once it has passed. */
+  /**
+   * The certificate's notAfter, ISO 8601, if known: the entry is dropped once it has passed.
+   * @default none: unknown, and the entry is kept for good
+   */
   readonly notAfter?: string;
 }
 

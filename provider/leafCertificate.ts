@@ -12,13 +12,25 @@ import { suspendStackTraces } from "./sdkStacks";
 export interface LeafCertificateArgs {
   /** The issuing CA: a CertificateAuthority, or `{ certPem, keyPem }` (e.g. from a StackReference). */
   readonly ca: CaLike | pulumi.Input<CaCredentials>;
-  /** Subject DN. Servers: CN is the host's FQDN. */
+  /**
+   * Subject DN. Servers: CN is the host's FQDN.
+   * @default none: required, unless a `template` is given or a `csrPem`, whose subject is then used
+   */
   readonly subject?: pulumi.Input<Subject>;
-  /** DNS names clients use (servers also get their CN). Normalised: case and order do not matter. */
+  /**
+   * DNS names clients use (servers also get their CN). Normalised: case and order do not matter.
+   * @default none besides a server's CN; with `csrPem` and no subject, template or names, the CSR's
+   */
   readonly dnsNames?: pulumi.Input<pulumi.Input<string>[]>;
-  /** IPv4/IPv6 addresses clients use. Normalised to canonical form. */
+  /**
+   * IPv4/IPv6 addresses clients use. Normalised to canonical form.
+   * @default none; with `csrPem` and no subject, template or names, the CSR's
+   */
   readonly ipAddresses?: pulumi.Input<pulumi.Input<string>[]>;
-  /** A certtool template (as in the libvirt and QEMU guides) instead of subject and names. */
+  /**
+   * A certtool template (as in the libvirt and QEMU guides) instead of subject and names.
+   * @default none: the certificate is described by `subject`, `dnsNames` and `ipAddresses`
+   */
   readonly template?: pulumi.Input<string>;
   /**
    * Key type of a generated key: RSA by default, as certtool and the guides do (see
@@ -26,7 +38,10 @@ export interface LeafCertificateArgs {
    * @default "rsa-3072"
    */
   readonly keySpec?: pulumi.Input<KeySpec>;
-  /** Sign this CSR instead of generating a key: no private key exists in state. */
+  /**
+   * Sign this CSR instead of generating a key: no private key exists in state.
+   * @default none: a key of `keySpec` is generated, and `keyPem` holds it
+   */
   readonly csrPem?: pulumi.Input<string>;
   /** Lifetime in hours. @default 8760 (365 days) */
   readonly validityHours?: pulumi.Input<number>;

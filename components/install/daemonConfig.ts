@@ -68,29 +68,58 @@ export interface DaemonPlan {
   /** Enable the systemd TLS socket where there is one. */
   listen: boolean;
   /** Each block: the file it goes in (`@daemon`: the daemon's own) and the planned file holding it. */
-  confs: { target: string; blockPath: string }[];
+  confs: {
+    /** The file the block goes in: `@daemon` (the daemon's own file) or `qemu.conf`'s path. */
+    target: string;
+    /** The planned file (under the state directory) that holds the block. */
+    blockPath: string;
+  }[];
   /** `reload: "auto"`. */
   auto: boolean;
-  /** The restart command's words (for hosts without a service manager the script knows). */
+  /**
+   * The restart command's words (for hosts without a service manager the script knows).
+   * @default none: the host's service manager restarts the daemon
+   */
   restart?: string[];
   /** Files whose change asks for a reload of that class: `tls` (the daemon), `vnc` (running guests). */
-  watch: { cls: "tls" | "vnc"; path: string }[];
-  /** Check that the daemon serves `certPath` at address:port after the run. */
-  probe?: { address: string; port: number; certPath: string };
+  watch: {
+    /** `tls`: the daemon reloads its TLS files; `vnc`: running guests reload their VNC credentials. */
+    cls: "tls" | "vnc";
+    /** The planned file. */
+    path: string;
+  }[];
+  /**
+   * Check that the daemon serves `certPath` at address:port after the run.
+   * @default none: no check (no `reload: "auto"`, no probe asked, or no libvirt server certificate)
+   */
+  probe?: {
+    /** The address the host connects to. */
+    address: string;
+    /** The TCP port. */
+    port: number;
+    /** The installed certificate it must serve. */
+    certPath: string;
+  };
 }
 
 /** Options of {@link planDaemon}. */
 export interface DaemonPlanOptions {
-  /** The settings to manage; none manages no file. */
+  /** The settings to manage; none manages no file. @default none: no file is managed */
   config?: DaemonConfig;
-  /** The client DNs for `tls_allowed_dn_list`. */
+  /** The client DNs for `tls_allowed_dn_list`. @default none: no `tls_allowed_dn_list` line */
   tlsAllowedDnList?: readonly AllowedDn[];
   /** `"auto"` or `"none"` (a reload command is handled by the plan's `reload` records). */
   reload: "auto" | "none";
-  /** Words of the restart command. */
+  /** Words of the restart command. @default none: the host's service manager restarts the daemon */
   restart?: string[];
-  /** Where to check the served certificate (with `reload: "auto"`). */
-  probe?: { address: string; port: number };
+  /** Where to check the served certificate (with `reload: "auto"`). @default none: no check */
+  probe?: {
+    /** The address the host connects to. */
+    address: string;
+    /** The TCP port. */
+    port: number;
+  };
+  /** The install's state directory: the blocks are planned under `<stateDir>/conf`. */
   stateDir: string;
   /** Local mode: the daemon cannot be detected or reloaded there. */
   local: boolean;
@@ -189,7 +218,15 @@ export function planDaemon(
   plan: InstallPlan,
   layouts: readonly Layout[],
   o: DaemonPlanOptions,
-): { plan: InstallPlan; daemon?: DaemonPlan } {
+): {
+  /** The plan with the blocks added as files. */
+  plan: InstallPlan;
+  /**
+   * What the plan records carry.
+   * @default none when there are no settings to manage and no `reload: "auto"`
+   */
+  daemon?: DaemonPlan;
+} {
   const config = o.config;
   // `reload` was checked with the other options (checkInstallOptions): "auto" is never local here.
   if (config === undefined && o.reload === "none") return { plan };
@@ -281,8 +318,16 @@ export interface HostActions {
   reloads: string[];
   /** Guests whose credentials could not be reloaded live (migrate or restart them). */
   guestsNotReloaded: string[];
-  /** The probe's address and the SHA-256 fingerprint it saw (`-` for none), when there was a probe. */
-  served?: { address: string; fingerprint: string };
+  /**
+   * The probe's address and the SHA-256 fingerprint it saw (`-` for none), when there was a probe.
+   * @default none when the host reported no probe
+   */
+  served?: {
+    /** The address the host connected to. */
+    address: string;
+    /** The SHA-256 fingerprint of the certificate served there, or `-` when none was. */
+    fingerprint: string;
+  };
 }
 
 /** Parses what {@link HostActions} holds from an install script's stdout. */

@@ -1,4 +1,9 @@
-/** Pure install planning: layouts, the plan as data for the fixed host scripts, the manifest check, config snippets. */
+/**
+ * Pure install planning: layouts, the plan as data for the fixed host scripts, the manifest check, config
+ * snippets.
+ *
+ * @module
+ */
 export * from "./layouts";
 export * from "./planData";
 export * from "./acceptance";

@@ -28,27 +28,43 @@ export type Ownership = "default" | "root-qemu";
 
 /** Group token resolved on the host: `qemu` (Fedora/RHEL) or `libvirt-qemu` (Debian/Ubuntu), or `qemuGroup`. */
 export const QEMU_GROUP = "@qemu";
-/** Group token resolved on the host to the primary group of `user`. */
+/**
+ * The group token `@primary:<user>`, which the install script resolves on the host to `user`'s primary
+ * group (`id -g`; the install fails when the user does not exist there). Plans give it to what a user
+ * owns and writes: a `libvirt-client-user` layout's folder and files, the folders between a home and a
+ * planned `~user/...` directory, and a `custom` layout's directory and files owned by a user other than
+ * root (unless a group is given). `overrides` and `custom` layouts may name it too. The manifest check
+ * accepts any group the host reports for it, and the drift probe does not compare it.
+ */
 export function primaryGroupOf(user: string): string {
   return `@primary:${user}`;
 }
 
 /** libvirt's system-wide credentials (`/etc/pki/CA`, `/etc/pki/libvirt`) for a TLS server. */
 export interface LibvirtServerLayout {
+  /** Selects this layout. */
   kind: "libvirt-server";
+  /** The CA certificate(s) the server trusts (PEM): `/etc/pki/CA/cacert.pem`. */
   caCertPem: string;
+  /** The server certificate (PEM): `/etc/pki/libvirt/servercert.pem`. */
   certPem: string;
+  /** The server's private key (PEM): `/etc/pki/libvirt/private/serverkey.pem`. Secret. */
   keyPem: string;
-  /** Installed as `/etc/pki/CA/cacrl.pem`, which libvirtd loads when it exists. */
+  /** Installed as `/etc/pki/CA/cacrl.pem`, which libvirtd loads when it exists. @default none: no CRL file */
   crlPem?: string;
 }
 
 /** libvirt's system-wide client credentials (used by root's libvirtd and virsh, and by local users who may). */
 export interface LibvirtClientLayout {
+  /** Selects this layout. */
   kind: "libvirt-client";
+  /** The CA certificate(s) the client trusts (PEM): `/etc/pki/CA/cacert.pem`. */
   caCertPem: string;
+  /** The client certificate (PEM): `/etc/pki/libvirt/clientcert.pem`. */
   certPem: string;
+  /** The client's private key (PEM): `/etc/pki/libvirt/private/clientkey.pem`. Secret. */
   keyPem: string;
+  /** Installed as `/etc/pki/CA/cacrl.pem`. @default none: no CRL file */
   crlPem?: string;
   /**
    * Make `private/clientkey.pem` world-readable (0644), as `virt-pki-validate` advises, so that every local
@@ -62,41 +78,66 @@ export interface LibvirtClientLayout {
 
 /** A user's own libvirt client credentials: `$HOME/.pki/libvirt`, or a `pkipath` folder. */
 export interface LibvirtClientUserLayout {
+  /** Selects this layout. */
   kind: "libvirt-client-user";
   /** Login name; the files are owned by this user and their primary group. */
   user: string;
   /** Absolute folder, or `~/...` under the user's home. @default "~/.pki/libvirt" */
   dir?: string;
+  /** The CA certificate(s) the client trusts (PEM): `cacert.pem` in `dir`. */
   caCertPem: string;
+  /** The client certificate (PEM): `clientcert.pem` in `dir`. */
   certPem: string;
+  /** The client's private key (PEM): `clientkey.pem` in `dir`, mode 0600. Secret. */
   keyPem: string;
+  /** Installed as `cacrl.pem` in `dir`. @default none: no CRL file */
   crlPem?: string;
 }
 
 /** QEMU's `tls-creds-x509` directory for a server endpoint, a client endpoint, or both (`qemu`). */
 export interface QemuLayout {
+  /** `qemu-server` (the `server-*` files), `qemu-client` (the `client-*` files) or `qemu` (both). */
   kind: "qemu-server" | "qemu-client" | "qemu";
-  /** Which service's directory: `default` is `/etc/pki/qemu`, others `/etc/pki/libvirt-<service>`. */
+  /**
+   * Which service's directory: `default` is `/etc/pki/qemu`, others `/etc/pki/libvirt-<service>`.
+   * @default "default"
+   */
   service?: QemuService;
-  /** Any other absolute directory (wins over `service`). */
+  /** Any other absolute directory (wins over `service`). @default the directory of `service` */
   dir?: string;
+  /** The CA certificate(s) QEMU trusts (PEM): `ca-cert.pem`. */
   caCertPem: string;
-  /** `ca-crl.pem`, read by server endpoints. */
+  /** `ca-crl.pem`, read by server endpoints. @default none: no CRL file (never one for `qemu-client`) */
   crlPem?: string;
   /** The certificate and key, as `server-*` and/or `client-*` ("save them twice" for `qemu`). */
   certPem: string;
+  /**
+   * The key of `certPem` (PEM): `server-key.pem` and/or `client-key.pem`, readable by QEMU's group.
+   * Secret.
+   */
   keyPem: string;
-  /** For `qemu` only: a separate client identity instead of saving `certPem` twice. */
+  /**
+   * For `qemu` only: a separate client identity instead of saving `certPem` twice.
+   * @default none: `certPem` is also `client-cert.pem`
+   */
   clientCertPem?: string;
+  /**
+   * For `qemu` only: the key of `clientCertPem` (give both). Secret.
+   * @default none: `keyPem` is also `client-key.pem`
+   */
   clientKeyPem?: string;
-  /** Optional `dh-params.pem` (deprecated in new QEMU, still read when present). */
+  /**
+   * Optional `dh-params.pem` (deprecated in new QEMU, still read when present).
+   * @default none: no `dh-params.pem` (not for `qemu-client`)
+   */
   dhParamsPem?: string;
 }
 
 /** QEMU's `tls-creds-psk` directory: `keys.psk`, lines `username:hexkey`. */
 export interface QemuPskLayout {
+  /** Selects this layout. */
   kind: "qemu-psk";
-  /** @default "/etc/pki/qemu" */
+  /** The directory of `keys.psk` (the `dir` of QEMU's `tls-creds-psk`). @default "/etc/pki/qemu" */
   dir?: string;
   /** The content of `keys.psk` (the `PreSharedKeys` resource's `keysPsk`). */
   keysPsk: string;
@@ -106,27 +147,34 @@ export interface QemuPskLayout {
 export interface CustomFile {
   /** File name inside the layout's `dir`. */
   name: string;
+  /** The file's text (no NUL bytes; a final newline is added when missing). */
   content: string;
   /** Private key material: sent only on stdin, default mode 0600. @default false */
   secret?: boolean;
-  /** @default 0o600 for secrets, else 0o644 */
+  /** The file's mode. @default 0o600 for secrets, else 0o644 */
   mode?: number;
-  /** @default "root" */
+  /** The file's owner. @default the owner of `dir` (`dirOwner`) */
   owner?: string;
-  /** @default "root" */
+  /**
+   * The file's group.
+   * @default `dirGroup` for a file of `dir`'s owner; else "root" for root, a user's primary group for a user
+   */
   group?: string;
 }
 
 /** Any directory and file names. */
 export interface CustomLayout {
+  /** Selects this layout. */
   kind: "custom";
   /** Absolute directory (or `~user/...`). */
   dir: string;
-  /** @default 0o755 */
+  /** The mode of `dir`. @default 0o755 */
   dirMode?: number;
-  /** Owner and group of `dir`. @default "root" */
+  /** Owner of `dir`. @default the user of a `~user/...` dir, else "root" */
   dirOwner?: string;
+  /** Group of `dir`. @default "root" when `dirOwner` is root, else `dirOwner`'s primary group */
   dirGroup?: string;
+  /** The files to place in `dir` (at least one). */
   files: CustomFile[];
 }
 
@@ -153,8 +201,11 @@ export const LAYOUT_KINDS = [
 
 /** Owner, group and/or mode to force on one path (file or directory), whatever the layout says. */
 export interface PathOverride {
+  /** The owner to set. @default the layout's */
   owner?: string;
+  /** The group to set: a name, or `@qemu` / `@primary:<user>`. @default the layout's */
   group?: string;
+  /** The mode to set, e.g. `0o640`. @default the layout's */
   mode?: number;
 }
 
@@ -163,9 +214,9 @@ const OVERRIDE_KEYS = ["owner", "group", "mode"];
 
 /** Options that apply to every layout of one install. */
 export interface PlanOptions {
-  /** @default "default" */
+  /** The ownership convention. @default "default" */
   ownership?: Ownership;
-  /** Overrides by absolute path (as in the layouts table, `~user/...` for per-user paths). */
+  /** Overrides by absolute path (as in the layouts table, `~user/...` for per-user paths). @default none */
   overrides?: Record<string, PathOverride>;
 }
 
@@ -183,8 +234,11 @@ export type PathContext = "root" | "top" | "user";
 export interface PlannedDir {
   /** Absolute path, or `~user/...`. */
   path: string;
+  /** Its owner: a user name. */
   owner: string;
+  /** Its group: a group name, or a token resolved on the host (`@qemu`, `@primary:<user>`). */
   group: string;
+  /** Its mode, e.g. `0o755`. */
   mode: number;
   /** false: only created if missing (e.g. `/etc/pki`); true: owner/mode enforced on every run. */
   managed: boolean;
@@ -211,8 +265,11 @@ export interface PlannedFile {
   sha256: string;
   /** Private key material. */
   secret: boolean;
+  /** Its owner: a user name. */
   owner: string;
+  /** Its group: a group name, or a token resolved on the host (`@qemu`, `@primary:<user>`). */
   group: string;
+  /** Its mode, e.g. `0o640`. */
   mode: number;
   /** `root` or `user` (see {@link PathContext}). */
   context: PathContext;
@@ -220,7 +277,9 @@ export interface PlannedFile {
 
 /** Everything one install writes, in order: directories parents first, then files. */
 export interface InstallPlan {
+  /** The directories, parents first. */
   dirs: PlannedDir[];
+  /** The files. */
   files: PlannedFile[];
   /** Users whose own processes write `user`-context paths (see {@link PathContext}). */
   writers: string[];

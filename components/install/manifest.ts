@@ -23,19 +23,26 @@ export const MANIFEST_HOME = "virt-pki-home";
 export interface ManifestEntry {
   /** The planned path (`~user/...` for per-user files). */
   path: string;
+  /** The digest the host reports: the sha256, or for a secret file the HMAC shown (see `digests.ts`). */
   sha256: string;
   /** Octal, 4 digits. */
   mode: string;
+  /** The owner's name on the host. */
   owner: string;
+  /** The group's name on the host. */
   group: string;
 }
 
 /** The manifest of an install script's stdout. */
 export interface Manifest {
+  /** One entry per `virt-pki-file` line. */
   files: ManifestEntry[];
   /** Home directories by user. */
   homes: Record<string, string>;
-  /** Whether any file's content changed (from the `virt-pki-install` line), if reported. */
+  /**
+   * Whether any file's content changed (from the `virt-pki-install` line), if reported.
+   * @default none when the output has no `virt-pki-install` line
+   */
   changed?: boolean;
 }
 
@@ -85,7 +92,9 @@ export interface InstalledFile {
   sha256: string;
   /** Octal, 4 digits. */
   mode: string;
+  /** Its owner on the host (in a preview: the planned owner). */
   owner: string;
+  /** Its group on the host (in a preview: the planned group, which may be a token such as `@qemu`). */
   group: string;
 }
 

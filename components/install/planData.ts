@@ -57,13 +57,19 @@ export interface PlanDataOptions {
   hostLabel: string;
   /** Generation of this install (see {@link generationOf}). */
   generation: string;
-  /** Local mode: every path is placed under this absolute folder, homes are `<root>/home/<user>`. */
+  /**
+   * Local mode: every path is placed under this absolute folder, homes are `<root>/home/<user>`.
+   * @default none: paths are the host's own (an install over SSH)
+   */
   root?: string;
   /** chown files and directories to their planned owners. */
   setOwners: boolean;
   /** Label files with SELinux `cert_t` (restorecon) when the host has SELinux enabled. */
   selinux: boolean;
-  /** Group QEMU runs as; detected on the host (`qemu`, then `libvirt-qemu`) when absent. */
+  /**
+   * Group QEMU runs as; detected on the host (`qemu`, then `libvirt-qemu`) when absent.
+   * @default detected on the host (only asked when owners are set and a path has the QEMU group)
+   */
   qemuGroup?: string;
   /** The command run after files changed, as words (see {@link reloadArgv}). @default none */
   reload?: readonly string[];
@@ -280,43 +286,68 @@ export function triggersOf(plan: InstallPlan, target: string, digestKey?: string
 export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" | "reload" | "daemon"> {
   /** `user@host:port` or `local:<root>`: part of the generation. */
   target: string;
+  /** The layouts to place. */
   layouts: readonly Layout[];
+  /** The ownership convention of the layouts. @default "default" */
   ownership?: Ownership;
+  /** Owner, group and/or mode by absolute path, over what the layouts say. @default none */
   overrides?: Record<string, PathOverride>;
+  /** Run after any file's content changed, as words (see {@link reloadArgv}). @default none */
   reloadCommand?: string | readonly string[];
+  /** Leave the files on the host when the install is deleted: the command gets no `delete`. @default false */
   keepOnDelete?: boolean;
-  /** Names and addresses clients use to reach this host, checked against its server certificates. */
+  /**
+   * Names and addresses clients use to reach this host, checked against its server certificates.
+   * @default none checked
+   */
   serverNames?: readonly string[];
   /** Ask `checkTlsCredentials` about the layouts (see `acceptance.ts`). @default true */
   checkCredentials?: boolean;
   /** The daemon settings to manage (see `daemonConfig.ts`). @default none */
   daemonConfig?: boolean | DaemonConfig;
-  /** The client DNs of `tls_allowed_dn_list` in the daemon's settings. */
+  /**
+   * The client DNs of `tls_allowed_dn_list` in the daemon's settings.
+   * @default none: no `tls_allowed_dn_list` line (libvirt then admits every certificate of the trusted CAs)
+   */
   tlsAllowedDnList?: readonly AllowedDn[];
   /** `"auto"`: reload what each change needs, and prove what is served (see `daemonConfig.ts`). @default "none" */
   reload?: "auto" | "none";
-  /** The restart command for hosts without a service manager the script knows. */
+  /**
+   * The restart command for hosts without a service manager the script knows.
+   * @default the service manager
+   */
   restartCommand?: string | readonly string[];
   /** Where the daemon's TLS listener is checked with `reload: "auto"`. @default none */
-  probe?: { address: string; port: number };
+  probe?: {
+    /** The address the host connects to. */
+    address: string;
+    /** The TCP port. */
+    port: number;
+  };
 }
 
 /** What an install hands to `@pulumi/command`: the fixed scripts, and this install's data. */
 export interface InstallCommand {
+  /** The plan, with the daemon's setting blocks as files. */
   plan: InstallPlan;
+  /** The install's generation (see {@link generationOf}). */
   generation: string;
   /** Always {@link INSTALL_SCRIPT}. */
   create: string;
-  /** {@link REMOVE_SCRIPT}, or none with `keepOnDelete`. */
+  /** {@link REMOVE_SCRIPT}, or none with `keepOnDelete`. @default none with `keepOnDelete` */
   delete?: string;
   /** The plan and the files' contents (secret). */
   stdin: string;
+  /** What a preview shows and what replaces the command when it changes (see {@link triggersOf}). */
   triggers: string[];
   /** Each file's shown digest, in the order of `plan.files` (see `digests.ts`). */
   digests: string[];
   /** What libvirt or QEMU would log about these credentials (see `acceptance.ts`). */
   warnings: string[];
-  /** The certificate the daemon must serve (with a probe), for the check of the host's report. */
+  /**
+   * The certificate the daemon must serve (with a probe), for the check of the host's report.
+   * @default none without a probe
+   */
   servedCertPem?: string;
 }
 

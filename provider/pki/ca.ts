@@ -33,19 +33,28 @@ import { quoteInput } from "./quote";
 
 /** Arguments of `createCertificateAuthority`. Give `subject` or a certtool `template`, not both. */
 export interface CreateCertificateAuthorityArgs {
-  /** The CA's subject, e.g. `{ commonName: "Libvirt Project" }`. */
+  /**
+   * The CA's subject, e.g. `{ commonName: "Libvirt Project" }`.
+   * @default none: give `subject` or `template`
+   */
   readonly subject?: Subject;
-  /** A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`; it must contain `ca`. */
+  /**
+   * A certtool template (`cn = ...`, `ca`, `cert_signing_key`) instead of `subject`; it must contain `ca`.
+   * @default none: the CA is described by `subject`
+   */
   readonly template?: string;
   /** Type of a newly generated key. @default "rsa-3072" */
   readonly keySpec?: KeySpec;
-  /** Use this existing private key instead of generating one. */
+  /**
+   * Use this existing private key instead of generating one.
+   * @default none: a key of `keySpec` is generated
+   */
   readonly keyPem?: string;
   /** Lifetime in hours. @default 87600 (10 years), or the template's expiration_days */
   readonly validityHours?: number;
   /** basicConstraints pathLenConstraint: how many intermediate CAs may follow. @default 0 */
   readonly pathLength?: number;
-  /** Sign this CA with a parent CA (an intermediate) instead of self-signing. */
+  /** Sign this CA with a parent CA (an intermediate) instead of self-signing. @default self-signed */
   readonly parent?: IssuerCredentials;
   /** With `parent`: end with the parent instead of failing when the CA would outlive it. @default false */
   readonly truncateToIssuer?: boolean;
@@ -63,7 +72,10 @@ export interface CertificateAuthority extends CertificateFacts {
   readonly keyPem: string;
   /** This CA's certificate followed by its parents' up to the root, PEM. */
   readonly chainPem: string;
-  /** The path length constraint written into the certificate (undefined: unlimited). */
+  /**
+   * The path length constraint written into the certificate (undefined: unlimited).
+   * @default none: unlimited (an imported CA without a pathLenConstraint)
+   */
   readonly pathLength?: number;
 }
 
@@ -81,7 +93,7 @@ export interface CaRequest {
   readonly subject: Subject;
   /** The basicConstraints path length to write. */
   readonly pathLength: number;
-  /** The loaded parent, for an intermediate. */
+  /** The loaded parent, for an intermediate. @default none: a self-signed root */
   readonly parent?: LoadedIssuer;
   /** The validity window it gets. */
   readonly validity: Validity;

@@ -23,15 +23,25 @@ import { quoteInput } from "./quote";
 
 /** RFC 5280 CRLReason values by name (7 is unused in the standard). */
 export const REVOCATION_REASONS = {
+  /** 0: no reason given. */
   unspecified: 0,
+  /** 1: the certificate's private key is known or suspected to be compromised. */
   keyCompromise: 1,
+  /** 2: the issuing CA's key is known or suspected to be compromised. */
   cACompromise: 2,
+  /** 3: the subject's name or other information in the certificate changed. */
   affiliationChanged: 3,
+  /** 4: the certificate has been replaced by another. */
   superseded: 4,
+  /** 5: the certificate is no longer needed for its purpose. */
   cessationOfOperation: 5,
+  /** 6: suspended, not final (the CRL resource lifts it as soon as `revoked` no longer lists it). */
   certificateHold: 6,
+  /** 8: for delta CRLs only: the entry (a held certificate's) is to be removed from the CRL. */
   removeFromCRL: 8,
+  /** 9: a privilege the certificate granted has been withdrawn. */
   privilegeWithdrawn: 9,
+  /** 10: an attribute authority is known or suspected to be compromised. */
   aACompromise: 10,
 } as const;
 /** A revocation reason name. */
@@ -190,14 +200,21 @@ export interface CrlSummary {
   readonly issuerDn: string;
   /** thisUpdate, ISO 8601. */
   readonly thisUpdate: string;
-  /** nextUpdate, ISO 8601 (undefined if absent). */
+  /** nextUpdate, ISO 8601 (undefined if absent). @default none: the CRL has no nextUpdate */
   readonly nextUpdate?: string;
-  /** CRL number, if present. */
+  /** CRL number, if present. @default none: the CRL has no cRLNumber extension */
   readonly crlNumber?: number;
-  /** Authority key identifier, hex, if present. */
+  /** Authority key identifier, hex, if present. @default none: the CRL has no authorityKeyIdentifier */
   readonly authorityKeyIdentifier?: string;
   /** Revoked serials with their dates and reason codes. */
-  readonly revoked: { serialNumber: string; revocationDate: string; reasonCode?: number }[];
+  readonly revoked: {
+    /** Serial number, hex. */
+    serialNumber: string;
+    /** Revocation date, ISO 8601. */
+    revocationDate: string;
+    /** The RFC 5280 reason code. @default none: the entry has no reasonCode extension (unspecified) */
+    reasonCode?: number;
+  }[];
 }
 
 /** Reads a PEM CRL (no signature check: use `openssl crl -verify` or `verifyCrl` for that). */

@@ -23,9 +23,9 @@ export interface CreateCsrArgs {
   readonly keyPem: string;
   /** Requested subject. */
   readonly subject: Subject;
-  /** Requested DNS names. */
+  /** Requested DNS names. @default none (no extensionRequest when no names are requested at all) */
   readonly dnsNames?: readonly string[];
-  /** Requested IP addresses. */
+  /** Requested IP addresses. @default none (no extensionRequest when no names are requested at all) */
   readonly ipAddresses?: readonly string[];
 }
 

@@ -1,6 +1,8 @@
 /**
  * The pure PKI core of pulumi-virt-pki: keys, names, certificates, CSRs, CRLs, QEMU PSKs, certtool
  * templates and inspection. No Pulumi import: the resources in `provider/` call these functions.
+ *
+ * @module
  */
 export * from "./errors";
 export * from "./keys";

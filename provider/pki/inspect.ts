@@ -56,11 +56,11 @@ export interface CertificateSummary extends AltNames {
   readonly extendedKeyUsages: string[];
   /** basicConstraints CA flag. */
   readonly isCa: boolean;
-  /** basicConstraints pathLenConstraint, when present. */
+  /** basicConstraints pathLenConstraint, when present. @default none: no pathLenConstraint (unlimited) */
   readonly pathLength?: number;
-  /** subjectKeyIdentifier, hex. */
+  /** subjectKeyIdentifier, hex. @default none: the certificate has no subjectKeyIdentifier */
   readonly subjectKeyIdentifier?: string;
-  /** authorityKeyIdentifier keyIdentifier, hex. */
+  /** authorityKeyIdentifier keyIdentifier, hex. @default none: the certificate has no such keyIdentifier */
   readonly authorityKeyIdentifier?: string;
   /** SHA-256 fingerprint, `AB:CD:...`. */
   readonly fingerprintSha256: string;
@@ -127,7 +127,7 @@ export function certificateMatchesKey(certPem: string, keyPem: string): boolean 
 export interface ChainVerification {
   /** Whether the certificate chains to a trusted CA and every certificate is valid at `now`. */
   readonly ok: boolean;
-  /** Why not, when not ok. */
+  /** Why not, when not ok. @default none when ok */
   readonly reason?: string;
   /** Subject DNs from the certificate up to the trust anchor, when ok. */
   readonly path: string[];

@@ -13,7 +13,10 @@ export interface IssuerCredentials {
   readonly certPem: string;
   /** The CA private key (PEM, PKCS#8, PKCS#1 or SEC1). Secret. */
   readonly keyPem: string;
-  /** The CA certificate followed by its parents up to the root (what `createCertificateAuthority` returns). */
+  /**
+   * The CA certificate followed by its parents up to the root (what `createCertificateAuthority` returns).
+   * @default the certificates in `certPem`
+   */
   readonly chainPem?: string;
 }
 
@@ -25,7 +28,7 @@ export interface LoadedIssuer {
   readonly key: KeyObject;
   /** Its key identifier (from its subjectKeyIdentifier, else computed). */
   readonly keyId: Buffer;
-  /** Its path length constraint, if any. */
+  /** Its path length constraint, if any. @default none: unlimited */
   readonly pathLength?: number;
   /** The issuer certificate followed by its chain, PEM. */
   readonly chainPem: string;

@@ -46,7 +46,9 @@ export function parseKeySpec(value: unknown, property = "keySpec"): KeySpec {
 
 /** A freshly generated key pair as native key objects. */
 export interface GeneratedKey {
+  /** The private key. Secret. */
   readonly privateKey: KeyObject;
+  /** Its public key. */
   readonly publicKey: KeyObject;
 }
 

@@ -52,25 +52,49 @@ export const LEAF_PROFILES: readonly LeafProfile[] = ["server", "client", "serve
 export interface IssueCertificateArgs {
   /** The issuing CA. */
   readonly issuer: IssuerCredentials;
-  /** A certtool template (as in the libvirt and QEMU guides) instead of subject/names/profile. */
+  /**
+   * A certtool template (as in the libvirt and QEMU guides) instead of subject/names/profile.
+   * @default none: the certificate is described by `subject`, the names and `profile`
+   */
   readonly template?: string;
-  /** Subject DN. For servers the CN should be the host's FQDN. */
+  /**
+   * Subject DN. For servers the CN should be the host's FQDN.
+   * @default none: required, unless a `template` is given or a `csrPem`, whose subject is then used
+   */
   readonly subject?: Subject;
-  /** DNS subject alternative names. For servers the CN is added when missing. */
+  /**
+   * DNS subject alternative names. For servers the CN is added when missing.
+   * @default none besides a server's CN; with `csrPem` and no subject, template or names, the CSR's
+   */
   readonly dnsNames?: readonly string[];
-  /** IPv4/IPv6 subject alternative names. */
+  /**
+   * IPv4/IPv6 subject alternative names.
+   * @default none; with `csrPem` and no subject, template or names, the CSR's
+   */
   readonly ipAddresses?: readonly string[];
-  /** E-mail subject alternative names. */
+  /**
+   * E-mail subject alternative names.
+   * @default none; with `csrPem` and no subject, template or names, the CSR's
+   */
   readonly emailAddresses?: readonly string[];
-  /** URI subject alternative names. */
+  /**
+   * URI subject alternative names.
+   * @default none; with `csrPem` and no subject, template or names, the CSR's
+   */
   readonly uris?: readonly string[];
   /** What the certificate is for. @default "server", or what the template's tls_www_* lines say */
   readonly profile?: LeafProfile;
   /** Type of a newly generated key. @default "rsa-3072" */
   readonly keySpec?: KeySpec;
-  /** Certify this existing private key instead of generating one. */
+  /**
+   * Certify this existing private key instead of generating one.
+   * @default none: a key of `keySpec` is generated (give at most one of `keyPem`, `csrPem`, `keySpec`)
+   */
   readonly keyPem?: string;
-  /** Certify the key in this CSR (its signature is verified); no private key is returned. */
+  /**
+   * Certify the key in this CSR (its signature is verified); no private key is returned.
+   * @default none: the key is `keyPem`, or generated
+   */
   readonly csrPem?: string;
   /** Lifetime in hours. @default 8760 (365 days, certtool's default), or the template's expiration_days */
   readonly validityHours?: number;
@@ -86,7 +110,10 @@ export interface IssueCertificateArgs {
 
 /** An issued leaf certificate. */
 export interface IssuedCertificate extends CertificateFacts {
-  /** The private key, PKCS#8 PEM; absent when a CSR was signed. Secret. */
+  /**
+   * The private key, PKCS#8 PEM; absent when a CSR was signed. Secret.
+   * @default none when a CSR was signed
+   */
   readonly keyPem?: string;
   /** The issuing CA's certificate (PEM), what `cacert.pem` / `ca-cert.pem` hold. */
   readonly caCertPem: string;
@@ -102,9 +129,13 @@ export interface IssuedCertificate extends CertificateFacts {
 
 /** The leaf's request after template/CSR/structured inputs are merged and normalised. */
 export interface LeafRequest {
+  /** The normalised subject; it has a commonName. */
   readonly subject: Subject;
+  /** The normalised alternative names, a server's CN among them. */
   readonly altNames: AltNames;
+  /** What the certificate is for. */
   readonly profile: LeafProfile;
+  /** Its lifetime in hours. */
   readonly validityHours: number;
 }
 

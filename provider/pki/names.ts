@@ -11,21 +11,30 @@ import { quoteInput } from "./quote";
 
 /** A certificate subject. Every field is optional, but a certificate needs at least one. */
 export interface Subject {
-  /** Two-letter ISO 3166 country code (`C`), e.g. `GB`. */
+  /** Two-letter ISO 3166 country code (`C`), e.g. `GB`. @default none: no `C` in the DN */
   readonly country?: string;
-  /** State or province (`ST`). */
+  /** State or province (`ST`). @default none: no `ST` in the DN */
   readonly state?: string;
-  /** Locality or city (`L`). */
+  /** Locality or city (`L`). @default none: no `L` in the DN */
   readonly locality?: string;
-  /** Organization (`O`). */
+  /** Organization (`O`). @default none: no `O` in the DN */
   readonly organization?: string;
-  /** Organizational unit (`OU`). */
+  /** Organizational unit (`OU`). @default none: no `OU` in the DN */
   readonly organizationalUnit?: string;
-  /** Common name (`CN`): the host FQDN for servers, the client's name for clients. */
+  /**
+   * Common name (`CN`): the host FQDN for servers, the client's name for clients.
+   * @default none: no `CN` in the DN (a leaf certificate needs one)
+   */
   readonly commonName?: string;
-  /** PKCS#9 e-mail address in the subject (`emailAddress`); prefer an e-mail SAN. */
+  /**
+   * PKCS#9 e-mail address in the subject (`emailAddress`); prefer an e-mail SAN.
+   * @default none: not in the DN
+   */
   readonly emailAddress?: string;
-  /** Domain components (`DC`), most significant first, e.g. `["org", "libvirt"]`. */
+  /**
+   * Domain components (`DC`), most significant first, e.g. `["org", "libvirt"]`.
+   * @default none: no `DC` in the DN
+   */
   readonly domainComponents?: readonly string[];
 }
 

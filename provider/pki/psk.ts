@@ -64,7 +64,12 @@ export function formatPreSharedKeys(keys: readonly PreSharedKey[]): string {
 export function createPreSharedKeys(
   usernames: readonly string[],
   options: { existing?: string; keyBytes?: number } = {},
-): { keysPsk: string; keys: PreSharedKey[] } {
+): {
+  /** The `keys.psk` content. Secret. */
+  keysPsk: string;
+  /** The same keys, one per user in the order of `usernames`. */
+  keys: PreSharedKey[];
+} {
   if (!Array.isArray(usernames) || usernames.length === 0) {
     throw new PkiError("usernames", "give at least one PSK username (QEMU clients use `qemu` by default)");
   }

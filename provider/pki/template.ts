@@ -42,15 +42,21 @@ export interface CerttoolTemplate {
   uris: string[];
   /** `ca`: basicConstraints CA:TRUE. */
   ca: boolean;
-  /** `path_len` (0 or more; certtool's `-1`, no limit, is left out). Only with `ca`. */
+  /**
+   * `path_len` (0 or more; certtool's `-1`, no limit, is left out). Only with `ca`.
+   * @default none: no `path_len` line, or `-1`
+   */
   pathLength?: number;
   /** Key usage flags in `KEY_USAGES` order, without duplicates. */
   keyUsages: KeyUsage[];
   /** `tls_www_server` (serverAuth) and `tls_www_client` (clientAuth), in that order. */
   extendedKeyUsages: ExtendedKeyUsage[];
-  /** `expiration_days`: validity in days (a positive whole number). */
+  /**
+   * `expiration_days`: validity in days (a positive whole number).
+   * @default none: no `expiration_days` line
+   */
   expirationDays?: number;
-  /** `serial` as lower-case hex without leading zero octets. */
+  /** `serial` as lower-case hex without leading zero octets. @default none: no `serial` line */
   serialNumber?: string;
 }
 

@@ -20,7 +20,10 @@ export interface ValidityOptions {
   readonly now?: Date;
   /** Minutes to back-date notBefore. @default 5 */
   readonly backdateMinutes?: number;
-  /** The earliest notAfter of the issuer and its chain: a certificate may not outlive any of them. */
+  /**
+   * The earliest notAfter of the issuer and its chain: a certificate may not outlive any of them.
+   * @default none: no issuer bound (a self-signed root)
+   */
   readonly issuerNotAfter?: Date;
   /** Shorten the certificate to end with its issuer instead of failing. @default false */
   readonly truncateToIssuer?: boolean;
