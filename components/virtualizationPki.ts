@@ -514,7 +514,7 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     // A client admitted by the hosts' prefix could not be left out of the list when revoked.
     const prefix = peerDnPrefix(args.organization ?? "Virtualization");
     (args.clients ?? []).forEach((c, i) => {
-      // An output subject is checked once known (`clientDnChecked`), before any host gets the list.
+      // An output subject is checked once known, in the DN list every host's install takes (see clientDns).
       if (c.subject === undefined || typeof c.subject !== "object" || pulumi.Output.isInstance(c.subject))
         return;
       if (c.subject instanceof Promise) return;

@@ -5,7 +5,7 @@
  * machines. This file compiling is half the test (tsconfig.test.json is strict); the runs are the rest.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as virtpki from "../../bin/index";
 import { EngineState, up } from "../support/engine";
@@ -133,9 +133,14 @@ test("client installs: two without an id, a repeated id and a bad id are refused
   await expect(up(fleet([{ id: "ws" }, { id: "ws", user: "bob" }]), host, {})).rejects.toThrow(
     /clients\[0\]\.install\[1\]\.id: "ws" is used twice/,
   );
-  await expect(up(fleet([{ id: "WS 1" }]), host, {})).rejects.toThrow(
-    /clients\[0\]\.install\[0\]\.id: "WS 1" is not a short name/,
-  );
+  // The id becomes part of a resource name, a staging folder and the install's host label: anything
+  // but a short name is refused before a resource is registered or a folder made.
+  for (const id of ["WS 1", "../etc", "a$(id)", "a\nb", "*", "a/b", "-a", "x".repeat(41)]) {
+    await expect(up(fleet([{ id, user: "bob" }]), host, {})).rejects.toThrow(
+      /^clients\[0\]\.install\[0\]\.id: .* is not a short name \(a-z, 0-9, -\)/,
+    );
+  }
+  expect(existsSync(join(dir, "refused"))).toBe(false);
 });
 
 test('peerDnList "prefix": a client whose output subject the hosts\' entry would admit is refused', async () => {
