@@ -298,13 +298,19 @@ test("a CA renewBeforeHours-only change: the preview shows no leaf or install re
 });
 
 test("a CRL inside its re-sign window: the preview shows ~nextUpdate, and the up re-signs it in place", async () => {
+  let renewAt: string | undefined;
   const program = () => {
     const ca = new virtpki.CertificateAuthority("resignca", {
       subject: { commonName: "Re-sign CA" },
       keySpec: "ecdsa-p256",
     });
     // 1 hour of validity, re-signed in its last 0.9999 hours: due 0.36 s after it was signed.
-    new virtpki.CertificateRevocationList("resigncrl", { ca, nextUpdateHours: 1, renewBeforeHours: 0.9999 });
+    const crl = new virtpki.CertificateRevocationList("resigncrl", {
+      ca,
+      nextUpdateHours: 1,
+      renewBeforeHours: 0.9999,
+    });
+    crl.renewAt.apply((t) => (renewAt = t));
   };
   const first = await up(program, host, {});
   await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -317,6 +323,8 @@ test("a CRL inside its re-sign window: the preview shows ~nextUpdate, and the up
   const after = byName(r.state, "resigncrl").outputs;
   expect(after.crlNumber as number).toBeGreaterThan(before.crlNumber as number);
   expect(after.nextUpdate).toBe(byName(r.state, "resigncrl").inputs.nextUpdate);
+  // renewAt: the new nextUpdate minus the program's window (0.9999 h), as check plans the re-sign.
+  expect(renewAt).toBe(new Date(Date.parse(after.nextUpdate as string) - 0.9999 * 3_600_000).toISOString());
 });
 
 test("check failures name the property and the fix, through the host", async () => {
