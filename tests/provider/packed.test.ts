@@ -3,14 +3,17 @@
  * `pulumi new typescript` (its package.json and stock tsconfig: strict, no `skipLibCheck`, no
  * `esModuleInterop`), one on the lowest `@pulumi/pulumi` the peer range claims and one on the version this
  * repository tests with. In each: one copy of the SDK (`npm ls`), every example and every complete README
- * program compiles, and a program runs with that project's own SDK, its CA going through check, create, diff
- * and delete in the real dynamic-provider host found the way the engine finds it (from the project).
+ * program compiles, a program runs with that project's own SDK, its CA going through check, create, diff
+ * and delete in the real dynamic-provider host found the way the engine finds it (from the project), and the
+ * README's quick start, compiled there, runs through the harness (tests/support/runProgram.ts, copied into
+ * the project so that it drives the project's SDK) and does what the README shows it doing.
  */
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { ProviderHost, resourceUrn, startProviderHost } from "../support/pulumiHost";
-import { removeDir, run, tempDir, writeFiles } from "../support/programs";
+import { RunResult, openssl, removeDir, run, tempDir, writeFiles } from "../support/programs";
+import type { ProgramRun } from "../support/runProgram";
 
 const ROOT = join(__dirname, "..", "..");
 const PKG = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
@@ -98,6 +101,24 @@ async function copyExamples(project: string): Promise<string[]> {
   return files.sort();
 }
 
+/**
+ * The README's text in the first fenced block after `marker`: what the README says a command shows. Fails
+ * when the README lost the marker, so a reworded README cannot quietly drop out of the check.
+ */
+async function readmeBlockAfter(marker: string): Promise<string> {
+  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  const at = readme.indexOf(marker);
+  if (at < 0) throw new Error(`README.md no longer says ${JSON.stringify(marker)}`);
+  const block = /```[a-z]*\n([\s\S]*?)```/.exec(readme.slice(at));
+  if (!block) throw new Error(`README.md has no block after ${JSON.stringify(marker)}`);
+  return block[1].trimEnd();
+}
+
+/** The plan's rows, sorted: an `up` runs steps in parallel, so its rows come in the order they finish. */
+function sortedRows(plan: string): string[] {
+  return plan.split("\n").sort();
+}
+
 let parent: string;
 let tgz: string;
 const hosts: ProviderHost[] = [];
@@ -136,6 +157,7 @@ describe.each(SDKS)(
   "a `pulumi new typescript` project on @pulumi/pulumi $version ($label)",
   ({ version }) => {
     let project: string;
+    let compiled: RunResult;
     beforeAll(async () => {
       project = join(parent, `project-${version}`);
       await mkdir(project);
@@ -171,7 +193,26 @@ describe.each(SDKS)(
         code: 0,
         stderr: "",
       });
-    }, 360_000);
+      // `tsc` as the user's build runs it (the next tests check its result and run its output).
+      compiled = await run(
+        process.execPath,
+        [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "."],
+        {
+          cwd: project,
+          timeoutMs: 180_000,
+        },
+      );
+      // The compiled harness, beside the project's SDK (see runProgram.ts).
+      await mkdir(join(project, "harness"));
+      for (const f of await readdir(join(ROOT, "bin", "tests", "support"))) {
+        if (f.endsWith(".js")) {
+          await writeFile(
+            join(project, "harness", f),
+            await readFile(join(ROOT, "bin", "tests", "support", f)),
+          );
+        }
+      }
+    }, 600_000);
 
     test("one copy of the SDK: the package and @pulumi/command use the project's", async () => {
       const ls = await run("npm", ["ls", "--all", "--json", "@pulumi/pulumi"], {
@@ -192,15 +233,10 @@ describe.each(SDKS)(
     }, 60_000);
 
     test("every example and README program compiles with the stock tsconfig", async () => {
-      const tsc = await run(
-        process.execPath,
-        [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "."],
-        {
-          cwd: project,
-          timeoutMs: 180_000,
-        },
-      );
-      expect({ code: tsc.code, output: tsc.stdout + tsc.stderr }).toEqual({ code: 0, output: "" });
+      expect({ code: compiled.code, output: compiled.stdout + compiled.stderr }).toEqual({
+        code: 0,
+        output: "",
+      });
       // What was compiled: the examples and at least the README's fleet and quick-start programs.
       const tsconfig = JSON.parse(await readFile(join(project, "tsconfig.json"), "utf8")) as {
         files: string[];
@@ -209,7 +245,7 @@ describe.each(SDKS)(
         expect.arrayContaining(["examples/ssh-fleet/index.ts", "readme/program-0.ts"]),
       );
       expect(tsconfig.files.filter((f) => f.startsWith("readme/")).length).toBeGreaterThanOrEqual(3);
-    }, 240_000);
+    }, 30_000);
 
     test("a CA from the installed package goes through check, create, diff and delete in the real host", async () => {
       const prog = await run("node", ["program.js"], { cwd: project, timeoutMs: 60_000 });
@@ -240,5 +276,90 @@ describe.each(SDKS)(
       );
       await host.delete(created.id, urn, created.properties);
     }, 120_000);
+
+    test("the README's quick start, compiled here, runs through the harness and shows what the README says", async () => {
+      const program = join(project, "bin", "readme", "program-0.js");
+      // The README's edit: compute1 gets a DNS name more.
+      const text = await readFile(program, "utf8");
+      const edit = 'fqdn: "compute1.example.org", ';
+      expect(text).toContain(edit);
+      await writeFile(
+        join(project, "bin", "readme", "program-0.edited.js"),
+        text.replace(edit, `${edit}dnsNames: ["virt1.example.org"], `),
+      );
+      const started = Date.now();
+      const ran = await run(
+        process.execPath,
+        ["harness/runProgram.js", "bin/readme/program-0.js", "bin/readme/program-0.edited.js"],
+        { cwd: project, timeoutMs: 120_000 },
+      );
+      expect({ code: ran.code, stderr: ran.code === 0 ? "" : ran.stderr }).toEqual({ code: 0, stderr: "" });
+      const seen = JSON.parse(ran.stdout) as ProgramRun;
+
+      expect(seen.preview).toBe(await readmeBlockAfter("`pulumi preview` on the new stack:"));
+      expect(sortedRows(seen.up)).toEqual(sortedRows(await readmeBlockAfter("`pulumi up` creates them")));
+      expect(seen.again).toBe(
+        await readmeBlockAfter("A second `pulumi preview` or `pulumi up` changes nothing:"),
+      );
+      const shown = JSON.parse(await readmeBlockAfter("The\nstack outputs (`pulumi stack output`)")) as {
+        tlsAllowedDnList: string[];
+        earliestRenewAt: string;
+      };
+      expect(seen.outputs.tlsAllowedDnList).toEqual(shown.tlsAllowedDnList);
+      // "the CRL's re-sign, 20 days after this `up`": in whole seconds, from some time during the run.
+      const renew = Date.parse(seen.outputs.earliestRenewAt as string);
+      const days20 = 20 * 24 * 3600 * 1000;
+      expect(renew).toBeGreaterThanOrEqual(Math.floor(started / 1000) * 1000 + days20);
+      expect(renew).toBeLessThanOrEqual(Date.now() + days20);
+
+      // The edit's `preview --diff`: the same rows, and the same inputs changing. The values the README
+      // shows that depend on when and where it ran (dates, the staging path, the cut) are compared by key.
+      const byKey = (plan: string) =>
+        plan
+          .split("\n")
+          .map((l) => (/^\s+~ (notAfter|triggers):/.test(l) ? l.replace(/^(\s+~ \w+):.*$/, "$1") : l));
+      expect(byKey(seen.edited!)).toEqual(
+        byKey(await readmeBlockAfter("An edit shows as the inputs it changes.")),
+      );
+
+      // The staged files, listed as the README lists them.
+      const staging = join(project, "bin", "readme");
+      const find = await run(
+        "sh",
+        [
+          "-c",
+          "find staging/compute1 staging/client-operator -printf '%M %p\\n' | sort -k2 | grep -v /claims/",
+        ],
+        { cwd: staging, env: { LC_ALL: "C" } },
+      );
+      expect(find.stdout.trimEnd()).toBe(await readmeBlockAfter("The files it staged"));
+
+      // And what they hold is a working PKI: openssl checks the host's and the operator's certificates
+      // against the staged CA and CRL, and each key against its certificate.
+      const host = join(staging, "staging", "compute1", "etc", "pki");
+      const alice = join(staging, "staging", "client-operator", "home", "alice", ".pki", "libvirt");
+      for (const [ca, crl, cert, key] of [
+        [
+          `${host}/CA/cacert.pem`,
+          `${host}/CA/cacrl.pem`,
+          `${host}/libvirt/servercert.pem`,
+          `${host}/libvirt/private/serverkey.pem`,
+        ],
+        [
+          `${host}/qemu/ca-cert.pem`,
+          `${host}/qemu/ca-crl.pem`,
+          `${host}/qemu/server-cert.pem`,
+          `${host}/qemu/server-key.pem`,
+        ],
+        [`${alice}/cacert.pem`, `${alice}/cacrl.pem`, `${alice}/clientcert.pem`, `${alice}/clientkey.pem`],
+      ]) {
+        const verify = await openssl(["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert]);
+        expect(verify.stdout.trim()).toBe(`${cert}: OK`);
+        const fromCert = await openssl(["x509", "-in", cert, "-noout", "-pubkey"]);
+        const fromKey = await openssl(["pkey", "-in", key, "-pubout"]);
+        expect(fromKey.stdout).toBe(fromCert.stdout);
+        expect(fromCert.stdout).toMatch(/^-----BEGIN PUBLIC KEY-----/);
+      }
+    }, 180_000);
   },
 );
