@@ -214,22 +214,27 @@ describe.each(SDKS)(
       }
     }, 600_000);
 
-    test("one copy of the SDK: the package and @pulumi/command use the project's", async () => {
-      const ls = await run("npm", ["ls", "--all", "--json", "@pulumi/pulumi"], {
+    test("one copy of the SDK and of @pulumi/command: the project's, which the package takes as peers", async () => {
+      const ls = await run("npm", ["ls", "--all", "--json", "@pulumi/pulumi", "@pulumi/command"], {
         cwd: project,
         timeoutMs: 60_000,
       });
-      const versions = new Set<string>();
+      const versions: Record<string, Set<string>> = {
+        "@pulumi/pulumi": new Set(),
+        "@pulumi/command": new Set(),
+      };
       const walk = (
         deps: Record<string, { version?: string; dependencies?: Record<string, unknown> }> = {},
       ): void => {
         for (const [name, d] of Object.entries(deps)) {
-          if (name === "@pulumi/pulumi" && d.version) versions.add(d.version);
+          if (name in versions && d.version) versions[name].add(d.version);
           walk(d.dependencies as never);
         }
       };
       walk((JSON.parse(ls.stdout) as { dependencies: never }).dependencies);
-      expect([...versions]).toEqual([version]);
+      expect([...versions["@pulumi/pulumi"]]).toEqual([version]);
+      // npm installs the peer itself, the newest in the claimed range: the README says which that is.
+      expect([...versions["@pulumi/command"]]).toEqual([PKG.devDependencies["@pulumi/command"]]);
     }, 60_000);
 
     test("every example and README program compiles with the stock tsconfig", async () => {
