@@ -3,16 +3,36 @@ import * as pulumi from "@pulumi/pulumi";
 import type { HostRole } from "./handlers/hostIdentities";
 import { DEFAULT_LEAF_RENEW_BEFORE_HOURS } from "./handlers/certificate";
 import { LeafCertificateArgs, leafInputs, leafOptions, renewAtOutput } from "./leafCertificate";
+import type { Subject } from "./pki/names";
 import { hostIdentitiesProvider } from "./providers";
 import { suspendStackTraces } from "./sdkStacks";
 
 export type { HostRole } from "./handlers/hostIdentities";
 
-/** Arguments of {@link HostIdentities}: a server certificate's, without a template or CSR, plus roles. */
+/**
+ * Arguments of {@link HostIdentities}: a server certificate's, given as subject and names (no certtool template,
+ * no CSR: every identity's key is generated), plus roles.
+ */
 export interface HostIdentitiesArgs extends Omit<
   LeafCertificateArgs,
-  "template" | "csrPem" | "autoRenew" | "revoked"
+  "template" | "csrPem" | "autoRenew" | "revoked" | "subject" | "dnsNames" | "ipAddresses"
 > {
+  /**
+   * The libvirt server identity's subject DN; its CN is the host's FQDN. Each role's DN is this one with the
+   * role's OU (`OU=libvirt-client`, `OU=qemu`) in place of any OU given.
+   */
+  readonly subject: pulumi.Input<Subject>;
+  /**
+   * DNS names clients use, in the server and QEMU certificates (which also get the CN; the libvirt client
+   * certificate gets no names). Normalised: case and order do not matter.
+   * @default none besides the CN
+   */
+  readonly dnsNames?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * IPv4/IPv6 addresses clients use, in the server and QEMU certificates. Normalised to canonical form.
+   * @default none
+   */
+  readonly ipAddresses?: pulumi.Input<pulumi.Input<string>[]>;
   /**
    * Identities besides the libvirt server identity, each with its OWN key: `client` (libvirt client for
    * migration and peer connections, DN `...,OU=libvirt-client,CN=<fqdn>`, clientAuth only) and `qemu`
