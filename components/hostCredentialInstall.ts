@@ -8,11 +8,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { withoutStackTraces } from "../provider/sdkStacks";
 import { HostProbe } from "../provider/hostProbe";
 import { PkiError } from "../provider/pki/errors";
+import { probeOf } from "./verifyServed";
 import {
   CustomLayout,
   DEFAULT_STATE_DIR,
   DaemonConfig,
-  LIBVIRT_TLS_PORT,
   INSTALL_SCRIPT,
   InstalledFile,
   Layout,
@@ -493,24 +493,6 @@ export function checkHostKey(
       'is not an OpenSSH public key line; give e.g. "ssh-ed25519 AAAAC3Nza..." from /etc/ssh/ssh_host_ed25519_key.pub',
     );
   }
-}
-
-/** Where `verifyServed` checks: the connection's host and libvirt's TLS port unless given; none when off. */
-function probeOf(
-  verify: HostCredentialInstallArgs["verifyServed"],
-  host: string,
-): { address: string; port: number } | undefined {
-  if (verify === false) return undefined;
-  const v = typeof verify === "object" && verify !== null ? verify : {};
-  const port = v.port ?? LIBVIRT_TLS_PORT;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new PkiError("verifyServed.port", `${port} is not a TCP port`);
-  }
-  const address = v.address ?? host;
-  if (!/^[A-Za-z0-9.:-]+$/.test(address)) {
-    throw new PkiError("verifyServed.address", `${JSON.stringify(address)} is not a host name or address`);
-  }
-  return { address, port };
 }
 
 /** The probe's connection: the fields of `@pulumi/command`'s it uses, a bastion (`proxy`) included. */

@@ -19,6 +19,7 @@ import { ROLE_UNITS } from "../provider/handlers/hostIdentities";
 import { isoSecond } from "../provider/pki/revocations";
 import { normalizeSerial } from "../provider/pki/serial";
 import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
+import { hostVerifyServed, probeOf } from "./verifyServed";
 import {
   Ownership,
   PathOverride,
@@ -125,6 +126,21 @@ export interface FleetHost {
   qemuPskDir?: string;
   /** Overrides the fleet's `reloadCommand` for this host; only with a `connection`. @default the fleet's `reloadCommand` */
   reloadCommand?: pulumi.Input<string | string[]>;
+  /**
+   * This host's check of the certificate its daemon serves, over the fleet's `verifyServed`: `false` turns it
+   * off, `true` on; an object is merged over the fleet's. `address` is where the host reaches its own daemon,
+   * for a host whose connection goes to a name or address it cannot reach itself at (NAT, a load balancer).
+   * Only with a `connection`.
+   * @default the fleet's `verifyServed`
+   */
+  verifyServed?:
+    | boolean
+    | {
+        /** The address the host connects to. @default the connection's `host` */
+        address?: string;
+        /** The TCP port. @default the fleet's `verifyServed.port`, else 16514 */
+        port?: number;
+      };
 }
 
 /** Where an operator client's credentials go. */
@@ -342,8 +358,19 @@ export interface VirtualizationPkiArgs {
   reload?: "auto" | "none";
   /** How to restart a daemon on hosts without a service manager the install knows. @default the service manager */
   restartCommand?: pulumi.Input<string | string[]>;
-  /** With `reload: "auto"`, where each host checks the certificate it serves (port only: the address is the host's). @default 16514 */
-  verifyServedPort?: number;
+  /**
+   * With `reload: "auto"`: after a reload each host connects to its own libvirt TLS port and checks that the
+   * daemon serves the certificate just installed (see {@link HostCredentialInstallArgs.verifyServed}).
+   * `false` turns the check off on every host, `{ port }` sets the port. Each host connects to its
+   * connection's host, or to its own `hosts[i].verifyServed.address`.
+   * @default `{ port: 16514 }`, on every host reloaded with `"auto"`
+   */
+  verifyServed?:
+    | boolean
+    | {
+        /** The TCP port every host connects to. @default 16514 (libvirt's TLS port) */
+        port?: number;
+      };
   /**
    * Probe every host over SSH at preview for drift (see {@link HostCredentialInstallArgs.checkDrift}): one
    * `HostProbe` resource per host. @default false
@@ -401,6 +428,15 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
   if (!ids.includes(issuing)) {
     throw new PkiError("issuingCa", `${quoteInput(issuing)} is not the id of a CA in ca (${ids.join(", ")})`);
   }
+  if (typeof args.verifyServed === "object" && args.verifyServed !== null) {
+    if ("address" in args.verifyServed) {
+      throw new PkiError(
+        "verifyServed.address",
+        "is each host's own: give it as hosts[i].verifyServed.address (the default is the host's connection host)",
+      );
+    }
+    probeOf(args.verifyServed, "localhost");
+  }
   if (!Array.isArray(args.hosts) || args.hosts.length === 0) {
     throw new PkiError("hosts", "is required: give at least one { name, fqdn }");
   }
@@ -412,6 +448,15 @@ function checkFleetArgs(args: VirtualizationPkiArgs): { cas: FleetCa[]; issuing:
     names.add(h.name);
     if (typeof h.fqdn !== "string" || h.fqdn === "")
       throw new PkiError(`hosts[${i}].fqdn`, "is required, e.g. compute1.example.org");
+    if (h.verifyServed !== undefined) {
+      if (h.connection === undefined) {
+        throw new PkiError(
+          `hosts[${i}].verifyServed`,
+          "a staged host (no connection) has no daemon to check: remove it, or give the host a connection",
+        );
+      }
+      probeOf(h.verifyServed, "localhost", `hosts[${i}].verifyServed`);
+    }
     if (h.reloadCommand !== undefined && h.connection === undefined) {
       throw new PkiError(
         `hosts[${i}].reloadCommand`,
@@ -1024,7 +1069,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           daemonConfig,
           reload,
           restartCommand: args.restartCommand,
-          verifyServed: args.verifyServedPort === undefined ? undefined : { port: args.verifyServedPort },
+          verifyServed: hostVerifyServed(args.verifyServed, h.verifyServed),
           logCredentialWarnings: false, // gathered below: one warning per message for the fleet
           // Without daemonConfig no tlsAllowedDnList here: the fleet's libvirtdConf carries it.
         },

@@ -99,7 +99,8 @@ const fleet = new VirtualizationPki("fleet", {
   // change is reloaded and proven ("auto"); `manageDaemons: false` leaves the files and daemons alone.
   daemonConfig: config.getBoolean("manageDaemons"),
   reload: config.get<"auto" | "none">("reload"),
-  verifyServedPort: config.getNumber("verifyServedPort"),
+  // `false`, or `{ "port": 16600 }`: where each host checks the certificate its daemon serves after a reload.
+  verifyServed: config.getObject<boolean | { port?: number }>("verifyServed"),
   peerDnList: config.get<"prefix" | "exact">("peerDnList"),
   // Hosts removed from `hosts`, by the records of the `retirements` output: the CRLs list their certificates.
   retiredHosts: config.getObject<FleetRetiredHost[]>("retiredHosts"),

@@ -4,7 +4,8 @@
  * libvirtd (through the host's `/etc/init.d/libvirtd`) and proves what it serves, with no option set for it.
  * Its hosts admit each other by one DN prefix entry (`peerDnList: "prefix"`, opt-in): adding a host touches no
  * other host, and a retired host is cut off by the CRL, re-read without a restart. Judges: libvirtd, virsh (the
- * `test` driver over TLS) and openssl on the hosts.
+ * `test` driver over TLS) and openssl on the hosts. One host checks what it serves at its name (a host's
+ * `verifyServed.address`), one not at all (`verifyServed: false`).
  */
 import { X509Certificate } from "crypto";
 import { readFileSync } from "fs";
@@ -14,7 +15,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { FleetRetiredHost, VirtualizationPki } from "../../bin/components";
 import { requireBuild } from "../support/checkout";
 import { EngineState, PlanStep, formatPlan, up } from "../support/engine";
-import { ProviderHost, startProviderHost } from "../support/pulumiHost";
+import { ProviderHost, revealSecrets, startProviderHost } from "../support/pulumiHost";
 import { freePort, removeDir, tempDir } from "../support/programs";
 import {
   LibvirtdService,
@@ -120,6 +121,9 @@ function program(hosts: readonly string[], retiredHosts?: FleetRetiredHost[]): (
           ipAddresses: [h.address],
           connection: h.connection,
           hostKey: h.hostKey,
+          // c2 checks what it serves at its name (c2.daemons.test) rather than its connection's address; c3 does not check.
+          ...(n === "c2" ? { verifyServed: { address: h.name } } : {}),
+          ...(n === "c3" ? { verifyServed: false } : {}),
         };
       }),
       clients: [
@@ -132,7 +136,7 @@ function program(hosts: readonly string[], retiredHosts?: FleetRetiredHost[]): (
       retiredHosts,
       // Besides the bed's port, the one option set: peers by one DN prefix (the default is "exact").
       peerDnList: "prefix",
-      verifyServedPort: port,
+      verifyServed: { port },
     });
     fleet.retirements.apply((r) => (seen.retirements = r));
     pulumi
@@ -205,6 +209,12 @@ describe("a fleet's defaults on hosts with a real libvirtd", () => {
       expect(after[n]).not.toBe(before[n]);
       const served = new X509Certificate(await h.readFile("/etc/pki/libvirt/servercert.pem")).fingerprint256;
       expect({ n, served: seen.served![n] }).toEqual({ n, served });
+      // Where the host looked: its connection's address, or c2's own verifyServed.address.
+      const report = revealSecrets(
+        Object.values(state).find((e) => e.name === `fleet-${n}-files`)!.outputs.stdout,
+      ) as string;
+      const at = n === "c2" ? h.name : h.address;
+      expect(report).toMatch(new RegExp(`^virt-pki-served ${at.replace(/\./g, "\\.")}:${port} `, "m"));
     }
     printed.push(
       `c1's block:\n${(await bed.host("c1").readFile("/etc/libvirt/libvirtd.conf")).split("# END")[0]}`,
@@ -242,6 +252,11 @@ describe("a fleet's defaults on hosts with a real libvirtd", () => {
       await Promise.all(["c1", "c2"].map((n) => bed.host(n).readFile("/etc/libvirt/libvirtd.conf"))),
     ).toEqual(confs);
     expect(seen.reloads!.c3).toEqual(["libvirtd restart"]);
+    expect(seen.served).toEqual({
+      c1: expect.stringMatching(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
+      c2: expect.stringMatching(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
+      c3: undefined, // verifyServed: false
+    });
     // c1's daemon, never restarted, admits c3's client identity through the prefix; and the other way.
     for (const [from, to] of [
       ["c3", "c1"],
