@@ -28,6 +28,7 @@ import {
   DaemonConfig,
   checkPath,
   tlsAllowedDnListLine,
+  NO_CLIENT,
   AllowedDn,
 } from "./install";
 import { RetainedInstall } from "./retainedInstall";
@@ -1173,7 +1174,10 @@ export class VirtualizationPki extends pulumi.ComponentResource {
     );
     const renewAts = [
       ...Object.values(this.hostIdentities).map((s) => s.renewAt),
-      ...Object.values(this.clientCertificates).map((s) => s.renewAt),
+      // A revoked client's certificate is kept as it is until it expires, never renewed: no date of its.
+      ...Object.entries(this.clientCertificates)
+        .filter(([n]) => !revoked.has(n))
+        .map(([, s]) => s.renewAt),
       ...caResources.map((c) => c.renewAt),
       // A CRL's re-sign is often the soonest: its nextUpdate comes every crlNextUpdateHours.
       ...crls.map((c) => c.renewAt),
@@ -1197,8 +1201,10 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       ? pulumi
           .all([this.installs[anyHost.name].libvirtdConf, allowed])
           .apply(([conf, dns]) =>
-            conf !== "" && dns.length > 0 && !conf.includes("tls_allowed_dn_list")
-              ? `${conf}${tlsAllowedDnListLine(dns)}\n`
+            // An empty list is written as the one entry no DN equals: without the line libvirt checks no DN
+            // and admits every certificate of the CA (as libvirtdConfSnippet does for an install).
+            conf !== "" && !conf.includes("tls_allowed_dn_list")
+              ? `${conf}${tlsAllowedDnListLine(dns.length > 0 ? dns : [NO_CLIENT])}\n`
               : conf,
           )
       : pulumi.output("");

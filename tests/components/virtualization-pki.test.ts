@@ -546,3 +546,45 @@ test("a host's hostKey goes into its install's connection", async () => {
   expect(isSecretValue(cmd.inputs.connection)).toBe(true);
   expect((revealSecrets(cmd.inputs.connection) as { hostKey: string }).hostKey).toBe(HOST_KEY);
 });
+
+test("earliestRenewAt leaves out a revoked client's frozen certificate, and an empty DN list admits nobody", async () => {
+  const host = await startProviderHost({ cwd: join(__dirname, "..", "..") });
+  const staging = await tempDir("virt-pki-fleet-frozen-");
+  try {
+    await host.configure();
+    const { VirtualizationPki: Compiled } = await import("../../bin/components");
+    const seen: { earliest?: string; clients?: Record<string, { notAfter: string }>; conf?: string } = {};
+    const program = (extra: Partial<VirtualizationPkiArgs>) => () => {
+      const fleet = new Compiled(
+        "prod",
+        args({
+          // No libvirt client identity and, once revoked, no admitted client: the DN list is empty.
+          hosts: [{ name: "h1", fqdn: "h1.example.org", libvirtClient: false }],
+          clients: [{ name: "old", subject: { commonName: "old" }, install: { root: join(staging, "ws") } }],
+          pskUsers: [],
+          stagingRoot: staging,
+          // The CRL's re-sign (two thirds of 100 days) comes after the first up's client renewal (2000 - 720 h).
+          crlNextUpdateHours: 2400,
+          ...extra,
+        }),
+      );
+      fleet.earliestRenewAt.apply((t) => (seen.earliest = t));
+      fleet.clients.apply((c) => (seen.clients = c));
+      fleet.libvirtdConf.apply((c) => (seen.conf = c));
+    };
+    const hours = (h: number) => h * 3600_000;
+    const first = await up(program({ validityHours: 2000 }), host, {});
+    const clientRenewAt = Date.parse(seen.clients!.old.notAfter) - hours(720);
+    expect(Date.parse(seen.earliest!)).toBe(clientRenewAt);
+    // Revoked, the client's certificate stays as it was (its renewal date is still the soonest of the
+    // fleet's certificates), while the host is re-issued for a year: the next change is the CRL's re-sign.
+    await up(program({ validityHours: 8760, revokedClients: ["old"] }), host, first.state);
+    expect(Date.parse(seen.clients!.old.notAfter) - hours(720)).toBe(clientRenewAt);
+    expect(Date.parse(seen.earliest!)).toBeGreaterThan(clientRenewAt);
+    expect(Date.parse(seen.earliest!)).toBeGreaterThan(Date.now() + hours(1500));
+    expect(seen.conf).toContain('tls_allowed_dn_list = ["no client is admitted"]\n');
+  } finally {
+    await host.stop();
+    await removeDir(staging);
+  }
+});
