@@ -17,6 +17,7 @@ import { KeySpec } from "../provider/pki/keys";
 import { Subject, distinguishedName, normalizeSubject } from "../provider/pki/names";
 import { ROLE_UNITS } from "../provider/handlers/hostIdentities";
 import { isoSecond } from "../provider/pki/revocations";
+import { inspectCertificate } from "../provider/pki/inspect";
 import { normalizeSerial } from "../provider/pki/serial";
 import { HostCredentialInstall, LayoutArgs, checkHostKey } from "./hostCredentialInstall";
 import { hostVerifyServed, probeOf } from "./verifyServed";
@@ -816,6 +817,10 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       keySpec,
       validityHours: args.validityHours ?? 8760,
       renewBeforeHours: args.renewBeforeHours,
+      // In the issuing CA's last validityHours, hosts and clients are still issued and renewed, ending with
+      // the CA (the fleet warns: see warnAboutEndingCas); without it every new host and renewal would fail
+      // at check from then until the CA is rotated or renewed.
+      truncateToIssuer: true,
     };
     this.clientCertificates = {};
     for (const c of args.clients ?? []) {
@@ -946,6 +951,7 @@ export class VirtualizationPki extends pulumi.ComponentResource {
           keySpec: leafDefaults.keySpec,
           validityHours: leafDefaults.validityHours,
           renewBeforeHours: leafDefaults.renewBeforeHours,
+          truncateToIssuer: leafDefaults.truncateToIssuer,
         },
         parent,
       );
@@ -1195,18 +1201,26 @@ export class VirtualizationPki extends pulumi.ComponentResource {
       pulumi.output(leafDefaults.renewBeforeHours),
       this.earliestRenewAt,
     );
+    warnAboutShortIssuer(
+      this,
+      caProperty(
+        args.ca,
+        cas.findIndex((c) => (c.id ?? "ca") === issuing),
+      ),
+      issuing,
+      this.issuingCaCertPem,
+      leafDefaults.validityHours,
+    );
     const anyHost = args.hosts.find((h) => h.libvirtServer !== false);
     // The install's lines, then the DN list, as HostCredentialInstall would write them (libvirtdConfSnippet).
     this.libvirtdConf = anyHost
-      ? pulumi
-          .all([this.installs[anyHost.name].libvirtdConf, allowed])
-          .apply(([conf, dns]) =>
-            // An empty list is written as the one entry no DN equals: without the line libvirt checks no DN
-            // and admits every certificate of the CA (as libvirtdConfSnippet does for an install).
-            conf !== "" && !conf.includes("tls_allowed_dn_list")
-              ? `${conf}${tlsAllowedDnListLine(dns.length > 0 ? dns : [NO_CLIENT])}\n`
-              : conf,
-          )
+      ? pulumi.all([this.installs[anyHost.name].libvirtdConf, allowed]).apply(([conf, dns]) =>
+          // An empty list is written as the one entry no DN equals: without the line libvirt checks no DN
+          // and admits every certificate of the CA (as libvirtdConfSnippet does for an install).
+          conf !== "" && !conf.includes("tls_allowed_dn_list")
+            ? `${conf}${tlsAllowedDnListLine(dns.length > 0 ? dns : [NO_CLIENT])}\n`
+            : conf,
+        )
       : pulumi.output("");
     this.qemuConf = pulumi.all(
       Object.fromEntries(args.hosts.map((h) => [h.name, this.installs[h.name].qemuConf])),
@@ -1262,6 +1276,36 @@ function warnAboutEndingCas(
     const at = new Date(next);
     if (Number.isNaN(at.getTime())) return;
     say(pems, at, "the fleet's next planned renewal (earliestRenewAt)", windowEnd(hours));
+  });
+}
+
+/**
+ * A warning on the fleet once the issuing CA ends sooner than a certificate issued now would: from then on
+ * new and renewed host and client certificates end with the CA (`truncateToIssuer`), and it must be rotated
+ * before its end. Quiet under mocks (no certificate to read).
+ */
+function warnAboutShortIssuer(
+  fleet: pulumi.Resource,
+  property: string,
+  id: string,
+  certPem: pulumi.Output<string>,
+  validityHours: pulumi.Input<number>,
+): void {
+  pulumi.all([certPem, validityHours]).apply(([pem, hours]) => {
+    if (typeof pem !== "string" || typeof hours !== "number") return;
+    let end: number;
+    try {
+      end = Date.parse(inspectCertificate(pem).notAfter);
+    } catch {
+      return; // not a certificate: acceptedCa names the problem
+    }
+    if (end >= Date.now() + hours * 3_600_000) return;
+    void pulumi.log.warn(
+      `${property} (${id}): the issuing CA ends ${new Date(end).toISOString()}, before certificates issued now ` +
+        `would (validityHours ${hours}): new and renewed host and client certificates end with it. Rotate it ` +
+        "before then (README: Renewals and CA rotation)",
+      fleet,
+    );
   });
 }
 

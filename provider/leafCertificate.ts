@@ -47,7 +47,12 @@ export interface LeafCertificateArgs {
   readonly validityHours?: pulumi.Input<number>;
   /** Re-issue (replace) this many hours before expiry; shows as `notAfter` in the preview. @default 720 */
   readonly renewBeforeHours?: pulumi.Input<number>;
-  /** End with the CA instead of failing when the certificate would outlive it. @default false */
+  /**
+   * End with the CA instead of failing when the certificate would outlive it. A policy for the next issuance:
+   * changing it re-issues nothing. (`VirtualizationPki` sets it, so that its hosts and clients can still be
+   * issued and renewed in the last year of their CA; the fleet warns then.)
+   * @default false
+   */
   readonly truncateToIssuer?: pulumi.Input<boolean>;
   /** Policy: refuse a validity longer than this many hours (Ganeti: 168). @default no limit */
   readonly maxValidityHours?: pulumi.Input<number>;

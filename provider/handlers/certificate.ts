@@ -71,7 +71,9 @@ export interface LeafCheckOptions {
 }
 
 /** Renewal policy: inputs that never change the certificate, so never stored among its outputs. */
-const POLICY_KEYS = ["renewBeforeHours", "autoRenew"] as const;
+// truncateToIssuer is policy too: it decides the end of the NEXT issuance (the stored certificate's end is
+// already within its CA's, or check would have refused it), so changing it re-issues nothing.
+const POLICY_KEYS = ["renewBeforeHours", "autoRenew", "truncateToIssuer"] as const;
 
 /** Inputs whose change re-issues the certificate. */
 const REISSUE_KEYS = [
@@ -83,7 +85,6 @@ const REISSUE_KEYS = [
   "keySpec",
   "csrPem",
   "validityHours",
-  "truncateToIssuer",
   "maxValidityHours",
 ];
 
@@ -291,7 +292,7 @@ export async function create(raw: CertificateInputs): Promise<{ id: string; outs
  * certificate's (renewal: listed as `notAfter` when it is the only cause; inputs checked against a
  * version-1 state carry no planned end, and then renewal is decided from the stored dates as before).
  * Renewal policy (`renewBeforeHours`,
- * `autoRenew`) alone is no change: a "same" step stores it, and no output goes unknown in a preview. A
+ * `autoRenew`, `truncateToIssuer`) alone is no change: a "same" step stores it, and no output goes unknown in a preview. A
  * revoked certificate (`revoked: true`) is never replaced, whatever changed: a new serial would not be in
  * the CRL, and the revoked one would be issued again in effect. Marking or un-marking it is the one
  * in-place update (it records or clears `revokedAt`); in a preview that update shows the certificate's

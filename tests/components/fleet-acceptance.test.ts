@@ -6,6 +6,7 @@
  * migrations has a QEMU identity libvirt would use for it. Real certificates from the real provider host;
  * installs run locally under a temporary staging root.
  */
+import { X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { VirtualizationPki, VirtualizationPkiArgs } from "../../components";
@@ -130,6 +131,30 @@ test("a CA that ends within the coming renewal window is a warning on the fleet"
       /ca\[1\] \(old\): The CA certificate CN=Old CA old in \/etc\/pki\/CA\/cacert\.pem expires at \S+, before the coming renewal window \(renewBeforeHours from now\)/,
     );
     expect(text).not.toContain("ca[0]");
+  } finally {
+    logged.mockRestore();
+  }
+});
+
+test("in its CA's last days hosts are still issued, ending with the CA, a warning says so, and nothing churns", async () => {
+  // The issuing CA ends in 20 days: sooner than a year's certificate, and inside the 30-day renewal window.
+  const ending = await existingCa("ending", new Date(Date.now() - HOUR), 20 * 24 + 1);
+  const caEnd = new X509Certificate(ending.certPem).validTo;
+  const logged = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+  try {
+    const program = () => {
+      new Compiled("prod", fleet({ ca: ending }));
+    };
+    const first = await up(program, host, {});
+    const ids = Object.values(first.state).find((s) => s.name === "prod-compute1")!;
+    expect(Date.parse(ids.outputs.notAfter as string)).toBe(Date.parse(caEnd));
+    const text = logged.mock.calls.map((c) => String(c[0])).join("\n");
+    expect(text).toMatch(
+      /ca \(ending\): the issuing CA ends \S+, before certificates issued now would \(validityHours 8760\): new and renewed host and client certificates end with it\. Rotate it before then/,
+    );
+    // Renewal is due (the end is within 30 days) but would give the same end: no re-issue at every up.
+    const again = await up(program, host, first.state);
+    expect(again.plan.filter((s) => s.op !== "same")).toEqual([]);
   } finally {
     logged.mockRestore();
   }

@@ -1,4 +1,5 @@
 /** The pure check/diff logic of every resource, without the engine: failures, normalisation, replace vs update, renewal. */
+import { X509Certificate } from "node:crypto";
 import {
   certificate,
   certificateAuthority,
@@ -181,6 +182,30 @@ describe("certificate check and diff", () => {
     });
     expect(created.outs).not.toHaveProperty("ca");
     expect(JSON.stringify(created.outs)).not.toContain(caCreds.keyPem.slice(30, 80));
+  });
+
+  test("truncateToIssuer is policy for the next issuance: turning it on or off re-issues nothing", async () => {
+    const inputs = certificate.check({}, base()).inputs!;
+    const created = await certificate.create(inputs as never);
+    expect(created.outs).not.toHaveProperty("truncateToIssuer");
+    for (const truncateToIssuer of [true, false]) {
+      const news = certificate.check(inputs, { ...base(), truncateToIssuer }).inputs!;
+      expect(news.notAfter).toBe(inputs.notAfter);
+      expect(certificate.diff(created.id, created.outs, news as never)).toEqual({ changes: false });
+    }
+    // Where it matters, at issuance: a leaf longer than its CA ends with the CA instead of failing.
+    const short = await pki.createCertificateAuthority({
+      subject: { commonName: "Short CA" },
+      keySpec: "ecdsa-p256",
+      validityHours: 48,
+    });
+    expect(certificate.check({}, { ...base(), ca: short }).failures).toEqual([
+      expect.objectContaining({ property: "validityHours", reason: expect.stringContaining("after its CA") }),
+    ]);
+    const truncated = certificate.check({}, { ...base(), ca: short, truncateToIssuer: true }).inputs!;
+    expect(Date.parse(truncated.notAfter as string)).toBe(
+      Date.parse(new X509Certificate(short.certPem).validTo),
+    );
   });
 
   test("a new CA certificate replaces the leaf, listed as ca", async () => {
