@@ -4,7 +4,7 @@
  * attacks on the way to them (a symbolic link as the file, a directory others can write, a broken block).
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import {
@@ -151,6 +151,9 @@ describe("the daemon configuration block", () => {
     expect(r.stderr).toContain("/etc/libvirt/libvirtd.conf is a symbolic link; refusing to edit it");
     expect(await fs.readlink(conf("libvirtd.conf"))).toBe(target);
     expect(await fs.readFile(target, "utf8")).toBe("listen_tls = 0\n");
+    // Refused before the first file: no credentials, no claims.
+    expect(existsSync(join(root, "etc", "pki"))).toBe(false);
+    expect(existsSync(join(root, "var", "lib", "virt-pki"))).toBe(false);
   });
 
   it("refuses /etc/libvirt when another user can write it (they could swap the file under root)", async () => {
@@ -173,6 +176,8 @@ describe("the daemon configuration block", () => {
       "/etc/libvirt/libvirtd.conf has the line that begins the pulumi-virt-pki block but not the one that ends it",
     );
     expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(broken);
+    expect(existsSync(join(root, "etc", "pki"))).toBe(false);
+    expect(existsSync(join(root, "var", "lib", "virt-pki"))).toBe(false);
     expect((await fs.readdir(conf(""))).sort()).toEqual(["libvirtd.conf"]);
   });
 });

@@ -370,9 +370,11 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     }
   }, 180_000);
 
-  it("a run that fails after the new files are in place still reloads on the next run", async () => {
-    // A stray begin line in qemu.conf makes the run fail after the renewed certificate was committed.
+  it("a configuration file it could not edit stops the run before anything is written; mended, the renewal goes in", async () => {
+    // A stray begin line in qemu.conf: the install finds it before the first file (step 0), so the host
+    // keeps its current certificate, and the daemon serves what is on disk.
     const qemuConf = await hv.readFile("/etc/libvirt/qemu.conf");
+    const before = await hv.readFile("/etc/pki/libvirt/servercert.pem");
     await hv.writeFile(
       "/etc/libvirt/qemu.conf",
       `${qemuConf}# BEGIN pulumi-virt-pki: these settings are managed by the Pulumi program; edits here are replaced\n`,
@@ -382,11 +384,13 @@ describe("libvirt's settings, reload and proof on a real libvirtd", () => {
     await expect(up(renewal, NO_DYNAMIC, state)).rejects.toThrow(
       "/etc/libvirt/qemu.conf has the line that begins the pulumi-virt-pki block but not the one that ends it",
     );
-    expect(await hv.readFile("/etc/pki/libvirt/servercert.pem")).toBe(certs.renewed.certPem);
+    expect(await hv.readFile("/etc/pki/libvirt/servercert.pem")).toBe(before);
+    expect(before).not.toBe(certs.renewed.certPem);
     await hv.writeFile("/etc/libvirt/qemu.conf", qemuConf, { mode: "0600" });
-    // Nothing changes on the host now, but the reload is still owed: libvirtd re-reads the files.
+    // Mended: the renewed certificate goes in, and libvirtd re-reads the files.
     const r = await up(renewal, NO_DYNAMIC, state);
     state = r.state;
+    expect(await hv.readFile("/etc/pki/libvirt/servercert.pem")).toBe(certs.renewed.certPem);
     expect(await valueOf(installs.hv.reloads)).toEqual(["libvirtd update-tls"]);
     expect(await valueOf(installs.hv.servedFingerprint)).toBe(
       new X509Certificate(certs.renewed.certPem).fingerprint256,

@@ -248,7 +248,6 @@ served() {
   # shellcheck disable=SC2086 # the fields of the probe record
   set -- $probe
   IFS=$nl
-  command -v openssl >/dev/null 2>&1 || fail "openssl is missing on this host: it checks which certificate the daemon serves (or turn verifyServed off)"
   case $1 in *:*) a="[$1]:$2" ;; *) a=$1:$2 ;; esac
   w=$(openssl x509 -noout -fingerprint -sha256 -in "$root$3" </dev/null) || fail "cannot read $3"
   g='' i=0
@@ -266,6 +265,15 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
+
+# 0. Before anything is written: the daemon, the files confmerge edits, openssl for the proof.
+[ -z "$dk$confs" ] || whichd
+for x in $confs; do
+  f=${x%% *}
+  case $f in @daemon) f=/etc/libvirt/$dk.conf ;; esac
+  confcheck "$root$f"
+done
+[ -z "$probe" ] || command -v openssl >/dev/null 2>&1 || fail "openssl is missing on this host: it checks which certificate the daemon serves (or turn verifyServed off)"
 
 # 1. A staging tree (local install) gets its root and the homes it needs; a host must have them.
 if [ -n "$root" ]; then
@@ -365,7 +373,6 @@ done
 
 # 5. The daemon configuration: each block (a file of this plan, in place now) set in its file. The daemon
 #    is the plan's, or detected: virtproxyd where its units are enabled or it runs, else libvirtd.
-[ -z "$dk$confs" ] || whichd
 for x in $confs; do
   f=${x%% *} b=$root${x#* }
   case $f in @daemon) f=$root/etc/libvirt/$dk.conf q=restart ;; *) f=$root$f q=qrestart ;; esac

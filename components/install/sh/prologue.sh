@@ -107,25 +107,33 @@ END {
 }
 '
 ct=''
+# confcheck FILE: fails where confmerge cannot edit FILE: a symbolic link, not a regular file, a block begun
+# and not ended, no awk. The install asks it of every file before it writes anything (step 0).
+confcheck() {
+  _f=${1#"$root"}
+  [ ! -L "$1" ] || fail "$_f is a symbolic link; refusing to edit it"
+  command -v awk >/dev/null 2>&1 || fail "awk is missing on this host: it edits $_f"
+  [ -f "$1" ] || { [ ! -e "$1" ] && return 0; } || fail "$_f is not a regular file"
+  _r=0
+  awk -v blk='' -- "$cfx" "$1" >/dev/null || _r=$?
+  [ "$_r" != 3 ] || fail "$_f has the line that begins the pulumi-virt-pki block but not the one that ends it; mend the file by hand, then run again"
+}
 # confmerge FILE BLOCK: sets FILE (a host path) to carry BLOCK (a file; "" removes the block), replaced
 # atomically with its owner and mode when that changes it (the previous text kept as FILE.virt-pki-prev);
 # cf=1 then. The directory was checked (checkchain) by the caller.
 confmerge() {
   cf=0
-  if [ -L "$1" ]; then fail "${1#"$root"} is a symbolic link; refusing to edit it"; fi
+  confcheck "$1"
   if [ -e "$1" ]; then
-    [ -f "$1" ] || fail "${1#"$root"} is not a regular file"
     _i=$1
     _m=$(stat -c '%a %u %g' -- "$1")
   else
     [ -n "$2" ] || return 0
     _i=/dev/null _m='644 0 0'
   fi
-  command -v awk >/dev/null 2>&1 || fail "awk is missing on this host: it edits ${1#"$root"}"
   ct=$1.virt-pki.$$
   _r=0
   awk -v blk="$2" -- "$cfx" "$_i" >"$ct" || _r=$?
-  [ "$_r" != 3 ] || fail "${1#"$root"} has the line that begins the pulumi-virt-pki block but not the one that ends it; mend the file by hand, then run again"
   [ "$_r" = 0 ] || fail "cannot write the new ${1#"$root"}"
   if [ "$_i" != /dev/null ] && [ "$(sha256sum <"$ct")" = "$(sha256sum <"$1")" ]; then
     rm -f -- "$ct"
