@@ -142,8 +142,10 @@ export interface HostCredentialInstallArgs {
    */
   reload?: "auto" | "none";
   /**
-   * How to restart a daemon whose settings changed, as words without a shell, where the host has no
-   * service manager the script knows (systemd, OpenRC, `/etc/init.d/<daemon>`). @default the service manager
+   * How `reload: "auto"` restarts the TLS daemon (libvirtd or virtproxyd) when it must, as words without a
+   * shell. When given it is used instead of the service manager; without it the script uses the one it knows
+   * (systemd, OpenRC, `/etc/init.d/<daemon>`) and fails where there is none. virtqemud is always restarted by
+   * the service manager. @default the service manager
    */
   restartCommand?: pulumi.Input<string | string[]>;
   /**

@@ -358,7 +358,10 @@ export interface VirtualizationPkiArgs {
    * @default "auto" for hosts with a `connection`, no `reloadCommand` and `daemonConfig` not false, else "none"
    */
   reload?: "auto" | "none";
-  /** How to restart a daemon on hosts without a service manager the install knows. @default the service manager */
+  /**
+   * How host installs restart the TLS daemon (see {@link HostCredentialInstallArgs.restartCommand}): when given,
+   * instead of the service manager. @default the service manager
+   */
   restartCommand?: pulumi.Input<string | string[]>;
   /**
    * With `reload: "auto"`: after a reload each host connects to its own libvirt TLS port and checks that the

@@ -313,7 +313,7 @@ export interface InstallCommandArgs extends Omit<PlanDataOptions, "generation" |
   /** `"auto"`: reload what each change needs, and prove what is served (see `daemonConfig.ts`). @default "none" */
   reload?: "auto" | "none";
   /**
-   * The restart command for hosts without a service manager the script knows.
+   * The command that restarts the TLS daemon, used instead of the service manager when given.
    * @default the service manager
    */
   restartCommand?: string | readonly string[];
