@@ -485,7 +485,8 @@ export function checkHostKey(
       property,
       "is required: without it @pulumi/command accepts any host key and would send the private keys to " +
         "whoever answers at that address. Give the host's public key line (/etc/ssh/ssh_host_ed25519_key.pub, " +
-        'or `ssh-keyscan -t ed25519 HOST`), e.g. "ssh-ed25519 AAAAC3Nza...", or set skipHostKeyVerification: true',
+        "or `ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-` checked against the host's console), e.g. " +
+        '"ssh-ed25519 AAAAC3Nza...", or set skipHostKeyVerification: true',
     );
   }
   if (pulumi.Output.isInstance(key) || key instanceof Promise) return; // checked by @pulumi/command
