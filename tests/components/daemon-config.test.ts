@@ -4,7 +4,7 @@
  * attacks on the way to them (a symbolic link as the file, a directory others can write, a broken block).
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import {
@@ -163,6 +163,35 @@ describe("the daemon configuration block", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refusing to write below .*etc\/libvirt \(drwxrwxrwx/);
     expect(await fs.readFile(conf("libvirtd.conf"), "utf8")).toBe(STOCK_LIBVIRTD);
+  });
+
+  it("without awk: the install stops before anything is written; a delete with no file left to edit needs none", async () => {
+    // The scripts set their own PATH, so awk is hidden where they look: /usr/bin/awk (and /bin/awk, the same
+    // file on this system) is covered by a non-executable file in a mount namespace of its own.
+    const script = join(root, "script.sh");
+    const withoutAwk = (text: string, stdin: string) => {
+      writeFileSync(script, text);
+      const r = spawnSync(
+        "unshare",
+        ["-m", "/bin/sh", "-c", `mount --bind /dev/null /usr/bin/awk && exec /bin/sh ${script}`],
+        { input: stdin, encoding: "utf8", timeout: 60_000 },
+      );
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    const c = command();
+    const install = withoutAwk(INSTALL_SCRIPT, c.stdin);
+    expect(install.code).toBe(1);
+    expect(install.stderr).toContain("awk is missing on this host: it edits /etc/libvirt/libvirtd.conf");
+    expect(existsSync(join(root, "etc", "pki"))).toBe(false);
+    expect(existsSync(join(root, "var", "lib", "virt-pki"))).toBe(false);
+    // Installed with awk, then the configuration files deleted by hand: the delete has no block to take
+    // out, so it needs no awk either.
+    expect(run(INSTALL_SCRIPT, c.stdin).code).toBe(0);
+    await fs.rm(conf("libvirtd.conf"));
+    await fs.rm(conf("qemu.conf"));
+    const removed = withoutAwk(REMOVE_SCRIPT, c.stdin);
+    expect({ code: removed.code, stderr: removed.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(existsSync(join(root, "etc", "pki", "libvirt", "servercert.pem"))).toBe(false);
   });
 
   it("stops on a block whose end line was deleted, instead of dropping the rest of the file", async () => {

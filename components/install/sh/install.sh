@@ -271,7 +271,7 @@ trap 'exit 143' TERM
 for x in $confs; do
   f=${x%% *}
   case $f in @daemon) f=/etc/libvirt/$dk.conf ;; esac
-  confcheck "$root$f"
+  confcheck "$root$f" 1
 done
 [ -z "$probe" ] || command -v openssl >/dev/null 2>&1 || fail "openssl is missing on this host: it checks which certificate the daemon serves (or turn verifyServed off)"
 

@@ -107,11 +107,13 @@ END {
 }
 '
 ct=''
-# confcheck FILE: fails where confmerge cannot edit FILE: a symbolic link, not a regular file, a block begun
-# and not ended, no awk. The install asks it of every file before it writes anything (step 0).
+# confcheck FILE BLOCK: fails where confmerge cannot set FILE to carry BLOCK: a symbolic link, not a regular
+# file, a block begun and not ended, no awk (needed unless FILE is missing and BLOCK empty: nothing to do).
+# The install asks it of every file before it writes anything (step 0).
 confcheck() {
   _f=${1#"$root"}
   [ ! -L "$1" ] || fail "$_f is a symbolic link; refusing to edit it"
+  [ -e "$1" ] || [ -n "$2" ] || return 0
   command -v awk >/dev/null 2>&1 || fail "awk is missing on this host: it edits $_f"
   [ -f "$1" ] || { [ ! -e "$1" ] && return 0; } || fail "$_f is not a regular file"
   _r=0
@@ -123,7 +125,7 @@ confcheck() {
 # cf=1 then. The directory was checked (checkchain) by the caller.
 confmerge() {
   cf=0
-  confcheck "$1"
+  confcheck "$1" "$2"
   if [ -e "$1" ]; then
     _i=$1
     _m=$(stat -c '%a %u %g' -- "$1")
